@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/*
+ * ninja_agg.h - per-node aggregation state machine: "every registered local
+ * rank is SAFE".  Shared by kmod/ninja.ko and the user-space ninja-agent.
+ *
+ * The caller owns the transport and the locking: it feeds complete lines
+ * from the host and from each rank connection (a "slot"), and the machine
+ * answers through the two callbacks in struct ninja_agg_ops.  Callbacks are
+ * invoked synchronously from inside ninja_agg_* calls, with the caller's
+ * lock held, so they must only queue the line (never call back in).
+ */
+#ifndef NINJA_AGG_H
+#define NINJA_AGG_H
+
+#include "ninja_proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NINJA_AGG_MAX_RANKS	256
+/* to_rank() slot meaning "every registered rank". */
+#define NINJA_AGG_ALL		(-1)
+
+enum ninja_phase {
+	NINJA_PH_RUNNING = 0,	/* no migration in progress */
+	NINJA_PH_QUIESCING,	/* QUIESCE sent, waiting for SAFE from all */
+	NINJA_PH_SAFE,		/* every registered rank SAFE, host told */
+	NINJA_PH_RESUMING,	/* RESUME/CANCEL sent, waiting for RESUMED */
+	NINJA_PH_COUNT
+};
+
+enum ninja_rank_state {
+	NINJA_RS_FREE = 0,	/* slot unused */
+	NINJA_RS_UNREG,		/* connection open, no REGISTER yet */
+	NINJA_RS_RUNNING,	/* registered, normal operation */
+	NINJA_RS_DRAINING,	/* QUIESCE delivered, SAFE pending */
+	NINJA_RS_SAFE,		/* answered SAFE for the current epoch */
+	NINJA_RS_RESUMING,	/* RESUME/CANCEL delivered, RESUMED pending */
+	NINJA_RS_COUNT
+};
+
+struct ninja_agg_rank {
+	uint8_t state;		/* enum ninja_rank_state */
+	uint8_t joblen;
+	char job[NINJA_JOB_MAX];
+	uint32_t rank;
+	uint32_t pid;
+};
+
+struct ninja_agg_ops {
+	/* A line ('\n'-terminated) for one slot, or NINJA_AGG_ALL. */
+	void (*to_rank)(void *ctx, int slot, const char *line, size_t len);
+	/* A line ('\n'-terminated) for the host. */
+	void (*to_host)(void *ctx, const char *line, size_t len);
+};
+
+struct ninja_agg {
+	const struct ninja_agg_ops *ops;
+	void *ctx;
+	uint32_t epoch;		/* current (or last) epoch, 0 = none yet */
+	uint8_t phase;		/* enum ninja_phase */
+	uint8_t cancelled;	/* the current epoch was cancelled */
+	/* Counters (monotonic). */
+	uint64_t n_err[NINJA_EERRCOUNT];	/* errors answered, by code */
+	uint64_t n_quiesce, n_resume, n_cancel, n_register, n_gone;
+	uint64_t n_rank_err;	/* ERR lines received from ranks */
+	struct ninja_agg_rank ranks[NINJA_AGG_MAX_RANKS];
+};
+
+void ninja_agg_init(struct ninja_agg *a, const struct ninja_agg_ops *ops,
+		    void *ctx);
+/* A new rank connection; returns its slot or -NINJA_EFULL. */
+int ninja_agg_open(struct ninja_agg *a);
+/* The connection of a slot is gone (a rank that died counts no more). */
+void ninja_agg_close(struct ninja_agg *a, int slot);
+/* One line (without '\n') from a rank slot / from the host. */
+int ninja_agg_rank_line(struct ninja_agg *a, int slot, const char *line,
+			size_t len);
+int ninja_agg_host_line(struct ninja_agg *a, const char *line, size_t len);
+/* Report a malformed line (e.g. NINJA_ETOOLONG from the line assembler). */
+void ninja_agg_rank_error(struct ninja_agg *a, int slot, int err);
+void ninja_agg_host_error(struct ninja_agg *a, int err);
+
+/* Count registered ranks in a given state (NINJA_RS_COUNT: all registered). */
+unsigned int ninja_agg_count(const struct ninja_agg *a,
+			     enum ninja_rank_state st);
+uint64_t ninja_agg_errors(const struct ninja_agg *a);
+const char *ninja_phase_name(unsigned int phase);
+const char *ninja_rank_state_name(unsigned int st);
+/* "STATUS epoch=.. phase=.. ..." with '\n'; returns its length. */
+int ninja_agg_status(const struct ninja_agg *a, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NINJA_AGG_H */
