@@ -80,7 +80,8 @@ static int append_kv(char *buf, int off, int size, const struct ninja_msg *m)
 	for (k = m->npos; k < m->ntok; k++) {
 		int n = m->tok[k].len;
 
-		if (off + 1 + n >= size - 1)
+		/* Leave room for the '\n' emit() appends (buf[size - 1]). */
+		if (off + 1 + n > size - 1)
 			break;
 		buf[off++] = ' ';
 		memcpy(buf + off, m->tok[k].p, n);
@@ -137,8 +138,13 @@ static void check_all_safe(struct ninja_agg *a)
 	char buf[NINJA_LINE_MAX];
 	int n;
 
+	/*
+	 * Every registered rank must be SAFE: no DRAINING one, and no rank
+	 * that left the drain on its own (RUNNING again, see UNSAFE).
+	 */
 	if (a->phase != NINJA_PH_QUIESCING ||
-	    ninja_agg_count(a, NINJA_RS_DRAINING) != 0)
+	    ninja_agg_count(a, NINJA_RS_SAFE) !=
+	    ninja_agg_count(a, NINJA_RS_COUNT))
 		return;
 	a->phase = NINJA_PH_SAFE;
 	n = snprintf(buf, sizeof(buf) - 1, "SAFE %u ranks=%u", a->epoch,
@@ -228,10 +234,18 @@ static int do_register(struct ninja_agg *a, int slot,
 	emit(a, slot, buf, n);
 	if (a->phase == NINJA_PH_QUIESCING || a->phase == NINJA_PH_SAFE) {
 		/* A late rank must hold off too: it drains (trivially). */
+		bool was_safe = a->phase == NINJA_PH_SAFE;
+
 		r->state = NINJA_RS_DRAINING;
 		a->phase = NINJA_PH_QUIESCING;
 		n = snprintf(buf, sizeof(buf) - 1, "QUIESCE %u", a->epoch);
 		emit(a, slot, buf, n);
+		if (was_safe) {
+			/* The host was told SAFE: revoke it until this one is. */
+			n = rank_prefix(buf, sizeof(buf) - 1, "UNSAFE",
+					a->epoch, r);
+			emit(a, TO_HOST, buf, n);
+		}
 	}
 	return 0;
 }
@@ -282,16 +296,17 @@ int ninja_agg_rank_line(struct ninja_agg *a, int slot, const char *line,
 		n = append_kv(buf, n, sizeof(buf), &m);
 		emit(a, TO_HOST, buf, n);
 		if (r->state != NINJA_RS_RESUMING) {
-			/* Resumed on its own (its deadline ran out). */
-			bool was_safe = a->phase == NINJA_PH_SAFE;
-
+			/*
+			 * Resumed on its own (its deadline ran out) while the
+			 * node is QUIESCING or SAFE: the node cannot be SAFE
+			 * for this epoch any more (check_all_safe() sees a
+			 * RUNNING rank); tell the host, which must CANCEL.
+			 */
 			r->state = NINJA_RS_RUNNING;
-			if (was_safe) {
-				a->phase = NINJA_PH_QUIESCING;
-				n = rank_prefix(buf, sizeof(buf) - 1, "UNSAFE",
-						m.epoch, r);
-				emit(a, TO_HOST, buf, n);
-			}
+			a->phase = NINJA_PH_QUIESCING;
+			n = rank_prefix(buf, sizeof(buf) - 1, "UNSAFE",
+					m.epoch, r);
+			emit(a, TO_HOST, buf, n);
 			return 0;
 		}
 		r->state = NINJA_RS_RUNNING;
