@@ -25,6 +25,14 @@
 #include <linux/types.h>
 #include <linux/string.h>
 #include <linux/kernel.h>
+#include <linux/limits.h>
+/* The kernel spells them U64_MAX / U32_MAX. */
+#ifndef UINT64_MAX
+#define UINT64_MAX	U64_MAX
+#endif
+#ifndef UINT32_MAX
+#define UINT32_MAX	U32_MAX
+#endif
 #else
 #include <stdbool.h>
 #include <stddef.h>

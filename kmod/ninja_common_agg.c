@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
+/* Builds common/ninja_agg.c into ninja.ko (kbuild dislikes ../ objects). */
+#include "../common/ninja_agg.c"
