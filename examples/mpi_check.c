@@ -249,9 +249,14 @@ static void err_detail(enum phase ph, long iter, int peer, const char *what,
 {
 	if (errs_printed++ >= ERR_PRINT_MAX)
 		return;
-	fprintf(stderr, "mpi_check rank=%d ERROR phase=%s iter=%ld peer=%d "
-		"%s expected=%lld got=%lld\n", rank, phase_name[ph], iter,
-		peer, what, want, got);
+	if (want == got)	/* a damaged payload: just say which */
+		fprintf(stderr, "mpi_check rank=%d ERROR phase=%s iter=%ld "
+			"peer=%d %s %lld\n", rank, phase_name[ph], iter, peer,
+			what, got);
+	else
+		fprintf(stderr, "mpi_check rank=%d ERROR phase=%s iter=%ld "
+			"peer=%d %s expected=%lld got=%lld\n", rank,
+			phase_name[ph], iter, peer, what, want, got);
 }
 
 static void mpi_err(enum phase ph, long iter, int peer, int code)
@@ -326,11 +331,15 @@ static void watchdog(int sig)
 	_exit(3);
 }
 
-/* (Re)start the watchdog: called whenever an iteration begins. */
+/*
+ * (Re)start the watchdog whenever an iteration begins.  Waiting for a peer
+ * that computes is not being stuck, so its compute time is added; a rank's
+ * own compute phase runs with the watchdog off.
+ */
 static void watchdog_arm(void)
 {
 	if (o.timeout > 0)
-		alarm((unsigned)o.timeout);
+		alarm((unsigned)(o.timeout + (o.compute_ms + 999) / 1000));
 }
 
 /* ---- expected totals ----------------------------------------------------- */
@@ -524,7 +533,7 @@ static void phase_p2p(long k)
 							    (uint64_t)rank,
 							    seq))) {
 				cnt.bad_checksum++;
-				err_detail(PH_P2P, k, nbr[i], "checksum seq",
+				err_detail(PH_P2P, k, nbr[i], "damaged payload, seq",
 					   (long long)seq, (long long)seq);
 			}
 		}
@@ -631,13 +640,13 @@ static void phase_ring(long k)
 		err_detail(PH_RING, k, left, "size", s, count);
 	} else if (!pat_ok(ring_buf + 8, (size_t)body, bseed, &sum)) {
 		cnt.bad_checksum++;
-		err_detail(PH_RING, k, left, "token body after hops",
+		err_detail(PH_RING, k, left, "damaged token body, hop",
 			   d ? d : nprocs, d ? d : nprocs);
 	}
 	acc = acc_get(ring_buf, s);
 	if (acc != acc_expected(k, starter, s, d ? d : nprocs)) {
 		cnt.bad_checksum++;
-		err_detail(PH_RING, k, left, "token checksum after hops",
+		err_detail(PH_RING, k, left, "wrong token checksum, hop",
 			   d ? d : nprocs, d ? d : nprocs);
 	}
 	if (d == 0)
@@ -671,7 +680,7 @@ static void a2a_verify(enum phase ph, long k, int src, const char *blk,
 		err_detail(ph, k, src, "block of iteration", k, -1);
 	} else if (r) {
 		cnt.bad_checksum++;
-		err_detail(ph, k, src, "block checksum, bytes", size, size);
+		err_detail(ph, k, src, "damaged block, bytes", size, size);
 	}
 }
 
@@ -775,7 +784,8 @@ static void usage(void)
 		"  -compute-ms M   pure compute for M ms after each iteration, no MPI calls\n"
 		"  -compute-rank R only rank R computes (default: every rank)\n"
 		"  -progress [K]   rank 0 prints a timestamped line every K iterations (default 10)\n"
-		"  -timeout S      a rank stuck S seconds in one iteration exits 3 (default 600, 0 off)\n"
+		"  -timeout S      a rank stuck S seconds in one iteration exits 3\n"
+		"                  (plus -compute-ms; default 600, 0 off)\n"
 		"BYTES accept k/K and m/M (binary) suffixes.\n");
 }
 
@@ -1033,8 +1043,11 @@ int main(int argc, char **argv)
 		cur_phase = -1;
 		cnt.iters = k + 1;
 		if (o.compute_ms > 0 &&
-		    (o.compute_rank < 0 || o.compute_rank == rank))
+		    (o.compute_rank < 0 || o.compute_rank == rank)) {
+			alarm(0);
 			compute(o.compute_ms);
+			watchdog_arm();
+		}
 		if (o.progress && rank == 0 && (k + 1) % o.progress == 0) {
 			char ts[48];
 
