@@ -1,0 +1,358 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja.c - btl/ninja module: function table, add/del procs,
+ * descriptor allocation, send and sendi.
+ */
+#include "opal_config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "opal/datatype/opal_convertor.h"
+#include "opal/util/show_help.h"
+
+#include "btl_ninja.h"
+
+static int ninja_register_cb(struct mca_btl_base_module_t *btl,
+			     mca_btl_base_tag_t tag,
+			     mca_btl_base_module_recv_cb_fn_t cbfunc,
+			     void *cbdata);
+static mca_btl_base_descriptor_t *ninja_alloc(struct mca_btl_base_module_t *btl,
+					      struct mca_btl_base_endpoint_t *ep,
+					      uint8_t order, size_t size,
+					      uint32_t flags);
+static int ninja_free(struct mca_btl_base_module_t *btl,
+		      mca_btl_base_descriptor_t *des);
+static mca_btl_base_descriptor_t *
+ninja_prepare_src(struct mca_btl_base_module_t *btl,
+		  struct mca_btl_base_endpoint_t *ep,
+		  struct opal_convertor_t *convertor, uint8_t order,
+		  size_t reserve, size_t *size, uint32_t flags);
+static int ninja_send(struct mca_btl_base_module_t *btl,
+		      struct mca_btl_base_endpoint_t *ep,
+		      mca_btl_base_descriptor_t *des, mca_btl_base_tag_t tag);
+static int ninja_sendi(struct mca_btl_base_module_t *btl,
+		       struct mca_btl_base_endpoint_t *ep,
+		       struct opal_convertor_t *convertor, void *header,
+		       size_t header_size, size_t payload_size, uint8_t order,
+		       uint32_t flags, mca_btl_base_tag_t tag,
+		       mca_btl_base_descriptor_t **descriptor);
+
+mca_btl_ninja_module_t mca_btl_ninja_module = {
+	.super = {
+		.btl_component = &mca_btl_ninja_component.super,
+		.btl_add_procs = mca_btl_ninja_add_procs,
+		.btl_del_procs = mca_btl_ninja_del_procs,
+		.btl_register = ninja_register_cb,
+		.btl_finalize = mca_btl_ninja_finalize,
+		.btl_alloc = ninja_alloc,
+		.btl_free = ninja_free,
+		.btl_prepare_src = ninja_prepare_src,
+		.btl_send = ninja_send,
+		.btl_sendi = ninja_sendi,
+	},
+};
+
+static int ninja_register_cb(struct mca_btl_base_module_t *btl,
+			     mca_btl_base_tag_t tag,
+			     mca_btl_base_module_recv_cb_fn_t cbfunc,
+			     void *cbdata)
+{
+	/* ob1 fills mca_btl_base_active_message_trigger[] itself. */
+	return OPAL_SUCCESS;
+}
+
+int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
+			    struct opal_proc_t **procs,
+			    struct mca_btl_base_endpoint_t **peers,
+			    opal_bitmap_t *reachable)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	opal_proc_t *me = opal_proc_local_get();
+	size_t i;
+	int rc = OPAL_SUCCESS;
+
+	mca_btl_ninja_lock();
+	for (i = 0; i < nprocs; i++) {
+		mca_btl_ninja_endpoint_t *ep;
+
+		if (procs[i] == me)
+			continue;
+		ep = mca_btl_ninja_endpoint_lookup(procs[i]->proc_name);
+		if (!ep) {
+			ep = calloc(1, sizeof(*ep));
+			if (!ep) {
+				rc = OPAL_ERR_OUT_OF_RESOURCE;
+				break;
+			}
+			ep->endpoint_proc = procs[i];
+			ep->endpoint_name = procs[i]->proc_name;
+			ep->endpoint_fd = -1;
+			ep->endpoint_state = NINJA_EP_CLOSED;
+			if (mca_btl_ninja_lookup_addr(ep, false) != OPAL_SUCCESS) {
+				/* Peer without btl/ninja: not reachable by us. */
+				free(ep);
+				continue;
+			}
+			if (c->neps == c->eps_cap) {
+				int cap = c->eps_cap ? 2 * c->eps_cap : 16;
+				void *n = realloc(c->eps, cap * sizeof(*c->eps));
+				void *m = realloc(c->conn, cap * sizeof(*c->conn));
+
+				if (n)
+					c->eps = n;
+				if (m)
+					c->conn = m;
+				if (!n || !m) {
+					free(ep);
+					rc = OPAL_ERR_OUT_OF_RESOURCE;
+					break;
+				}
+				c->eps_cap = cap;
+			}
+			ep->endpoint_index = c->neps;
+			c->eps[c->neps++] = ep;
+		}
+		peers[i] = ep;
+		if (reachable)
+			opal_bitmap_set_bit(reachable, (int)i);
+	}
+	mca_btl_ninja_unlock();
+	return rc;
+}
+
+int mca_btl_ninja_del_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
+			    struct opal_proc_t **procs,
+			    struct mca_btl_base_endpoint_t **peers)
+{
+	/* Endpoints live until finalize (the control thread may hold them). */
+	return OPAL_SUCCESS;
+}
+
+int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	mca_btl_ninja_thread_stop();
+	mca_btl_ninja_lock();
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		mca_btl_ninja_endpoint_close(ep);
+		while (ep->endpoint_sq_head) {
+			mca_btl_ninja_frag_t *f = ep->endpoint_sq_head;
+
+			ep->endpoint_sq_head = f->next;
+			if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+				mca_btl_ninja_frag_return(f);
+		}
+		free(ep->endpoint_rx_buf);
+		free(ep);
+	}
+	while (c->dq_head) {
+		mca_btl_ninja_rxframe_t *r = c->dq_head;
+
+		c->dq_head = r->next;
+		free(r);
+	}
+	free(c->eps);
+	free(c->conn);
+	c->eps = NULL;
+	c->conn = NULL;
+	c->neps = c->eps_cap = c->nconn = 0;
+	mca_btl_ninja_frag_pools_fini();
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	c->listen_fd = c->epfd = c->wake_fd = -1;
+	mca_btl_ninja_unlock();
+	return OPAL_SUCCESS;
+}
+
+static mca_btl_base_descriptor_t *ninja_alloc(struct mca_btl_base_module_t *btl,
+					      struct mca_btl_base_endpoint_t *ep,
+					      uint8_t order, size_t size,
+					      uint32_t flags)
+{
+	mca_btl_ninja_frag_t *frag;
+
+	if (size > btl->btl_max_send_size)
+		return NULL;
+	mca_btl_ninja_lock();
+	frag = mca_btl_ninja_frag_alloc(size);
+	mca_btl_ninja_unlock();
+	if (!frag)
+		return NULL;
+	frag->segments[0].seg_addr.pval = frag->data;
+	frag->segments[0].seg_len = size;
+	frag->base.des_segments = frag->segments;
+	frag->base.des_segment_count = 1;
+	frag->base.des_flags = flags;
+	frag->base.order = MCA_BTL_NO_ORDER;
+	frag->endpoint = ep;
+	return &frag->base;
+}
+
+static int ninja_free(struct mca_btl_base_module_t *btl,
+		      mca_btl_base_descriptor_t *des)
+{
+	mca_btl_ninja_lock();
+	mca_btl_ninja_frag_return((mca_btl_ninja_frag_t *)des);
+	mca_btl_ninja_unlock();
+	return OPAL_SUCCESS;
+}
+
+/*
+ * Contiguous user data is sent in place (segment 1 points at the user's
+ * buffer, written with one sendmsg together with the header); anything
+ * else is packed after the reserved bytes.
+ */
+static mca_btl_base_descriptor_t *
+ninja_prepare_src(struct mca_btl_base_module_t *btl,
+		  struct mca_btl_base_endpoint_t *ep,
+		  struct opal_convertor_t *convertor, uint8_t order,
+		  size_t reserve, size_t *size, uint32_t flags)
+{
+	mca_btl_ninja_frag_t *frag;
+	struct iovec iov;
+	uint32_t iov_count = 1;
+	size_t max_data = *size;
+	bool inplace = !opal_convertor_need_buffers(convertor);
+
+	if (max_data + reserve > btl->btl_max_send_size)
+		max_data = btl->btl_max_send_size - reserve;
+	mca_btl_ninja_lock();
+	frag = mca_btl_ninja_frag_alloc(inplace ? reserve : reserve + max_data);
+	mca_btl_ninja_unlock();
+	if (!frag)
+		return NULL;
+	frag->segments[0].seg_addr.pval = frag->data;
+	frag->segments[0].seg_len = reserve;
+	frag->base.des_segments = frag->segments;
+	frag->base.des_segment_count = 1;
+	if (inplace) {
+		iov.iov_len = max_data;
+		iov.iov_base = NULL;
+		if (opal_convertor_pack(convertor, &iov, &iov_count,
+					&max_data) < 0)
+			goto fail;
+		frag->segments[1].seg_addr.pval = iov.iov_base;
+		frag->segments[1].seg_len = max_data;
+		frag->base.des_segment_count = 2;
+	} else {
+		iov.iov_len = max_data;
+		iov.iov_base = (IOVBASE_TYPE *)(frag->data + reserve);
+		if (opal_convertor_pack(convertor, &iov, &iov_count,
+					&max_data) < 0)
+			goto fail;
+		frag->segments[0].seg_len = reserve + max_data;
+	}
+	*size = max_data;
+	frag->base.des_flags = flags;
+	frag->base.order = MCA_BTL_NO_ORDER;
+	frag->endpoint = ep;
+	return &frag->base;
+fail:
+	mca_btl_ninja_lock();
+	mca_btl_ninja_frag_return(frag);
+	mca_btl_ninja_unlock();
+	return NULL;
+}
+
+static int ninja_send(struct mca_btl_base_module_t *btl,
+		      struct mca_btl_base_endpoint_t *ep,
+		      mca_btl_base_descriptor_t *des, mca_btl_base_tag_t tag)
+{
+	mca_btl_ninja_frag_t *frag = (mca_btl_ninja_frag_t *)des;
+	size_t i, len = 0;
+	int rc;
+
+	frag->endpoint = ep;
+	frag->iov_cnt = 1;
+	frag->iov[0].iov_base = &frag->hdr;
+	frag->iov[0].iov_len = sizeof(frag->hdr);
+	for (i = 0; i < des->des_segment_count; i++) {
+		frag->iov[i + 1].iov_base = des->des_segments[i].seg_addr.pval;
+		frag->iov[i + 1].iov_len = des->des_segments[i].seg_len;
+		len += des->des_segments[i].seg_len;
+		frag->iov_cnt++;
+	}
+	frag->hdr.type = NINJA_FRAME_DATA;
+	frag->hdr.tag = tag;
+	frag->hdr.flags = 0;
+	frag->hdr.len = (uint32_t)len;
+	frag->size = sizeof(frag->hdr) + len;
+
+	mca_btl_ninja_lock();
+	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
+	mca_btl_ninja_unlock();
+	return rc;
+}
+
+/*
+ * Immediate send.  When the frame cannot go out at once (not connected,
+ * queue not empty, socket full, migration in progress) the data is copied
+ * into a fragment that we queue ourselves: from ob1's point of view the
+ * send is done, and it never needs a descriptor back.
+ */
+static int ninja_sendi(struct mca_btl_base_module_t *btl,
+		       struct mca_btl_base_endpoint_t *ep,
+		       struct opal_convertor_t *convertor, void *header,
+		       size_t header_size, size_t payload_size, uint8_t order,
+		       uint32_t flags, mca_btl_base_tag_t tag,
+		       mca_btl_base_descriptor_t **descriptor)
+{
+	mca_btl_ninja_frag_t *frag;
+	size_t max_data = payload_size;
+	uint32_t iov_count = 1;
+	struct iovec iov;
+	int rc;
+
+	if (descriptor)
+		*descriptor = NULL;
+	if (header_size + payload_size > btl->btl_eager_limit)
+		return OPAL_ERR_RESOURCE_BUSY;
+	mca_btl_ninja_lock();
+	frag = mca_btl_ninja_frag_alloc(header_size + payload_size);
+	if (!frag) {
+		mca_btl_ninja_unlock();
+		return OPAL_ERR_RESOURCE_BUSY;
+	}
+	memcpy(frag->data, header, header_size);
+	if (payload_size) {
+		iov.iov_base = (IOVBASE_TYPE *)(frag->data + header_size);
+		iov.iov_len = payload_size;
+		if (opal_convertor_pack(convertor, &iov, &iov_count,
+					&max_data) < 0) {
+			mca_btl_ninja_frag_return(frag);
+			mca_btl_ninja_unlock();
+			return OPAL_ERROR;
+		}
+	}
+	frag->segments[0].seg_addr.pval = frag->data;
+	frag->segments[0].seg_len = header_size + max_data;
+	frag->base.des_segments = frag->segments;
+	frag->base.des_segment_count = 1;
+	frag->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
+	frag->base.des_cbfunc = NULL;
+	frag->endpoint = ep;
+	frag->iov[0].iov_base = &frag->hdr;
+	frag->iov[0].iov_len = sizeof(frag->hdr);
+	frag->iov[1].iov_base = frag->data;
+	frag->iov[1].iov_len = header_size + max_data;
+	frag->iov_cnt = 2;
+	frag->hdr.type = NINJA_FRAME_DATA;
+	frag->hdr.tag = tag;
+	frag->hdr.flags = 0;
+	frag->hdr.len = (uint32_t)(header_size + max_data);
+	frag->size = sizeof(frag->hdr) + frag->hdr.len;
+	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
+	mca_btl_ninja_unlock();
+	return rc < 0 ? rc : OPAL_SUCCESS;
+}

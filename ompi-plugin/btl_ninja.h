@@ -1,0 +1,272 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja.h - btl/ninja: a migratable Open MPI 4.1 BTL.  Structures shared
+ * by the component, module, endpoint, frag, rail and drain files.
+ *
+ * Threads.  The application's thread owns the data path while the component
+ * is RUNNING: btl_send/sendi write to sockets, the progress function reads
+ * them and makes the upcalls into ob1.  One component-owned thread (the
+ * "control thread", btl_ninja_drain.c) owns everything else: the control
+ * channel to the node agent, the listener, connection set-up, and - while a
+ * migration is in progress - all socket I/O of the drain.  It never calls
+ * into ob1: frames it receives during a drain and sends it completes are
+ * queued for the application's thread, which delivers them at its next
+ * progress call, before anything newer from the same peer.
+ *
+ * One recursive mutex (mca_btl_ninja_component.lock) guards endpoints,
+ * queues, frag pools and the component state.  It is recursive because ob1
+ * calls btl_send from inside receive upcalls.  The application's progress
+ * only try-locks it, so a rank never blocks in opal_progress on the control
+ * thread; the control thread holds it only for short non-blocking bursts.
+ */
+#ifndef NINJA_BTL_NINJA_H
+#define NINJA_BTL_NINJA_H
+
+#include "opal_config.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "opal/class/opal_bitmap.h"
+#include "opal/mca/btl/btl.h"
+#include "opal/mca/btl/base/base.h"
+#include "opal/util/output.h"
+#include "opal/util/proc.h"
+
+#include "btl_ninja_hdr.h"
+
+BEGIN_C_DECLS
+
+#define NINJA_MAX_ADDRS		8	/* IPv4 addresses published per rank */
+#define NINJA_RX_INIT		(64 * 1024)
+
+/* Component (migration) state. */
+enum mca_btl_ninja_state {
+	NINJA_RUNNING = 0,	/* data path owned by the application thread */
+	NINJA_DRAINING,		/* markers being exchanged (control thread) */
+	NINJA_DRAINED,		/* all connections closed; SAFE once asked */
+	NINJA_RESUMING,		/* rediscover, publish, reconnect */
+};
+
+/* Endpoint connection state. */
+enum mca_btl_ninja_ep_state {
+	NINJA_EP_CLOSED = 0,
+	NINJA_EP_CONNECTING,	/* non-blocking connect() in progress */
+	NINJA_EP_HELLO,		/* HELLO sent, waiting for ACK/NACK */
+	NINJA_EP_CONNECTED,
+};
+
+/* What a rank publishes (PMIx key "btl.ninja.addr"). */
+typedef struct mca_btl_ninja_addr {
+	uint32_t epoch;		/* epoch at which this was published */
+	uint16_t port;		/* network order */
+	uint16_t naddr;
+	uint32_t ip[NINJA_MAX_ADDRS];	/* IPv4, network order, preferred first */
+	char rail[8];		/* "tcp" */
+} mca_btl_ninja_addr_t;
+
+struct mca_btl_ninja_frag;
+
+/* A frame received by the control thread, delivered later by the app. */
+typedef struct mca_btl_ninja_rxframe {
+	struct mca_btl_ninja_rxframe *next;
+	struct mca_btl_base_endpoint_t *endpoint;
+	uint8_t tag;
+	size_t len;
+	unsigned char data[];
+} mca_btl_ninja_rxframe_t;
+
+struct mca_btl_base_endpoint_t {
+	opal_proc_t *endpoint_proc;
+	opal_process_name_t endpoint_name;
+	int endpoint_index;
+	int endpoint_state;		/* enum mca_btl_ninja_ep_state */
+	int endpoint_fd;
+	bool endpoint_in_conn;		/* listed in component.conn[] */
+	bool endpoint_epollout;		/* EPOLLOUT interest is set */
+	/* Address of the peer and the epoch it must be at least. */
+	mca_btl_ninja_addr_t endpoint_addr;
+	bool endpoint_addr_valid;
+	int endpoint_addr_try;		/* index of the next ip to try */
+	uint64_t endpoint_retry_at;	/* ns: next connect attempt */
+	uint64_t endpoint_conn_start;	/* ns: first attempt of this round */
+	bool endpoint_want_connect;	/* app asked for a connection */
+	bool endpoint_was_connected;	/* connected before the last drain */
+	/* Handshake buffer (connector side). */
+	ninja_handshake_t endpoint_hs;
+	size_t endpoint_hs_len;
+	/* Send queue, FIFO; the head may be partially written. */
+	struct mca_btl_ninja_frag *endpoint_sq_head, *endpoint_sq_tail;
+	size_t endpoint_sq_len;
+	uint32_t endpoint_tx_seq;
+	/* Receive buffer: valid bytes in [rx_off, rx_len). */
+	unsigned char *endpoint_rx_buf;
+	size_t endpoint_rx_cap, endpoint_rx_off, endpoint_rx_len;
+	bool endpoint_rx_busy;		/* an upcall from this buffer is running */
+	uint32_t endpoint_rx_seq;
+	/* Drain. */
+	uint32_t endpoint_marker_rcvd;	/* epoch of the last marker received */
+	bool endpoint_marker_sent;
+	size_t endpoint_marker_off;	/* bytes of the marker frame written */
+	ninja_frame_hdr_t endpoint_marker;
+	/* Counters. */
+	uint64_t endpoint_tx_frags, endpoint_rx_frags;
+	uint64_t endpoint_tx_bytes, endpoint_rx_bytes;
+	uint64_t endpoint_connects;
+};
+typedef struct mca_btl_base_endpoint_t mca_btl_ninja_endpoint_t;
+
+/* Send fragment: descriptor first so ob1's pointer is ours. */
+typedef struct mca_btl_ninja_frag {
+	mca_btl_base_descriptor_t base;
+	mca_btl_base_segment_t segments[2];
+	struct mca_btl_ninja_frag *next;
+	struct mca_btl_base_endpoint_t *endpoint;
+	ninja_frame_hdr_t hdr;
+	struct iovec iov[3];
+	int iov_cnt;
+	int iov_idx;
+	size_t sent;		/* bytes of this frame already written */
+	size_t size;		/* header + payload */
+	uint8_t pool;		/* which free list */
+	bool queued;		/* returned 0 to ob1: callback owed */
+	size_t cap;		/* bytes available at data[] */
+	unsigned char *data;
+} mca_btl_ninja_frag_t;
+
+typedef struct mca_btl_ninja_module {
+	mca_btl_base_module_t super;
+} mca_btl_ninja_module_t;
+
+/* Timings of one drain/reconnect cycle, microseconds. */
+typedef struct mca_btl_ninja_cycle {
+	uint32_t epoch;
+	uint64_t t_start, t_drained, t_closed, t_safe, t_resume, t_published,
+		t_running, t_reconnected;
+	uint64_t frames_deferred, frags_held;
+	bool cancelled, timed_out;
+	char rail[16];
+} mca_btl_ninja_cycle_t;
+
+typedef struct mca_btl_ninja_component {
+	mca_btl_base_component_3_0_0_t super;
+
+	/* MCA parameters. */
+	char *if_include, *if_exclude;
+	char *rails;
+	char *control;
+	char *report;
+	int verbose;
+	int drain_timeout;		/* s: warn when markers are this late */
+	int resume_timeout;		/* s: resume on old rails without RESUME */
+	int connect_timeout;		/* ms */
+	int sndbuf, rcvbuf;
+	int poll_direct;
+	int port_min;
+
+	int output;			/* opal_output stream */
+	mca_btl_ninja_module_t *module;
+	pthread_mutex_t lock;		/* see file comment */
+
+	/* Endpoints (index = endpoint_index). */
+	mca_btl_ninja_endpoint_t **eps;
+	int neps, eps_cap;
+	/* Connected endpoints, for the application's progress. */
+	mca_btl_ninja_endpoint_t **conn;
+	int nconn;
+	int epfd;			/* epoll set of connected sockets */
+
+	/* Migration state, written under lock, read racily as hints. */
+	volatile int state;		/* enum mca_btl_ninja_state */
+	volatile uint32_t epoch;
+	volatile uint32_t drain_request;	/* app saw a newer epoch */
+	volatile int app_work;		/* deferred items for the app */
+	volatile int nactive;		/* conn + queued sends, progress hint */
+
+	/* Work for the application's thread. */
+	mca_btl_ninja_rxframe_t *dq_head, *dq_tail;	/* deferred frames */
+	mca_btl_ninja_frag_t *cq_head, *cq_tail;	/* deferred completions */
+
+	/* Frag pools (under lock). */
+	mca_btl_ninja_frag_t *pool_free[2];
+	size_t pool_cap[2];
+	uint64_t pool_allocated;
+
+	/* Control thread. */
+	pthread_t thread;
+	bool thread_started;
+	volatile bool thread_stop;
+	int wake_fd;			/* eventfd: app -> control thread */
+	int listen_fd;
+	mca_btl_ninja_addr_t my_addr;
+
+	/* Statistics. */
+	uint64_t n_cycles, n_cancelled, n_timeouts;
+	mca_btl_ninja_cycle_t cycle;
+} mca_btl_ninja_component_t;
+
+OPAL_MODULE_DECLSPEC extern mca_btl_ninja_component_t mca_btl_ninja_component;
+extern mca_btl_ninja_module_t mca_btl_ninja_module;
+
+#define NINJA_VERBOSE(level, ...) \
+	opal_output_verbose((level), mca_btl_ninja_component.output, __VA_ARGS__)
+
+static inline void mca_btl_ninja_lock(void)
+{
+	pthread_mutex_lock(&mca_btl_ninja_component.lock);
+}
+
+static inline void mca_btl_ninja_unlock(void)
+{
+	pthread_mutex_unlock(&mca_btl_ninja_component.lock);
+}
+
+uint64_t mca_btl_ninja_now_ns(void);
+void mca_btl_ninja_wake(void);
+
+/* btl_ninja.c - module function table. */
+int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
+			    struct opal_proc_t **procs,
+			    struct mca_btl_base_endpoint_t **peers,
+			    opal_bitmap_t *reachable);
+int mca_btl_ninja_del_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
+			    struct opal_proc_t **procs,
+			    struct mca_btl_base_endpoint_t **peers);
+int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl);
+
+/* btl_ninja_frag.c */
+mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload);
+void mca_btl_ninja_frag_return(mca_btl_ninja_frag_t *frag);
+void mca_btl_ninja_frag_pools_fini(void);
+
+/* btl_ninja_endpoint.c - data path. */
+int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
+				mca_btl_ninja_frag_t *frag, bool app);
+int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
+				 bool drain);
+int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app);
+void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd);
+void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep);
+void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep);
+int mca_btl_ninja_deliver_deferred(void);
+int mca_btl_ninja_progress_io(void);
+mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name);
+
+/* btl_ninja_rail_tcp.c - interfaces, listener, addresses, handshake. */
+int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
+			       size_t desclen);
+int mca_btl_ninja_tcp_listen(void);
+int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
+int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, bool refresh);
+void mca_btl_ninja_tcp_tune(int fd);
+
+/* btl_ninja_drain.c - control thread. */
+int mca_btl_ninja_thread_start(void);
+void mca_btl_ninja_thread_stop(void);
+
+END_C_DECLS
+
+#endif /* NINJA_BTL_NINJA_H */

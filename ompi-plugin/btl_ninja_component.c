@@ -1,0 +1,258 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja_component.c - btl/ninja component: MCA parameters, open/close,
+ * init (listener, first address publication, control thread) and the
+ * progress function the application's thread calls.
+ */
+#include "opal_config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "opal/mca/base/mca_base_var.h"
+#include "opal/util/show_help.h"
+
+#include "btl_ninja.h"
+
+static int ninja_register(void);
+static int ninja_open(void);
+static int ninja_close(void);
+static mca_btl_base_module_t **ninja_init(int *num_btls,
+					  bool enable_progress_threads,
+					  bool enable_mpi_threads);
+static int ninja_progress(void);
+
+mca_btl_ninja_component_t mca_btl_ninja_component = {
+	.super = {
+		.btl_version = {
+			MCA_BTL_DEFAULT_VERSION("ninja"),
+			.mca_open_component = ninja_open,
+			.mca_close_component = ninja_close,
+			.mca_register_component_params = ninja_register,
+		},
+		.btl_data = {
+			.param_field = MCA_BASE_METADATA_PARAM_NONE,
+		},
+		.btl_init = ninja_init,
+		.btl_progress = ninja_progress,
+	},
+};
+
+uint64_t mca_btl_ninja_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void mca_btl_ninja_wake(void)
+{
+	uint64_t one = 1;
+
+	if (mca_btl_ninja_component.wake_fd >= 0 &&
+	    write(mca_btl_ninja_component.wake_fd, &one, sizeof(one)) < 0) {
+		/* eventfd full means a wake-up is already pending. */
+	}
+}
+
+static void reg_string(const char *name, const char *desc, const char *def,
+		       int level, char **store)
+{
+	*store = (char *)def;
+	(void)mca_base_component_var_register(
+		&mca_btl_ninja_component.super.btl_version, name, desc,
+		MCA_BASE_VAR_TYPE_STRING, NULL, 0, 0, level,
+		MCA_BASE_VAR_SCOPE_READONLY, store);
+}
+
+static void reg_int(const char *name, const char *desc, int def, int level,
+		    int *store)
+{
+	*store = def;
+	(void)mca_base_component_var_register(
+		&mca_btl_ninja_component.super.btl_version, name, desc,
+		MCA_BASE_VAR_TYPE_INT, NULL, 0, 0, level,
+		MCA_BASE_VAR_SCOPE_READONLY, store);
+}
+
+static int ninja_register(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_base_module_t *m = &mca_btl_ninja_module.super;
+
+	reg_string("if_include",
+		   "Comma-separated interface names or CIDR subnets to use for the TCP rail "
+		   "(re-evaluated at every resume; mutually exclusive with btl_ninja_if_exclude)",
+		   "", OPAL_INFO_LVL_1, &c->if_include);
+	reg_string("if_exclude",
+		   "Comma-separated interface names or CIDR subnets NOT to use for the TCP rail",
+		   "127.0.0.1/8", OPAL_INFO_LVL_1, &c->if_exclude);
+	reg_string("rails",
+		   "Rail preference order, comma-separated (verbs,tcp); the first available "
+		   "one is used, re-evaluated after every migration",
+		   "verbs,tcp", OPAL_INFO_LVL_2, &c->rails);
+	reg_string("control",
+		   "Control channel to the node agent: a device path (the guest kernel "
+		   "module, /dev/ninja), unix:PATH (ninja-agent), or none. Empty: "
+		   "/dev/ninja if it exists, else none",
+		   "", OPAL_INFO_LVL_2, &c->control);
+	reg_string("report",
+		   "File to append one JSON line per drain/reconnect cycle to (empty: none)",
+		   "", OPAL_INFO_LVL_4, &c->report);
+	reg_int("verbose",
+		"Verbosity of btl/ninja (0 quiet, 1 one line per migration cycle with "
+		"phase times and a JSON line, 10 connections, 20 drain details, 30 frames)",
+		0, OPAL_INFO_LVL_4, &c->verbose);
+	reg_int("drain_timeout",
+		"Seconds a rank waits for its peers' drain markers before warning that "
+		"the drain is stuck (the host's deadline then cancels)",
+		60, OPAL_INFO_LVL_4, &c->drain_timeout);
+	reg_int("resume_timeout",
+		"Seconds a drained rank waits for RESUME or CANCEL before resuming on its "
+		"old rails on its own",
+		600, OPAL_INFO_LVL_4, &c->resume_timeout);
+	reg_int("connect_timeout",
+		"Milliseconds to keep trying to (re)connect to a peer before failing",
+		30000, OPAL_INFO_LVL_4, &c->connect_timeout);
+	reg_int("sndbuf", "TCP send buffer size (0: kernel autotuning)", 0,
+		OPAL_INFO_LVL_4, &c->sndbuf);
+	reg_int("rcvbuf", "TCP receive buffer size (0: kernel autotuning)", 0,
+		OPAL_INFO_LVL_4, &c->rcvbuf);
+	reg_int("poll_direct",
+		"Up to this many connected peers, progress reads each socket directly "
+		"instead of calling epoll_wait (saves a system call per poll)",
+		4, OPAL_INFO_LVL_5, &c->poll_direct);
+	reg_int("port_min",
+		"Lowest TCP port to listen on (0: any ephemeral port)", 0,
+		OPAL_INFO_LVL_2, &c->port_min);
+
+	/* Module defaults, registered as btl_ninja_<name> by the base. */
+	m->btl_exclusivity = MCA_BTL_EXCLUSIVITY_DEFAULT;
+	m->btl_eager_limit = 64 * 1024;
+	m->btl_rndv_eager_limit = 64 * 1024;
+	m->btl_max_send_size = 1024 * 1024;
+	m->btl_rdma_pipeline_send_length = 1024 * 1024;
+	m->btl_rdma_pipeline_frag_size = 1024 * 1024;
+	m->btl_min_rdma_pipeline_size = 0;
+	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE;
+	m->btl_latency = 10;
+	m->btl_bandwidth = 10000;
+	return mca_btl_base_param_register(
+		&mca_btl_ninja_component.super.btl_version, m);
+}
+
+static int ninja_open(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	pthread_mutexattr_t attr;
+
+	c->output = opal_output_open(NULL);
+	opal_output_set_verbosity(c->output, c->verbose);
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&c->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	c->epfd = -1;
+	c->wake_fd = -1;
+	c->listen_fd = -1;
+	c->state = NINJA_RUNNING;
+	c->epoch = 0;
+	return OPAL_SUCCESS;
+}
+
+static int ninja_close(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->output >= 0) {
+		opal_output_close(c->output);
+		c->output = -1;
+	}
+	pthread_mutex_destroy(&c->lock);
+	return OPAL_SUCCESS;
+}
+
+static mca_btl_base_module_t **ninja_init(int *num_btls,
+					  bool enable_progress_threads,
+					  bool enable_mpi_threads)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_base_module_t **btls;
+	char desc[256];
+	int rc;
+
+	*num_btls = 0;
+	if (mca_btl_base_param_verify(&mca_btl_ninja_module.super) !=
+	    OPAL_SUCCESS)
+		return NULL;
+	if (c->if_include[0] && strcmp(c->if_exclude, "127.0.0.1/8") &&
+	    c->if_exclude[0]) {
+		opal_show_help("help-mpi-btl-ninja.txt", "include-exclude", true,
+			       c->if_include, c->if_exclude);
+		return NULL;
+	}
+	rc = mca_btl_ninja_tcp_discover(&c->my_addr, desc, sizeof(desc));
+	if (rc != OPAL_SUCCESS || c->my_addr.naddr == 0) {
+		NINJA_VERBOSE(10, "btl:ninja: no usable interface (%s); disabled",
+			      desc);
+		return NULL;
+	}
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->epfd < 0 || c->wake_fd < 0)
+		goto err;
+	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS)
+		goto err;
+	if (mca_btl_ninja_publish(0, false) != OPAL_SUCCESS)
+		goto err;
+	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
+
+	btls = malloc(sizeof(*btls));
+	if (!btls)
+		goto err;
+	c->module = &mca_btl_ninja_module;
+	btls[0] = &mca_btl_ninja_module.super;
+	*num_btls = 1;
+	if (mca_btl_ninja_thread_start() != OPAL_SUCCESS) {
+		free(btls);
+		*num_btls = 0;
+		goto err;
+	}
+	return btls;
+err:
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	c->listen_fd = c->epfd = c->wake_fd = -1;
+	return NULL;
+}
+
+/*
+ * Called by opal_progress on the application's thread.  Cheap when idle:
+ * no lock, no system call unless a peer is connected or work is queued.
+ */
+static int ninja_progress(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int count = 0;
+
+	if (!c->nactive && !c->app_work)
+		return 0;
+	if (pthread_mutex_trylock(&c->lock))
+		return 0;
+	if (c->app_work)
+		count += mca_btl_ninja_deliver_deferred();
+	if (c->state == NINJA_RUNNING)
+		count += mca_btl_ninja_progress_io();
+	pthread_mutex_unlock(&c->lock);
+	return count;
+}

@@ -1,0 +1,1040 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja_drain.c - the control thread: the control channel to the node
+ * agent (common/ninja_proto.h), connection set-up (connect, accept,
+ * handshake), and the migration cycle
+ *
+ *   QUIESCE e -> drain (markers) -> teardown -> SAFE e -> wait
+ *   RESUME e  -> rediscover -> republish -> reconnect -> RESUMED e
+ *
+ * The drain is a Chandy-Lamport marker exchange per connection: finish the
+ * frame being written, send MARKER(e), read until the peer's MARKER(e).
+ * Connections are FIFO, so once both markers have passed nothing of this
+ * epoch is in flight on that connection, and closing it loses nothing.
+ * A rank that sees a marker (or a NACK in a handshake) for an epoch newer
+ * than its own enters the drain at once, before its agent says so.
+ * See docs/design.md for the argument and the failure cases.
+ */
+#include "opal_config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "opal/util/show_help.h"
+
+#include "btl_ninja.h"
+#include "ninja_proto.h"
+
+#define NINJA_MAX_PENDING	64	/* accepted, handshake not done */
+
+typedef struct pending_accept {
+	int fd;
+	size_t len;
+	uint64_t t;
+	ninja_handshake_t hs;
+} pending_accept_t;
+
+/* Control-thread-only state (never touched by the application thread). */
+static struct {
+	int ctl_fd;
+	bool ctl_registered;
+	uint64_t ctl_retry_at;
+	struct ninja_lineq ctl_q;
+	char ctl_path[256];
+	bool ctl_unix;
+	bool have_control;
+	uint32_t quiesce_epoch;		/* last QUIESCE from the agent */
+	bool safe_sent;
+	bool cancel_pending;
+	bool resume_pending;
+	bool report_pending;		/* RESUMED owed after reconnect */
+	bool drain_warned;
+	uint64_t reconnect_deadline;
+	char rails_hint[64];
+	pending_accept_t pending[NINJA_MAX_PENDING];
+	int npending;
+} T = { .ctl_fd = -1 };
+
+static int name_cmp(opal_process_name_t a, opal_process_name_t b)
+{
+	if (a.jobid != b.jobid)
+		return a.jobid < b.jobid ? -1 : 1;
+	if (a.vpid != b.vpid)
+		return a.vpid < b.vpid ? -1 : 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Control channel
+ */
+
+static void ctl_close(void)
+{
+	if (T.ctl_fd >= 0)
+		close(T.ctl_fd);
+	T.ctl_fd = -1;
+	T.ctl_registered = false;
+	T.ctl_retry_at = mca_btl_ninja_now_ns() + 1000000000ull;
+}
+
+static void ctl_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ctl_send(const char *fmt, ...)
+{
+	char line[NINJA_LINE_MAX];
+	va_list ap;
+	size_t len, off = 0;
+	int n, tries = 0;
+
+	if (T.ctl_fd < 0)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	len = (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
+	line[len++] = '\n';
+	NINJA_VERBOSE(20, "btl:ninja: control <- %.*s", (int)len - 1, line);
+	while (off < len) {
+		ssize_t w = write(T.ctl_fd, line + off, len - off);
+
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && (errno == EAGAIN || errno == EINTR) &&
+		    tries++ < 1000) {
+			struct pollfd p = { .fd = T.ctl_fd, .events = POLLOUT };
+
+			(void)poll(&p, 1, 10);
+			continue;
+		}
+		opal_output(0, "btl:ninja: control channel %s: write failed: %s",
+			    T.ctl_path, w < 0 ? strerror(errno) : "closed");
+		ctl_close();
+		return;
+	}
+}
+
+static void ctl_open(void)
+{
+	opal_process_name_t me = OPAL_PROC_MY_NAME;
+	int fd;
+
+	if (T.ctl_unix) {
+		struct sockaddr_un sun;
+
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			goto fail;
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%.*s", (int)sizeof(sun.sun_path) - 1, T.ctl_path);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+			close(fd);
+			goto fail;
+		}
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	} else {
+		fd = open(T.ctl_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			goto fail;
+	}
+	T.ctl_fd = fd;
+	ninja_lineq_init(&T.ctl_q);
+	ctl_send("REGISTER %u %u pid=%d rail=%s", me.jobid, me.vpid,
+		 (int)getpid(), mca_btl_ninja_component.my_addr.rail);
+	NINJA_VERBOSE(10, "btl:ninja: control channel %s open", T.ctl_path);
+	return;
+fail:
+	NINJA_VERBOSE(10, "btl:ninja: control channel %s: %s (retrying)",
+		      T.ctl_path, strerror(errno));
+	T.ctl_retry_at = mca_btl_ninja_now_ns() + 1000000000ull;
+}
+
+static void ctl_setup(void)
+{
+	const char *p = mca_btl_ninja_component.control;
+
+	T.have_control = false;
+	if (!p || !p[0]) {
+		if (access("/dev/ninja", R_OK | W_OK) != 0)
+			return;
+		p = "/dev/ninja";
+	}
+	if (!strcmp(p, "none") || !strcmp(p, "off"))
+		return;
+	T.have_control = true;
+	if (!strncmp(p, "unix:", 5)) {
+		T.ctl_unix = true;
+		p += 5;
+	}
+	snprintf(T.ctl_path, sizeof(T.ctl_path), "%s", p);
+	ctl_open();
+}
+
+/* ---------------------------------------------------------------------
+ * Reporting
+ */
+
+static double us(uint64_t a, uint64_t b)
+{
+	return b > a ? (double)(b - a) / 1000.0 : 0.0;
+}
+
+static void report_cycle(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_cycle_t *y = &c->cycle;
+	opal_process_name_t me = OPAL_PROC_MY_NAME;
+	char json[768];
+	FILE *f;
+
+	if (!y->t_reconnected)
+		y->t_reconnected = mca_btl_ninja_now_ns();
+	snprintf(json, sizeof(json),
+		 "{\"ninja\":\"cycle\",\"jobid\":%u,\"rank\":%u,\"epoch\":%u,"
+		 "\"rail\":\"%s\",\"cancelled\":%d,\"timed_out\":%d,"
+		 "\"drain_us\":%.0f,\"teardown_us\":%.0f,\"wait_us\":%.0f,"
+		 "\"rediscover_us\":%.0f,\"reconnect_us\":%.0f,\"total_us\":%.0f,"
+		 "\"frames_deferred\":%llu,\"frags_held\":%llu}",
+		 me.jobid, me.vpid, y->epoch, y->rail, y->cancelled,
+		 y->timed_out, us(y->t_start, y->t_drained),
+		 us(y->t_drained, y->t_closed), us(y->t_closed, y->t_resume),
+		 us(y->t_resume, y->t_published),
+		 us(y->t_published, y->t_reconnected),
+		 us(y->t_start, y->t_reconnected),
+		 (unsigned long long)y->frames_deferred,
+		 (unsigned long long)y->frags_held);
+	NINJA_VERBOSE(1,
+		      "btl:ninja: rank %u epoch %u %s on %s: drain %.0f us, teardown %.0f us, "
+		      "wait %.0f us, rediscover %.0f us, reconnect %.0f us "
+		      "(%llu frames deferred, %llu frags held)",
+		      me.vpid, y->epoch, y->cancelled ? "cancelled, resumed" : "resumed",
+		      y->rail, us(y->t_start, y->t_drained),
+		      us(y->t_drained, y->t_closed), us(y->t_closed, y->t_resume),
+		      us(y->t_resume, y->t_published),
+		      us(y->t_published, y->t_reconnected),
+		      (unsigned long long)y->frames_deferred,
+		      (unsigned long long)y->frags_held);
+	NINJA_VERBOSE(1, "%s", json);
+	if (c->report && c->report[0]) {
+		f = fopen(c->report, "a");
+		if (f) {
+			fprintf(f, "%s\n", json);
+			fclose(f);
+		}
+	}
+	ctl_send("RESUMED %u rail=%s cancelled=%d%s drain_us=%.0f teardown_us=%.0f "
+		 "wait_us=%.0f rediscover_us=%.0f reconnect_us=%.0f deferred=%llu held=%llu",
+		 y->epoch, y->rail, y->cancelled,
+		 y->timed_out ? " reason=timeout" : "",
+		 us(y->t_start, y->t_drained), us(y->t_drained, y->t_closed),
+		 us(y->t_closed, y->t_resume), us(y->t_resume, y->t_published),
+		 us(y->t_published, y->t_reconnected),
+		 (unsigned long long)y->frames_deferred,
+		 (unsigned long long)y->frags_held);
+	c->n_cycles++;
+}
+
+/* ---------------------------------------------------------------------
+ * Drain
+ */
+
+/* Lock held. */
+static void drain_start(uint32_t epoch, const char *why)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	if (c->state != NINJA_RUNNING || epoch <= c->epoch)
+		return;
+	memset(&c->cycle, 0, sizeof(c->cycle));
+	c->cycle.epoch = epoch;
+	c->cycle.t_start = mca_btl_ninja_now_ns();
+	snprintf(c->cycle.rail, sizeof(c->cycle.rail), "%.7s", c->my_addr.rail);
+	c->epoch = epoch;
+	c->state = NINJA_DRAINING;
+	T.safe_sent = false;
+	T.cancel_pending = false;
+	T.resume_pending = false;
+	T.drain_warned = false;
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		ep->endpoint_was_connected = false;
+		c->cycle.frags_held += ep->endpoint_sq_len;
+		switch (ep->endpoint_state) {
+		case NINJA_EP_CONNECTED:
+			ep->endpoint_was_connected = true;
+			ep->endpoint_marker_sent = false;
+			ep->endpoint_marker_off = 0;
+			memset(&ep->endpoint_marker, 0,
+			       sizeof(ep->endpoint_marker));
+			ep->endpoint_marker.type = NINJA_FRAME_MARKER;
+			ep->endpoint_marker.epoch = epoch;
+			break;
+		case NINJA_EP_CONNECTING:
+			/* No HELLO went out: nothing can be in flight. */
+			mca_btl_ninja_endpoint_close(ep);
+			break;
+		default:
+			/* HELLO: wait for the answer, then drain it. */
+			break;
+		}
+	}
+	NINJA_VERBOSE(20, "btl:ninja: drain epoch %u started (%s)", epoch, why);
+}
+
+/* Lock held.  Move drain bytes; returns true when every marker passed. */
+static bool drain_step(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool done = true;
+	int i;
+
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_state == NINJA_EP_HELLO) {
+			done = false;
+			continue;
+		}
+		if (ep->endpoint_state != NINJA_EP_CONNECTED)
+			continue;
+		if (!ep->endpoint_was_connected) {
+			/* Connected during the drain (late ACK): drain it too. */
+			ep->endpoint_was_connected = true;
+			ep->endpoint_marker_sent = false;
+			ep->endpoint_marker_off = 0;
+			memset(&ep->endpoint_marker, 0,
+			       sizeof(ep->endpoint_marker));
+			ep->endpoint_marker.type = NINJA_FRAME_MARKER;
+			ep->endpoint_marker.epoch = c->epoch;
+		}
+		if (!ep->endpoint_marker_sent &&
+		    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
+			/* Peer gone: nothing more can arrive from it. */
+			ep->endpoint_marker_sent = true;
+			ep->endpoint_marker_rcvd = c->epoch;
+		}
+		if (ep->endpoint_marker_rcvd < c->epoch &&
+		    mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
+		    ep->endpoint_marker_rcvd < c->epoch) {
+			opal_output(0, "btl:ninja: peer %u.%u closed its connection "
+				    "without a drain marker (epoch %u)",
+				    ep->endpoint_name.jobid,
+				    ep->endpoint_name.vpid, c->epoch);
+			ep->endpoint_marker_rcvd = c->epoch;
+		}
+		if (!ep->endpoint_marker_sent ||
+		    ep->endpoint_marker_rcvd < c->epoch)
+			done = false;
+	}
+	return done;
+}
+
+/* Lock held: close everything, the drain is complete. */
+static void teardown(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	c->cycle.t_drained = mca_btl_ninja_now_ns();
+	for (i = 0; i < c->neps; i++)
+		if (c->eps[i]->endpoint_state != NINJA_EP_CLOSED)
+			mca_btl_ninja_endpoint_close(c->eps[i]);
+	c->cycle.t_closed = mca_btl_ninja_now_ns();
+	c->state = NINJA_DRAINED;
+	NINJA_VERBOSE(20, "btl:ninja: epoch %u drained (%llu frames deferred)",
+		      c->epoch, (unsigned long long)c->cycle.frames_deferred);
+}
+
+static void maybe_send_safe(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->state == NINJA_DRAINED && !T.safe_sent &&
+	    T.quiesce_epoch == c->epoch && T.ctl_fd >= 0) {
+		c->cycle.t_safe = mca_btl_ninja_now_ns();
+		ctl_send("SAFE %u", c->epoch);
+		T.safe_sent = true;
+	}
+}
+
+/*
+ * Resume: rediscover the rails, republish, go back to RUNNING, and start
+ * reconnecting the peers we had (the lower-named side initiates, so each
+ * pair makes exactly one connection).  RESUMED is sent when those
+ * connections are up (or the connect timeout passed).
+ */
+static void do_resume(bool cancelled, bool timed_out)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	opal_process_name_t me = OPAL_PROC_MY_NAME;
+	mca_btl_ninja_addr_t addr;
+	char desc[256];
+	uint64_t now;
+	int i;
+
+	mca_btl_ninja_lock();
+	c->cycle.t_resume = mca_btl_ninja_now_ns();
+	c->cycle.cancelled = cancelled;
+	c->cycle.timed_out = timed_out;
+	c->state = NINJA_RESUMING;
+	mca_btl_ninja_unlock();
+
+	memset(&addr, 0, sizeof(addr));
+	if (mca_btl_ninja_tcp_discover(&addr, desc, sizeof(desc)) ==
+	    OPAL_SUCCESS && addr.naddr > 0) {
+		memcpy(c->my_addr.ip, addr.ip, sizeof(addr.ip));
+		c->my_addr.naddr = addr.naddr;
+	} else {
+		opal_output(0, "btl:ninja: rank %u: no usable interface after the "
+			    "migration (%s); keeping the old addresses", me.vpid,
+			    desc);
+	}
+	NINJA_VERBOSE(10, "btl:ninja: epoch %u: tcp rail on %s", c->epoch, desc);
+	(void)mca_btl_ninja_publish(c->epoch, true);
+
+	mca_btl_ninja_lock();
+	now = mca_btl_ninja_now_ns();
+	c->cycle.t_published = now;
+	c->state = NINJA_RUNNING;
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		ep->endpoint_addr_try = 0;
+		ep->endpoint_retry_at = now;
+		ep->endpoint_conn_start = 0;
+		if (ep->endpoint_state != NINJA_EP_CLOSED)
+			continue;
+		if (ep->endpoint_sq_head ||
+		    (ep->endpoint_was_connected &&
+		     name_cmp(me, ep->endpoint_name) < 0))
+			ep->endpoint_want_connect = true;
+	}
+	if (c->dq_head || c->cq_head)
+		c->app_work = 1;
+	mca_btl_ninja_unlock();
+	T.report_pending = true;
+	T.reconnect_deadline = now + (uint64_t)c->connect_timeout * 1000000ull;
+	T.safe_sent = false;
+}
+
+static void check_reconnected(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	opal_process_name_t me = OPAL_PROC_MY_NAME;
+	bool done = true;
+	int i;
+
+	if (!T.report_pending || c->state != NINJA_RUNNING)
+		return;
+	mca_btl_ninja_lock();
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_was_connected &&
+		    name_cmp(me, ep->endpoint_name) < 0 &&
+		    ep->endpoint_state != NINJA_EP_CONNECTED)
+			done = false;
+	}
+	if (!done && mca_btl_ninja_now_ns() < T.reconnect_deadline) {
+		mca_btl_ninja_unlock();
+		return;
+	}
+	c->cycle.t_reconnected = mca_btl_ninja_now_ns();
+	mca_btl_ninja_unlock();
+	T.report_pending = false;
+	report_cycle();
+}
+
+/* ---------------------------------------------------------------------
+ * Control lines from the agent
+ */
+
+static void ctl_line(void *ctx, const char *line, size_t len, int err)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct ninja_msg m;
+	const char *v;
+	size_t vlen;
+	int rc;
+
+	if (err) {
+		opal_output(0, "btl:ninja: control channel: %s", ninja_strerror(err));
+		return;
+	}
+	rc = ninja_parse_line(line, len, &m);
+	if (rc == -NINJA_EEMPTY)
+		return;
+	if (rc) {
+		opal_output(0, "btl:ninja: control channel: %s in \"%.*s\"",
+			    ninja_strerror(rc), (int)len, line);
+		ctl_send("ERR %s from-rank", ninja_err_name(rc));
+		return;
+	}
+	NINJA_VERBOSE(20, "btl:ninja: control -> %.*s", (int)len, line);
+	switch (m.verb) {
+	case NINJA_V_OK:
+		T.ctl_registered = true;
+		break;
+	case NINJA_V_QUIESCE:
+		T.quiesce_epoch = m.epoch;
+		mca_btl_ninja_lock();
+		if (c->state == NINJA_RUNNING && m.epoch > c->epoch)
+			drain_start(m.epoch, "agent");
+		else if (c->state == NINJA_RUNNING)
+			/* We already went through this epoch. */
+			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
+				 c->my_addr.rail);
+		maybe_send_safe();
+		mca_btl_ninja_unlock();
+		break;
+	case NINJA_V_RESUME:
+	case NINJA_V_CANCEL:
+		v = ninja_msg_get(&m, "rails", &vlen);
+		snprintf(T.rails_hint, sizeof(T.rails_hint), "%.*s",
+			 v ? (int)vlen : 0, v ? v : "");
+		if (m.epoch != c->epoch) {
+			opal_output(0, "btl:ninja: %s %u but our epoch is %u",
+				    ninja_verb_name(m.verb), m.epoch, c->epoch);
+			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
+				 c->my_addr.rail);
+			break;
+		}
+		if (c->state == NINJA_DRAINED) {
+			do_resume(m.verb == NINJA_V_CANCEL, false);
+		} else if (c->state == NINJA_DRAINING) {
+			/* Finish the drain first (data may be in flight). */
+			if (m.verb == NINJA_V_CANCEL)
+				T.cancel_pending = true;
+			else
+				T.resume_pending = true;
+		} else if (c->state == NINJA_RUNNING && !T.report_pending) {
+			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
+				 c->my_addr.rail);
+		}
+		break;
+	case NINJA_V_EVENT:
+		NINJA_VERBOSE(10, "btl:ninja: device event: %.*s", (int)len, line);
+		break;
+	case NINJA_V_ERR:
+		opal_output(0, "btl:ninja: control channel says: %.*s", (int)len,
+			    line);
+		break;
+	default:
+		break;
+	}
+}
+
+static void ctl_read(void)
+{
+	char buf[4096];
+	ssize_t n;
+
+	for (;;) {
+		n = read(T.ctl_fd, buf, sizeof(buf));
+		if (n > 0) {
+			ninja_lineq_push(&T.ctl_q, buf, (size_t)n, ctl_line, NULL);
+			if (T.ctl_fd < 0)
+				return;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		opal_output(0, "btl:ninja: control channel %s closed (%s); "
+			    "retrying every second", T.ctl_path,
+			    n < 0 ? strerror(errno) : "EOF");
+		ctl_close();
+		return;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Connections
+ */
+
+static void hs_fill(ninja_handshake_t *hs, int type, uint32_t reason)
+{
+	opal_process_name_t me = OPAL_PROC_MY_NAME;
+
+	memset(hs, 0, sizeof(*hs));
+	hs->magic = NINJA_WIRE_MAGIC;
+	hs->version = NINJA_WIRE_VERSION;
+	hs->type = (uint16_t)type;
+	hs->jobid = me.jobid;
+	hs->vpid = me.vpid;
+	hs->epoch = mca_btl_ninja_component.epoch;
+	hs->reason = reason;
+}
+
+static uint64_t backoff_ns(mca_btl_ninja_endpoint_t *ep, uint64_t now)
+{
+	uint64_t waited = now - ep->endpoint_conn_start;
+
+	if (waited < 20000000ull)
+		return 1000000ull;	/* 1 ms for the first 20 ms */
+	if (waited < 1000000000ull)
+		return 10000000ull;
+	return 100000000ull;
+}
+
+/* Start (or retry) a connection to ep.  Called without the lock. */
+static void connect_start(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct sockaddr_in sin;
+	uint64_t now = mca_btl_ninja_now_ns();
+	int fd, rc;
+
+	if (!ep->endpoint_conn_start)
+		ep->endpoint_conn_start = now;
+	if (now - ep->endpoint_conn_start >
+	    (uint64_t)c->connect_timeout * 1000000ull) {
+		opal_output(0, "btl:ninja: cannot connect to %u.%u within %d ms "
+			    "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
+			    ep->endpoint_name.vpid, c->connect_timeout,
+			    ep->endpoint_addr.epoch, c->epoch);
+		mca_btl_ninja_lock();
+		ep->endpoint_conn_start = now;	/* keep trying, but say so */
+		mca_btl_ninja_unlock();
+	}
+	if (!ep->endpoint_addr_valid || ep->endpoint_addr.epoch < c->epoch ||
+	    ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
+		rc = mca_btl_ninja_lookup_addr(ep, c->epoch > 0);
+		ep->endpoint_addr_try = 0;
+		if (rc != OPAL_SUCCESS || ep->endpoint_addr.epoch < c->epoch ||
+		    ep->endpoint_addr.naddr == 0) {
+			/* The peer has not republished yet. */
+			ep->endpoint_retry_at = now + backoff_ns(ep, now);
+			return;
+		}
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ep->endpoint_retry_at = now + 100000000ull;
+		return;
+	}
+	mca_btl_ninja_tcp_tune(fd);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = ep->endpoint_addr.port;
+	sin.sin_addr.s_addr = ep->endpoint_addr.ip[ep->endpoint_addr_try++];
+	rc = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+	if (rc != 0 && errno != EINPROGRESS) {
+		close(fd);
+		ep->endpoint_retry_at = now + backoff_ns(ep, now);
+		return;
+	}
+	mca_btl_ninja_lock();
+	ep->endpoint_fd = fd;
+	ep->endpoint_state = NINJA_EP_CONNECTING;
+	ep->endpoint_hs_len = 0;
+	mca_btl_ninja_unlock();
+	NINJA_VERBOSE(10, "btl:ninja: connecting to %u.%u at %s:%u (epoch %u)",
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+		      inet_ntoa(sin.sin_addr), ntohs(sin.sin_port), c->epoch);
+}
+
+/* Lock held: the connection attempt failed; retry later. */
+static void connect_failed(mca_btl_ninja_endpoint_t *ep, bool retry,
+			   const char *why)
+{
+	uint64_t now = mca_btl_ninja_now_ns();
+
+	NINJA_VERBOSE(10, "btl:ninja: connection to %u.%u not made: %s",
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, why);
+
+	mca_btl_ninja_endpoint_close(ep);
+	ep->endpoint_want_connect = retry;
+	ep->endpoint_retry_at = now + backoff_ns(ep, now);
+}
+
+/* Lock held: a connecting socket became writable or readable. */
+static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	ssize_t n;
+
+	if (ep->endpoint_state == NINJA_EP_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(ep->endpoint_fd, SOL_SOCKET, SO_ERROR, &err,
+			       &len) != 0 || err) {
+			connect_failed(ep, true, strerror(err ? err : errno));
+			return;
+		}
+		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
+		n = send(ep->endpoint_fd, &ep->endpoint_hs,
+			 sizeof(ep->endpoint_hs), MSG_NOSIGNAL);
+		if (n != (ssize_t)sizeof(ep->endpoint_hs)) {
+			connect_failed(ep, true, "HELLO not sent");
+			return;
+		}
+		ep->endpoint_state = NINJA_EP_HELLO;
+		ep->endpoint_hs_len = 0;
+		return;
+	}
+	/* NINJA_EP_HELLO: the answer. */
+	n = recv(ep->endpoint_fd, (char *)&ep->endpoint_hs + ep->endpoint_hs_len,
+		 sizeof(ep->endpoint_hs) - ep->endpoint_hs_len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		connect_failed(ep, true, "closed during handshake");
+		return;
+	}
+	ep->endpoint_hs_len += (size_t)n;
+	if (ep->endpoint_hs_len < sizeof(ep->endpoint_hs))
+		return;
+	if (ep->endpoint_hs.magic != NINJA_WIRE_MAGIC ||
+	    ep->endpoint_hs.version != NINJA_WIRE_VERSION) {
+		opal_output(0, "btl:ninja: bad handshake from %u.%u",
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		connect_failed(ep, true, "bad handshake");
+		return;
+	}
+	switch (ep->endpoint_hs.type) {
+	case NINJA_HS_ACK:
+		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
+		NINJA_VERBOSE(10, "btl:ninja: connected to %u.%u",
+			      ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		break;
+	case NINJA_HS_NACK:
+		if (ep->endpoint_hs.reason == NINJA_NACK_RACE) {
+			/* The peer's own connection to us wins. */
+			connect_failed(ep, false, "simultaneous connect, the peer's wins");
+			break;
+		}
+		connect_failed(ep, true, ep->endpoint_hs.reason ==
+			       NINJA_NACK_DRAINING ? "peer is draining" :
+			       "peer does not know us");
+		if (ep->endpoint_hs.reason == NINJA_NACK_DRAINING &&
+		    ep->endpoint_hs.epoch > c->epoch &&
+		    c->state == NINJA_RUNNING)
+			drain_start(ep->endpoint_hs.epoch, "handshake");
+		break;
+	default:
+		connect_failed(ep, true, "bad handshake type");
+		break;
+	}
+}
+
+static void accept_new(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	for (;;) {
+		int fd = accept4(c->listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		if (T.npending == NINJA_MAX_PENDING) {
+			close(fd);
+			continue;
+		}
+		mca_btl_ninja_tcp_tune(fd);
+		T.pending[T.npending].fd = fd;
+		T.pending[T.npending].len = 0;
+		T.pending[T.npending].t = mca_btl_ninja_now_ns();
+		T.npending++;
+	}
+}
+
+static void pending_drop(int i, bool close_fd)
+{
+	if (close_fd)
+		close(T.pending[i].fd);
+	T.pending[i] = T.pending[--T.npending];
+}
+
+/* Lock held.  Decide on a HELLO: see docs/design.md, "Handshake". */
+static void accept_hello(int i)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	pending_accept_t *p = &T.pending[i];
+	opal_process_name_t me = OPAL_PROC_MY_NAME, peer;
+	mca_btl_ninja_endpoint_t *ep;
+	ninja_handshake_t reply;
+	int fd = p->fd;
+
+	if (p->hs.magic != NINJA_WIRE_MAGIC ||
+	    p->hs.version != NINJA_WIRE_VERSION ||
+	    p->hs.type != NINJA_HS_HELLO) {
+		pending_drop(i, true);
+		return;
+	}
+	peer.jobid = p->hs.jobid;
+	peer.vpid = p->hs.vpid;
+	ep = mca_btl_ninja_endpoint_lookup(peer);
+	if (!ep) {
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN);
+	} else if (c->state != NINJA_RUNNING) {
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING);
+	} else if ((ep->endpoint_state == NINJA_EP_CONNECTING ||
+		    ep->endpoint_state == NINJA_EP_HELLO) &&
+		   name_cmp(me, peer) < 0) {
+		/* Simultaneous connect: the lower-named side's wins. */
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_RACE);
+	} else {
+		if (ep->endpoint_state == NINJA_EP_CONNECTED)
+			NINJA_VERBOSE(10, "btl:ninja: %u.%u reconnects; replacing the old connection",
+				      peer.jobid, peer.vpid);
+		if (ep->endpoint_state != NINJA_EP_CLOSED)
+			mca_btl_ninja_endpoint_close(ep);
+		hs_fill(&reply, NINJA_HS_ACK, 0);
+		if (send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(reply)) {
+			pending_drop(i, true);
+			return;
+		}
+		pending_drop(i, false);
+		mca_btl_ninja_endpoint_attach(ep, fd);
+		NINJA_VERBOSE(10, "btl:ninja: accepted %u.%u", peer.jobid,
+			      peer.vpid);
+		return;
+	}
+	(void)send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
+	pending_drop(i, true);
+}
+
+static void pending_event(int i)
+{
+	pending_accept_t *p = &T.pending[i];
+	ssize_t n;
+
+	n = recv(p->fd, (char *)&p->hs + p->len, sizeof(p->hs) - p->len,
+		 MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		pending_drop(i, true);
+		return;
+	}
+	p->len += (size_t)n;
+	if (p->len == sizeof(p->hs)) {
+		mca_btl_ninja_lock();
+		accept_hello(i);
+		mca_btl_ninja_unlock();
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * The thread
+ */
+
+#define MAXFDS (4 + NINJA_MAX_PENDING + 1024)
+
+static void *ninja_thread(void *arg)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct pollfd fds[MAXFDS];
+	mca_btl_ninja_endpoint_t *fdep[MAXFDS];
+	int kind[MAXFDS];
+	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN };
+
+	ctl_setup();
+	while (!c->thread_stop) {
+		uint64_t now = mca_btl_ninja_now_ns(), next = now + 1000000000ull;
+		int nfds = 0, i, timeout, pi;
+
+		if (T.have_control && T.ctl_fd < 0 && now >= T.ctl_retry_at)
+			ctl_open();
+
+		/*
+		 * Connection requests (want_connect) in RUNNING.  Endpoints
+		 * are never freed before finalize, so the pointers collected
+		 * under the lock stay valid; connect_start() may block in
+		 * PMIx and runs unlocked.
+		 */
+		if (c->state == NINJA_RUNNING) {
+			int nwant = 0;
+
+			mca_btl_ninja_lock();
+			for (i = 0; i < c->neps && nwant < MAXFDS; i++) {
+				mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+				if (ep->endpoint_want_connect &&
+				    ep->endpoint_state == NINJA_EP_CLOSED)
+					fdep[nwant++] = ep;
+			}
+			mca_btl_ninja_unlock();
+			for (i = 0; i < nwant; i++) {
+				mca_btl_ninja_endpoint_t *ep = fdep[i];
+
+				if (now >= ep->endpoint_retry_at)
+					connect_start(ep);
+				if (ep->endpoint_state == NINJA_EP_CLOSED &&
+				    ep->endpoint_retry_at < next)
+					next = ep->endpoint_retry_at;
+			}
+		}
+
+		fds[nfds].fd = c->wake_fd;
+		fds[nfds].events = POLLIN;
+		kind[nfds++] = K_WAKE;
+		fds[nfds].fd = c->listen_fd;
+		fds[nfds].events = POLLIN;
+		kind[nfds++] = K_LISTEN;
+		if (T.ctl_fd >= 0) {
+			fds[nfds].fd = T.ctl_fd;
+			fds[nfds].events = POLLIN;
+			kind[nfds++] = K_CTL;
+		}
+		pi = nfds;
+		for (i = 0; i < T.npending; i++) {
+			fds[nfds].fd = T.pending[i].fd;
+			fds[nfds].events = POLLIN;
+			kind[nfds++] = K_PENDING;
+		}
+		mca_btl_ninja_lock();
+		for (i = 0; i < c->neps && nfds < MAXFDS; i++) {
+			mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+			if (ep->endpoint_state == NINJA_EP_CONNECTING ||
+			    ep->endpoint_state == NINJA_EP_HELLO) {
+				fds[nfds].fd = ep->endpoint_fd;
+				fds[nfds].events =
+					ep->endpoint_state == NINJA_EP_CONNECTING ?
+					POLLOUT : POLLIN;
+				fdep[nfds] = ep;
+				kind[nfds++] = K_CONNECT;
+			} else if (c->state == NINJA_DRAINING &&
+				   ep->endpoint_state == NINJA_EP_CONNECTED) {
+				fds[nfds].fd = ep->endpoint_fd;
+				fds[nfds].events = POLLIN |
+					(ep->endpoint_marker_sent ? 0 : POLLOUT);
+				fdep[nfds] = ep;
+				kind[nfds++] = K_DRAIN;
+			}
+		}
+		mca_btl_ninja_unlock();
+
+		if (T.report_pending && next > now + 1000000ull)
+			next = now + 1000000ull;
+		timeout = next > now ? (int)((next - now + 999999) / 1000000) : 0;
+		if (c->state == NINJA_DRAINING)
+			timeout = timeout > 100 ? 100 : timeout;
+		if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
+			break;
+		if (c->thread_stop)
+			break;
+
+		for (i = 0; i < nfds; i++) {
+			if (!fds[i].revents)
+				continue;
+			switch (kind[i]) {
+			case K_WAKE: {
+				uint64_t v;
+
+				if (read(c->wake_fd, &v, sizeof(v)) < 0) {
+					/* spurious: nothing to do */
+				}
+				break;
+			}
+			case K_LISTEN:
+				accept_new();
+				break;
+			case K_CTL:
+				ctl_read();
+				break;
+			case K_CONNECT:
+				mca_btl_ninja_lock();
+				if (fdep[i]->endpoint_fd == fds[i].fd &&
+				    (fdep[i]->endpoint_state == NINJA_EP_CONNECTING ||
+				     fdep[i]->endpoint_state == NINJA_EP_HELLO))
+					connect_event(fdep[i], fds[i].revents);
+				mca_btl_ninja_unlock();
+				break;
+			default:
+				break;
+			}
+		}
+		/* Pending accepts, newest index first (drops reorder). */
+		for (i = nfds - 1; i >= pi; i--)
+			if (kind[i] == K_PENDING && fds[i].revents &&
+			    i - pi < T.npending &&
+			    T.pending[i - pi].fd == fds[i].fd)
+				pending_event(i - pi);
+		/* Drop accepted sockets that never said HELLO. */
+		now = mca_btl_ninja_now_ns();
+		for (i = T.npending - 1; i >= 0; i--)
+			if (now > T.pending[i].t + 10000000000ull)
+				pending_drop(i, true);
+
+		/* A peer's marker seen by the application thread. */
+		mca_btl_ninja_lock();
+		if (c->state == NINJA_RUNNING && c->drain_request > c->epoch)
+			drain_start(c->drain_request, "peer marker");
+		if (c->state == NINJA_DRAINING && drain_step()) {
+			teardown();
+			maybe_send_safe();
+		}
+		if (c->state == NINJA_DRAINING && !T.drain_warned &&
+		    mca_btl_ninja_now_ns() - c->cycle.t_start >
+		    (uint64_t)c->drain_timeout * 1000000000ull) {
+			opal_output(0, "btl:ninja: drain of epoch %u has waited %d s "
+				    "for peer markers", c->epoch, c->drain_timeout);
+			T.drain_warned = true;
+		}
+		mca_btl_ninja_unlock();
+
+		if (c->state == NINJA_DRAINED) {
+			if (!T.have_control) {
+				/* Nobody to ask: resume right away. */
+				do_resume(true, false);
+			} else if (T.cancel_pending || T.resume_pending) {
+				do_resume(T.cancel_pending, false);
+			} else if (mca_btl_ninja_now_ns() - c->cycle.t_closed >
+				   (uint64_t)c->resume_timeout * 1000000000ull) {
+				opal_output(0, "btl:ninja: no RESUME for epoch %u within "
+					    "%d s: resuming on the old rails",
+					    c->epoch, c->resume_timeout);
+				c->n_timeouts++;
+				do_resume(true, true);
+			}
+		}
+		check_reconnected();
+	}
+	ctl_close();
+	for (int i = 0; i < T.npending; i++)
+		close(T.pending[i].fd);
+	T.npending = 0;
+	return NULL;
+}
+
+int mca_btl_ninja_thread_start(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	c->thread_stop = false;
+	if (pthread_create(&c->thread, NULL, ninja_thread, NULL) != 0)
+		return OPAL_ERROR;
+	c->thread_started = true;
+	return OPAL_SUCCESS;
+}
+
+void mca_btl_ninja_thread_stop(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (!c->thread_started)
+		return;
+	c->thread_stop = true;
+	mca_btl_ninja_wake();
+	pthread_join(c->thread, NULL);
+	c->thread_started = false;
+}

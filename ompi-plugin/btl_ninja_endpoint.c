@@ -1,0 +1,540 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja_endpoint.c - per-peer data path: framed non-blocking writes
+ * with a FIFO send queue, a growing receive buffer parsed in place, upcalls
+ * into ob1 (application thread) or deferral of received frames (control
+ * thread, during a drain).  Every function here runs with the component
+ * lock held.
+ */
+#include "opal_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "btl_ninja.h"
+
+mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	for (i = 0; i < c->neps; i++)
+		if (c->eps[i]->endpoint_name.jobid == name.jobid &&
+		    c->eps[i]->endpoint_name.vpid == name.vpid)
+			return c->eps[i];
+	return NULL;
+}
+
+void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool want = ep->endpoint_sq_head != NULL;
+	struct epoll_event ev;
+
+	if (ep->endpoint_fd < 0 || want == ep->endpoint_epollout)
+		return;
+	ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+	ev.data.ptr = ep;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, ep->endpoint_fd, &ev) == 0)
+		ep->endpoint_epollout = want;
+}
+
+void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct epoll_event ev;
+
+	ep->endpoint_fd = fd;
+	ep->endpoint_state = NINJA_EP_CONNECTED;
+	ep->endpoint_want_connect = false;
+	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+	ep->endpoint_marker_sent = false;
+	ep->endpoint_marker_off = 0;
+	ep->endpoint_connects++;
+	if (!ep->endpoint_rx_buf) {
+		ep->endpoint_rx_buf = malloc(NINJA_RX_INIT);
+		ep->endpoint_rx_cap = ep->endpoint_rx_buf ? NINJA_RX_INIT : 0;
+	}
+	ev.events = EPOLLIN | (ep->endpoint_sq_head ? EPOLLOUT : 0);
+	ev.data.ptr = ep;
+	ep->endpoint_epollout = ep->endpoint_sq_head != NULL;
+	(void)epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
+	if (!ep->endpoint_in_conn) {
+		c->conn[c->nconn++] = ep;
+		ep->endpoint_in_conn = true;
+	}
+	c->nactive = c->nconn;
+}
+
+void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	if (ep->endpoint_fd >= 0) {
+		if (ep->endpoint_state == NINJA_EP_CONNECTED)
+			(void)epoll_ctl(c->epfd, EPOLL_CTL_DEL, ep->endpoint_fd,
+					NULL);
+		close(ep->endpoint_fd);
+		ep->endpoint_fd = -1;
+	}
+	ep->endpoint_state = NINJA_EP_CLOSED;
+	ep->endpoint_epollout = false;
+	ep->endpoint_hs_len = 0;
+	if (ep->endpoint_in_conn) {
+		for (i = 0; i < c->nconn; i++) {
+			if (c->conn[i] == ep) {
+				c->conn[i] = c->conn[--c->nconn];
+				break;
+			}
+		}
+		ep->endpoint_in_conn = false;
+	}
+	c->nactive = c->nconn;
+	/* Whatever a frame was half-written: it restarts whole on the next
+	 * connection (the peer discards a partial frame with the socket). */
+	if (ep->endpoint_sq_head)
+		ep->endpoint_sq_head->sent = 0;
+	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+}
+
+/* Write what is left of a frame.  1: complete, 0: would block, <0: error. */
+static int frag_write(int fd, mca_btl_ninja_frag_t *f)
+{
+	struct iovec v[3];
+	struct msghdr msg;
+	size_t skip = f->sent;
+	int i, n = 0;
+	ssize_t r;
+
+	for (i = 0; i < f->iov_cnt; i++) {
+		if (skip >= f->iov[i].iov_len) {
+			skip -= f->iov[i].iov_len;
+			continue;
+		}
+		v[n].iov_base = (char *)f->iov[i].iov_base + skip;
+		v[n].iov_len = f->iov[i].iov_len - skip;
+		skip = 0;
+		n++;
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = v;
+	msg.msg_iovlen = n;
+	r = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return 0;
+		return -errno;
+	}
+	f->sent += (size_t)r;
+	return f->sent == f->size;
+}
+
+/* A frame is on the wire: account, call back ob1 now or later, recycle. */
+static void frag_complete(mca_btl_ninja_frag_t *f, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_endpoint_t *ep = f->endpoint;
+	bool cb = f->base.des_cbfunc &&
+		  (f->queued ||
+		   (f->base.des_flags & MCA_BTL_DES_SEND_ALWAYS_CALLBACK));
+
+	ep->endpoint_tx_frags++;
+	ep->endpoint_tx_bytes += f->size;
+	if (cb && !app) {
+		/* Upcalls only on the application's thread. */
+		f->next = NULL;
+		if (c->cq_tail)
+			c->cq_tail->next = f;
+		else
+			c->cq_head = f;
+		c->cq_tail = f;
+		c->app_work = 1;
+		return;
+	}
+	if (cb)
+		f->base.des_cbfunc(&mca_btl_ninja_module.super, ep, &f->base,
+				   OPAL_SUCCESS);
+	if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+		mca_btl_ninja_frag_return(f);
+}
+
+static void sq_append(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f)
+{
+	f->next = NULL;
+	f->queued = true;
+	if (ep->endpoint_sq_tail)
+		ep->endpoint_sq_tail->next = f;
+	else
+		ep->endpoint_sq_head = f;
+	ep->endpoint_sq_tail = f;
+	ep->endpoint_sq_len++;
+}
+
+static void sq_pop(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_frag_t *f = ep->endpoint_sq_head;
+
+	ep->endpoint_sq_head = f->next;
+	if (!ep->endpoint_sq_head)
+		ep->endpoint_sq_tail = NULL;
+	ep->endpoint_sq_len--;
+}
+
+/* The connection broke outside a drain: close it and reconnect lazily. */
+static void ep_failed(mca_btl_ninja_endpoint_t *ep, int err, const char *what)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	NINJA_VERBOSE(10, "btl:ninja: connection to %u.%u %s (%s)%s",
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, what,
+		      err ? strerror(-err) : "closed by peer",
+		      ep->endpoint_sq_head ? ", reconnecting" : "");
+	mca_btl_ninja_endpoint_close(ep);
+	if (ep->endpoint_sq_head) {
+		ep->endpoint_want_connect = true;
+		ep->endpoint_conn_start = 0;
+		mca_btl_ninja_wake();
+	}
+	(void)c;
+}
+
+/*
+ * Queue or write one frame.  Returns 1 if it is on the wire already (ob1
+ * then completes the request itself), 0 if queued (callback owed).
+ */
+int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
+				mca_btl_ninja_frag_t *f, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int r;
+
+	f->endpoint = ep;
+	f->sent = 0;
+	f->hdr.epoch = c->epoch;
+	f->hdr.seq = ep->endpoint_tx_seq++;
+	if (c->state == NINJA_RUNNING &&
+	    ep->endpoint_state == NINJA_EP_CONNECTED &&
+	    !ep->endpoint_sq_head) {
+		r = frag_write(ep->endpoint_fd, f);
+		if (r == 1) {
+			f->queued = false;
+			frag_complete(f, app);
+			return 1;
+		}
+		sq_append(ep, f);
+		if (r < 0)
+			ep_failed(ep, r, "write failed");
+		else
+			mca_btl_ninja_endpoint_update_out(ep);
+		return 0;
+	}
+	sq_append(ep, f);
+	if (c->state == NINJA_RUNNING &&
+	    ep->endpoint_state == NINJA_EP_CLOSED &&
+	    !ep->endpoint_want_connect) {
+		ep->endpoint_want_connect = true;
+		ep->endpoint_conn_start = 0;
+		mca_btl_ninja_wake();
+	}
+	return 0;
+}
+
+/*
+ * Write queued frames.  In a drain only the frame already started is
+ * finished (the byte stream must end on a frame boundary) and then the
+ * marker goes out; everything else stays queued for after the resume.
+ * Returns 0, or <0 when the connection failed.
+ */
+int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
+				 bool drain)
+{
+	mca_btl_ninja_frag_t *f;
+	int r;
+
+	while ((f = ep->endpoint_sq_head)) {
+		if (drain && f->sent == 0)
+			break;
+		r = frag_write(ep->endpoint_fd, f);
+		if (r < 0) {
+			if (!drain)
+				ep_failed(ep, r, "write failed");
+			return r;
+		}
+		if (r == 0)
+			break;
+		sq_pop(ep);
+		frag_complete(f, app);
+	}
+	if (drain && !ep->endpoint_marker_sent &&
+	    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0)) {
+		const char *p = (const char *)&ep->endpoint_marker;
+		ssize_t n;
+
+		n = send(ep->endpoint_fd, p + ep->endpoint_marker_off,
+			 sizeof(ep->endpoint_marker) - ep->endpoint_marker_off,
+			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR)
+			return -errno;
+		if (n > 0)
+			ep->endpoint_marker_off += (size_t)n;
+		if (ep->endpoint_marker_off == sizeof(ep->endpoint_marker))
+			ep->endpoint_marker_sent = true;
+	}
+	if (!drain)
+		mca_btl_ninja_endpoint_update_out(ep);
+	return 0;
+}
+
+static void upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
+		   size_t len)
+{
+	const mca_btl_active_message_callback_t *reg =
+		mca_btl_base_active_message_trigger + tag;
+	mca_btl_base_segment_t seg;
+	mca_btl_base_descriptor_t des;
+
+	seg.seg_addr.pval = data;
+	seg.seg_len = len;
+	memset(&des, 0, sizeof(des));
+	des.des_segments = &seg;
+	des.des_segment_count = 1;
+	if (reg->cbfunc)
+		reg->cbfunc(&mca_btl_ninja_module.super, tag, &des, reg->cbdata);
+}
+
+static int defer_frame(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
+		       const void *data, size_t len)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_rxframe_t *r = malloc(sizeof(*r) + len);
+
+	if (!r)
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	r->next = NULL;
+	r->endpoint = ep;
+	r->tag = tag;
+	r->len = len;
+	memcpy(r->data, data, len);
+	if (c->dq_tail)
+		c->dq_tail->next = r;
+	else
+		c->dq_head = r;
+	c->dq_tail = r;
+	c->app_work = 1;
+	c->cycle.frames_deferred++;
+	return OPAL_SUCCESS;
+}
+
+/*
+ * Read and dispatch frames.  app: upcall into ob1 (application thread,
+ * RUNNING); otherwise defer (control thread, drain).  Returns the number
+ * of frames handled, or <0 if the connection is gone.
+ */
+int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int count = 0, loops = 0;
+
+	if (ep->endpoint_rx_busy || !ep->endpoint_rx_buf)
+		return 0;
+	ep->endpoint_rx_busy = true;
+	for (;;) {
+		size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+		ninja_frame_hdr_t hdr;
+		ssize_t n;
+
+		/* Dispatch every complete frame in the buffer. */
+		while (avail >= sizeof(hdr)) {
+			unsigned char *p = ep->endpoint_rx_buf +
+					   ep->endpoint_rx_off;
+			size_t need;
+
+			memcpy(&hdr, p, sizeof(hdr));
+			need = sizeof(hdr) + hdr.len;
+			if (avail < need)
+				break;
+			ep->endpoint_rx_off += need;
+			avail -= need;
+			ep->endpoint_rx_seq++;
+			if (hdr.type == NINJA_FRAME_MARKER) {
+				ep->endpoint_marker_rcvd = hdr.epoch;
+				NINJA_VERBOSE(20, "btl:ninja: marker %u from %u.%u",
+					      hdr.epoch,
+					      ep->endpoint_name.jobid,
+					      ep->endpoint_name.vpid);
+				if (app && hdr.epoch > c->epoch) {
+					/* The peer drains before our agent
+					 * told us: drain too, now. */
+					if (hdr.epoch > c->drain_request)
+						c->drain_request = hdr.epoch;
+					mca_btl_ninja_wake();
+				}
+				/* Nothing follows a marker on this stream. */
+				goto out;
+			}
+			if (hdr.type != NINJA_FRAME_DATA) {
+				opal_output(0, "btl:ninja: bad frame type %u from %u.%u",
+					    hdr.type, ep->endpoint_name.jobid,
+					    ep->endpoint_name.vpid);
+				continue;
+			}
+			ep->endpoint_rx_frags++;
+			ep->endpoint_rx_bytes += need;
+			count++;
+			if (app)
+				upcall(ep, hdr.tag, p + sizeof(hdr), hdr.len);
+			else if (defer_frame(ep, hdr.tag, p + sizeof(hdr),
+					     hdr.len) != OPAL_SUCCESS)
+				opal_output(0, "btl:ninja: out of memory deferring a frame");
+			if (ep->endpoint_fd < 0)
+				goto out;	/* closed from the upcall */
+		}
+		if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
+			ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+		} else if (avail >= sizeof(hdr)) {
+			/* A partial frame: make room for all of it. */
+			size_t need = sizeof(hdr) + hdr.len;
+
+			if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
+				memmove(ep->endpoint_rx_buf,
+					ep->endpoint_rx_buf + ep->endpoint_rx_off,
+					avail);
+				ep->endpoint_rx_off = 0;
+				ep->endpoint_rx_len = avail;
+			}
+			if (need > ep->endpoint_rx_cap) {
+				unsigned char *nb = realloc(ep->endpoint_rx_buf,
+							    need);
+
+				if (!nb) {
+					count = OPAL_ERR_OUT_OF_RESOURCE;
+					goto out;
+				}
+				ep->endpoint_rx_buf = nb;
+				ep->endpoint_rx_cap = need;
+			}
+		} else if (ep->endpoint_rx_off > 0 &&
+			   ep->endpoint_rx_cap - ep->endpoint_rx_off < 4096) {
+			memmove(ep->endpoint_rx_buf,
+				ep->endpoint_rx_buf + ep->endpoint_rx_off,
+				avail);
+			ep->endpoint_rx_off = 0;
+			ep->endpoint_rx_len = avail;
+		}
+		if (loops++ >= 8)
+			break;
+		n = recv(ep->endpoint_fd,
+			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
+			 ep->endpoint_rx_cap - ep->endpoint_rx_len, MSG_DONTWAIT);
+		if (n > 0) {
+			ep->endpoint_rx_len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+			      errno == EINTR))
+			break;
+		/* EOF or error. */
+		if (app) {
+			ep->endpoint_rx_busy = false;
+			ep_failed(ep, n < 0 ? -errno : 0, "lost");
+			return -1;
+		}
+		count = -1;
+		break;
+	}
+out:
+	ep->endpoint_rx_busy = false;
+	return count;
+}
+
+/* Completions and frames the control thread left for us (app thread). */
+int mca_btl_ninja_deliver_deferred(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	static bool delivering;
+	int count = 0;
+
+	if (delivering)
+		return 0;
+	delivering = true;
+	while (c->cq_head) {
+		mca_btl_ninja_frag_t *f = c->cq_head;
+
+		c->cq_head = f->next;
+		if (!c->cq_head)
+			c->cq_tail = NULL;
+		f->base.des_cbfunc(&mca_btl_ninja_module.super, f->endpoint,
+				   &f->base, OPAL_SUCCESS);
+		if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+			mca_btl_ninja_frag_return(f);
+		count++;
+	}
+	while (c->dq_head) {
+		mca_btl_ninja_rxframe_t *r = c->dq_head;
+
+		c->dq_head = r->next;
+		if (!c->dq_head)
+			c->dq_tail = NULL;
+		upcall(r->endpoint, r->tag, r->data, r->len);
+		free(r);
+		count++;
+	}
+	c->app_work = 0;
+	delivering = false;
+	return count;
+}
+
+/* Application thread, RUNNING: move bytes on connected sockets. */
+int mca_btl_ninja_progress_io(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct epoll_event evs[32];
+	int i, n, count = 0;
+
+	if (c->dq_head || c->cq_head)
+		return 0;	/* older frames first (re-entrant call) */
+	if (c->nconn <= c->poll_direct) {
+		for (i = c->nconn - 1; i >= 0; i--) {
+			mca_btl_ninja_endpoint_t *ep;
+
+			if (i >= c->nconn)
+				continue;
+			ep = c->conn[i];
+			if (ep->endpoint_sq_head &&
+			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
+				continue;
+			if (ep->endpoint_marker_rcvd > c->epoch)
+				continue;	/* drain pending */
+			n = mca_btl_ninja_endpoint_recv(ep, true);
+			if (n > 0)
+				count += n;
+		}
+		return count;
+	}
+	n = epoll_wait(c->epfd, evs, 32, 0);
+	for (i = 0; i < n; i++) {
+		mca_btl_ninja_endpoint_t *ep = evs[i].data.ptr;
+		int r;
+
+		if (ep->endpoint_state != NINJA_EP_CONNECTED)
+			continue;
+		if (evs[i].events & EPOLLOUT &&
+		    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
+			continue;
+		if (ep->endpoint_marker_rcvd > c->epoch)
+			continue;
+		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+			r = mca_btl_ninja_endpoint_recv(ep, true);
+			if (r > 0)
+				count += r;
+		}
+	}
+	return count;
+}

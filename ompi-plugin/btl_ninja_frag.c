@@ -1,0 +1,83 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja_frag.c - send fragments: two free lists (eager-sized and
+ * max-send-sized), grown on demand, guarded by the component lock.
+ */
+#include "opal_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "btl_ninja.h"
+
+static size_t pool_cap(int pool)
+{
+	mca_btl_base_module_t *m = &mca_btl_ninja_module.super;
+
+	return pool == 0 ? m->btl_eager_limit : m->btl_max_send_size;
+}
+
+/* Caller holds the component lock. */
+mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_frag_t *f;
+	int pool;
+	size_t cap;
+
+	if (payload <= pool_cap(0))
+		pool = 0;
+	else if (payload <= pool_cap(1))
+		pool = 1;
+	else
+		return NULL;
+	f = c->pool_free[pool];
+	if (f) {
+		c->pool_free[pool] = f->next;
+	} else {
+		cap = pool_cap(pool);
+		if (posix_memalign((void **)&f, 64, sizeof(*f) + cap))
+			return NULL;
+		memset(f, 0, sizeof(*f));
+		OBJ_CONSTRUCT(&f->base, mca_btl_base_descriptor_t);
+		f->pool = (uint8_t)pool;
+		f->cap = cap;
+		f->data = (unsigned char *)(f + 1);
+		c->pool_allocated++;
+	}
+	f->next = NULL;
+	f->endpoint = NULL;
+	f->queued = false;
+	f->sent = 0;
+	f->base.des_cbfunc = NULL;
+	f->base.des_cbdata = NULL;
+	f->base.des_context = NULL;
+	f->base.des_flags = 0;
+	return f;
+}
+
+/* Caller holds the component lock. */
+void mca_btl_ninja_frag_return(mca_btl_ninja_frag_t *f)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	f->next = c->pool_free[f->pool];
+	c->pool_free[f->pool] = f;
+}
+
+void mca_btl_ninja_frag_pools_fini(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int pool;
+
+	for (pool = 0; pool < 2; pool++) {
+		while (c->pool_free[pool]) {
+			mca_btl_ninja_frag_t *f = c->pool_free[pool];
+
+			c->pool_free[pool] = f->next;
+			OBJ_DESTRUCT(&f->base);
+			free(f);
+		}
+	}
+}

@@ -1,0 +1,58 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja_hdr.h - rank-to-rank wire format of btl/ninja (data frames,
+ * drain markers, connection handshake).  Documented in docs/protocol.md,
+ * section "Rank-to-rank data frames".  Both ends run the same build of the
+ * same Open MPI on the same architecture (the component is only loadable
+ * into the exact release it was built for), so fields are host order.
+ */
+#ifndef NINJA_BTL_NINJA_HDR_H
+#define NINJA_BTL_NINJA_HDR_H
+
+#include <stdint.h>
+
+#define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
+#define NINJA_WIRE_VERSION	1
+
+/* Frame types. */
+enum {
+	NINJA_FRAME_DATA = 1,	/* a BTL fragment for tag hdr.tag */
+	NINJA_FRAME_MARKER = 2,	/* drain marker: nothing follows in this epoch */
+};
+
+/* Every frame starts with this 16-byte header; len bytes follow. */
+typedef struct ninja_frame_hdr {
+	uint8_t type;
+	uint8_t tag;		/* MCA BTL tag (DATA) */
+	uint16_t flags;
+	uint32_t len;		/* payload bytes after the header */
+	uint32_t epoch;		/* MARKER: the drain epoch; DATA: sender's epoch */
+	uint32_t seq;		/* per-connection frame sequence (debug, replay) */
+} ninja_frame_hdr_t;
+
+/* Connection handshake: the connector sends HELLO, the acceptor ACK/NACK. */
+enum {
+	NINJA_HS_HELLO = 1,
+	NINJA_HS_ACK = 2,
+	NINJA_HS_NACK = 3,
+};
+
+/* NACK reasons. */
+enum {
+	NINJA_NACK_DRAINING = 1,	/* acceptor is draining epoch hs.epoch */
+	NINJA_NACK_RACE = 2,		/* simultaneous connect: the other one wins */
+	NINJA_NACK_UNKNOWN = 3,		/* acceptor does not know the connector */
+};
+
+typedef struct ninja_handshake {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t jobid;		/* sender's process name */
+	uint32_t vpid;
+	uint32_t epoch;		/* sender's current epoch */
+	uint32_t reason;	/* NACK reason */
+} ninja_handshake_t;
+
+#endif /* NINJA_BTL_NINJA_HDR_H */
