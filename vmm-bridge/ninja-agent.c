@@ -1,0 +1,661 @@
+// SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
+/*
+ * ninja-agent.c - user-space node agent: plays the part of kmod/ninja.ko on
+ * a bare machine (no VM).  Ranks (btl/ninja, tests/fake-rank) and host
+ * controllers (ninja-ctl) connect to one unix socket; the node aggregation
+ * state machine from common/ninja_agg.c does the protocol work.
+ *
+ *   ninja-agent --listen unix:PATH [--verbose] [--foreground] [--pidfile F]
+ *
+ * A connection whose first line is "HELLO <v> host" is a host connection;
+ * any other is a rank slot.  Single-threaded poll() loop, non-blocking
+ * sockets, a line assembler and a bounded output queue per connection.
+ * See docs/protocol.md.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ninja_agg.h"
+#include "vmm_chan.h"
+
+/* Most connections (ranks + hosts + not yet classified). */
+#define VMM_AGENT_MAX_CONNS	1024
+/*
+ * Bytes queued for one connection before it is dropped as not reading.
+ * A protocol exchange is a few lines per epoch; 64 KiB is >100 full lines.
+ */
+#define VMM_AGENT_OUTQ_MAX	(64 * 1024)
+
+enum vmm_conn_kind {
+	VMM_CONN_NEW = 0,	/* no line yet: role unknown */
+	VMM_CONN_HOST,		/* controller (ninja-ctl, ninja-migrate) */
+	VMM_CONN_RANK,		/* a rank; owns an aggregation slot */
+};
+
+static const char *const kind_names[] = { "new", "host", "rank" };
+
+struct vmm_conn {
+	int fd;
+	unsigned int id;	/* for logs: #id */
+	enum vmm_conn_kind kind;
+	int slot;		/* VMM_CONN_RANK: ninja_agg slot */
+	bool dead;		/* close at the end of this loop turn */
+	bool close_after_flush;
+	struct ninja_lineq q;
+	char *out;		/* pending output out[out_off..out_len) */
+	size_t out_off, out_len;
+};
+
+struct vmm_agent {
+	struct ninja_agg agg;
+	struct vmm_conn *conns[VMM_AGENT_MAX_CONNS];
+	int nconns;
+	struct vmm_conn *by_slot[NINJA_AGG_MAX_RANKS];
+	/* Host whose line is being handled: its replies go to it alone. */
+	struct vmm_conn *cur_host;
+	int listen_fd;
+	int sig_fd;
+	bool verbose;
+	unsigned int next_id;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	ino_t path_ino;
+	const char *pidfile;
+	uint64_t n_overflow, n_refused;
+};
+
+static struct vmm_agent agent;
+
+static const char *conn_desc(const struct vmm_conn *c, char *buf, size_t n)
+{
+	if (c->kind == VMM_CONN_RANK && c->slot >= 0)
+		snprintf(buf, n, "#%u rank slot %d", c->id, c->slot);
+	else
+		snprintf(buf, n, "#%u %s", c->id, kind_names[c->kind]);
+	return buf;
+}
+
+/* Queue a '\n'-terminated line for c; drop c when it is not reading. */
+static void conn_queue(struct vmm_conn *c, const char *line, size_t len)
+{
+	char d[48];
+
+	if (c->dead)
+		return;
+	if (agent.verbose)
+		vmm_log("%s > %.*s", conn_desc(c, d, sizeof(d)),
+			(int)(len && line[len - 1] == '\n' ? len - 1 : len),
+			line);
+	if (c->out_len - c->out_off + len > VMM_AGENT_OUTQ_MAX) {
+		agent.n_overflow++;
+		vmm_log("%s: output queue full (%zu bytes unread), dropping the connection",
+			conn_desc(c, d, sizeof(d)), c->out_len - c->out_off);
+		c->dead = true;
+		return;
+	}
+	if (c->out_off && c->out_len + len > VMM_AGENT_OUTQ_MAX) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	memcpy(c->out + c->out_len, line, len);
+	c->out_len += len;
+}
+
+/* Write what the socket takes now. */
+static void conn_flush(struct vmm_conn *c)
+{
+	char d[48];
+
+	while (!c->dead && c->out_off < c->out_len) {
+		ssize_t w = send(c->fd, c->out + c->out_off,
+				 c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w > 0) {
+			c->out_off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (agent.verbose)
+			vmm_log("%s: send: %s", conn_desc(c, d, sizeof(d)),
+				w < 0 ? strerror(errno) : "closed");
+		c->dead = true;
+		return;
+	}
+	c->out_off = c->out_len = 0;
+	if (c->close_after_flush)
+		c->dead = true;
+}
+
+/* ninja_agg callbacks: queue only, never call back into the machine. */
+static void agg_to_rank(void *ctx, int slot, const char *line, size_t len)
+{
+	int i;
+
+	if (slot != NINJA_AGG_ALL) {
+		if (slot >= 0 && slot < NINJA_AGG_MAX_RANKS &&
+		    agent.by_slot[slot])
+			conn_queue(agent.by_slot[slot], line, len);
+		return;
+	}
+	/* Broadcasts go to registered ranks only. */
+	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++)
+		if (agent.by_slot[i] &&
+		    agent.agg.ranks[i].state >= NINJA_RS_RUNNING)
+			conn_queue(agent.by_slot[i], line, len);
+}
+
+static bool starts_with(const char *line, size_t len, const char *p)
+{
+	size_t n = strlen(p);
+
+	return len >= n && memcmp(line, p, n) == 0;
+}
+
+static void agg_to_host(void *ctx, const char *line, size_t len)
+{
+	int i;
+
+	/*
+	 * Answers to one host's request (ERR, HELLO, STATUS) go to that
+	 * host alone, so a second controller is not confused by them; news
+	 * about the node (SAFE, RESUMED, REPORT, UNSAFE) goes to every host.
+	 */
+	if (agent.cur_host && (starts_with(line, len, "ERR ") ||
+			       starts_with(line, len, "HELLO ") ||
+			       starts_with(line, len, "STATUS"))) {
+		conn_queue(agent.cur_host, line, len);
+		return;
+	}
+	for (i = 0; i < agent.nconns; i++)
+		if (agent.conns[i]->kind == VMM_CONN_HOST)
+			conn_queue(agent.conns[i], line, len);
+}
+
+static const struct ninja_agg_ops agg_ops = {
+	.to_rank = agg_to_rank,
+	.to_host = agg_to_host,
+};
+
+/* "HELLO <anything> host [...]": the controller's greeting. */
+static bool is_host_hello(const char *line, size_t len)
+{
+	const char *tok[3];
+	size_t tlen[3], i = 0;
+	int nt = 0;
+
+	while (i < len && nt < 3) {
+		while (i < len && line[i] == ' ')
+			i++;
+		if (i == len)
+			break;
+		tok[nt] = line + i;
+		while (i < len && line[i] != ' ' && line[i] != '\r')
+			i++;
+		tlen[nt] = (size_t)(line + i - tok[nt]);
+		nt++;
+		if (i < len && line[i] == '\r')
+			break;
+	}
+	return nt == 3 && tlen[0] == 5 && memcmp(tok[0], "HELLO", 5) == 0 &&
+	       tlen[2] == 4 && memcmp(tok[2], "host", 4) == 0;
+}
+
+/* Blank? (spaces and a final '\r' only) */
+static bool is_blank(const char *line, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (line[i] != ' ' && !(line[i] == '\r' && i == len - 1))
+			return false;
+	return true;
+}
+
+static void conn_line(void *ctx, const char *line, size_t len, int err)
+{
+	struct vmm_conn *c = ctx;
+	char d[48];
+
+	if (c->dead || c->close_after_flush)
+		return;
+	if (agent.verbose)
+		vmm_log("%s < %.*s%s", conn_desc(c, d, sizeof(d)), (int)len,
+			line, err ? " [too long, cut]" : "");
+	if (c->kind == VMM_CONN_NEW) {
+		if (!err && is_blank(line, len))
+			return;
+		if (!err && is_host_hello(line, len)) {
+			c->kind = VMM_CONN_HOST;
+		} else {
+			int slot = ninja_agg_open(&agent.agg);
+
+			if (slot < 0) {
+				char buf[128];
+				int n = snprintf(buf, sizeof(buf),
+						 "ERR %s %s (max %d)\n",
+						 ninja_err_name(slot),
+						 ninja_strerror(slot),
+						 NINJA_AGG_MAX_RANKS);
+
+				agent.n_refused++;
+				vmm_log("%s: refused: %s",
+					conn_desc(c, d, sizeof(d)),
+					ninja_strerror(slot));
+				conn_queue(c, buf, (size_t)n);
+				c->close_after_flush = true;
+				return;
+			}
+			c->kind = VMM_CONN_RANK;
+			c->slot = slot;
+			agent.by_slot[slot] = c;
+		}
+		if (agent.verbose)
+			vmm_log("#%u is a %s connection", c->id,
+				kind_names[c->kind]);
+	}
+	if (c->kind == VMM_CONN_HOST) {
+		agent.cur_host = c;
+		if (err)
+			ninja_agg_host_error(&agent.agg, err);
+		else
+			ninja_agg_host_line(&agent.agg, line, len);
+		agent.cur_host = NULL;
+	} else {
+		if (err)
+			ninja_agg_rank_error(&agent.agg, c->slot, err);
+		else
+			ninja_agg_rank_line(&agent.agg, c->slot, line, len);
+	}
+}
+
+static void conn_read(struct vmm_conn *c)
+{
+	char buf[4096];
+	char d[48];
+
+	for (;;) {
+		ssize_t r = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (r > 0) {
+			ninja_lineq_push(&c->q, buf, (size_t)r, conn_line, c);
+			if (c->dead)
+				return;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (agent.verbose)
+			vmm_log("%s: %s", conn_desc(c, d, sizeof(d)),
+				r == 0 ? "closed by peer" : strerror(errno));
+		c->dead = true;
+		return;
+	}
+}
+
+static void conn_free(int idx)
+{
+	struct vmm_conn *c = agent.conns[idx];
+
+	if (c->kind == VMM_CONN_RANK && c->slot >= 0) {
+		agent.by_slot[c->slot] = NULL;
+		/* May queue REPORT/SAFE/RESUMED lines for the hosts. */
+		ninja_agg_close(&agent.agg, c->slot);
+	}
+	close(c->fd);
+	free(c->out);
+	free(c);
+	agent.conns[idx] = agent.conns[--agent.nconns];
+}
+
+/* Close dead connections; closing one may kill another (overflow). */
+static void reap(void)
+{
+	bool again = true;
+	int i;
+
+	while (again) {
+		again = false;
+		for (i = 0; i < agent.nconns; i++) {
+			if (agent.conns[i]->dead) {
+				conn_free(i);
+				again = true;
+				break;
+			}
+		}
+	}
+}
+
+static void do_accept(void)
+{
+	for (;;) {
+		int fd = accept4(agent.listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct vmm_conn *c;
+
+		if (fd < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				vmm_log("accept: %s", strerror(errno));
+			return;
+		}
+		if (agent.nconns == VMM_AGENT_MAX_CONNS) {
+			static const char msg[] =
+				"ERR full too many connections to this agent\n";
+
+			agent.n_refused++;
+			vmm_log("refusing a connection: %d already open",
+				agent.nconns);
+			if (send(fd, msg, sizeof(msg) - 1,
+				 MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				/* best effort */
+			}
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (c)
+			c->out = malloc(VMM_AGENT_OUTQ_MAX);
+		if (!c || !c->out) {
+			vmm_log("out of memory, refusing a connection");
+			if (c)
+				free(c);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->id = ++agent.next_id;
+		c->slot = -1;
+		ninja_lineq_init(&c->q);
+		agent.conns[agent.nconns++] = c;
+		if (agent.verbose)
+			vmm_log("#%u connected", c->id);
+	}
+}
+
+static int listen_on(const char *spec)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	char err[512];
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (vmm_parse_endpoint(spec, sa.sun_path, sizeof(sa.sun_path), err,
+			       sizeof(err))) {
+		vmm_log("--listen %s", err);
+		return -1;
+	}
+	snprintf(agent.path, sizeof(agent.path), "%s", sa.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		vmm_log("socket: %s", strerror(errno));
+		return -1;
+	}
+	if (lstat(sa.sun_path, &st) == 0) {
+		int probe;
+
+		if (!S_ISSOCK(st.st_mode)) {
+			vmm_log("%s exists and is not a socket; not removing it",
+				sa.sun_path);
+			goto fail;
+		}
+		/* A live agent answers a connect: never steal its path. */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 &&
+		    connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			vmm_log("%s: another process is listening there", spec);
+			goto fail;
+		}
+		if (probe >= 0)
+			close(probe);
+		if (unlink(sa.sun_path) < 0 && errno != ENOENT) {
+			vmm_log("cannot remove stale socket %s: %s",
+				sa.sun_path, strerror(errno));
+			goto fail;
+		}
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		vmm_log("cannot bind %s: %s", sa.sun_path, strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, 128) < 0) {
+		vmm_log("listen %s: %s", sa.sun_path, strerror(errno));
+		unlink(sa.sun_path);
+		goto fail;
+	}
+	if (stat(sa.sun_path, &st) == 0)
+		agent.path_ino = st.st_ino;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static void cleanup(void)
+{
+	struct stat st;
+
+	while (agent.nconns) {
+		struct vmm_conn *c = agent.conns[--agent.nconns];
+
+		/* Best effort: hand out what is queued, then just close. */
+		conn_flush(c);
+		if (c->kind == VMM_CONN_RANK && c->slot >= 0)
+			agent.by_slot[c->slot] = NULL;
+		close(c->fd);
+		free(c->out);
+		free(c);
+	}
+	if (agent.listen_fd >= 0) {
+		close(agent.listen_fd);
+		/* Remove the path only if it is still our socket. */
+		if (stat(agent.path, &st) == 0 && st.st_ino == agent.path_ino)
+			unlink(agent.path);
+	}
+	if (agent.pidfile)
+		unlink(agent.pidfile);
+}
+
+static int write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f) {
+		vmm_log("cannot write pidfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	if (fclose(f)) {
+		vmm_log("cannot write pidfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_signals(void)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -1;
+	agent.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return agent.sig_fd < 0 ? -1 : 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ninja-agent --listen unix:PATH [--verbose] [--foreground] [--pidfile FILE]\n"
+		"\n"
+		"User-space Ninja node agent (the role kmod/ninja.ko plays in a VM).\n"
+		"Ranks (btl_ninja_control=unix:PATH) and controllers (ninja-ctl) connect\n"
+		"to PATH; a connection that starts with \"HELLO 1 host\" is a controller.\n"
+		"\n"
+		"  --listen unix:PATH  socket to create (a stale socket there is replaced)\n"
+		"  --verbose, -v       log connections and every line in/out to stderr\n"
+		"  --foreground        stay in the foreground (the default; accepted for\n"
+		"                      compatibility)\n"
+		"  --pidfile FILE      write the process id to FILE, removed at exit\n"
+		"\n"
+		"SIGTERM/SIGINT/SIGHUP: close every connection, remove PATH, exit 0.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *listen_spec = NULL;
+	struct pollfd *pfd;
+	int o, rc = 0;
+
+	vmm_set_progname(argv[0]);
+	agent.listen_fd = agent.sig_fd = -1;
+	while ((o = getopt_long(argc, argv, "l:vfp:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'l':
+			listen_spec = optarg;
+			break;
+		case 'v':
+			agent.verbose = true;
+			break;
+		case 'f':
+			break;
+		case 'p':
+			agent.pidfile = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ninja-agent: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return 1;
+	}
+	if (!listen_spec) {
+		fprintf(stderr, "ninja-agent: --listen unix:PATH is required\n");
+		usage(stderr);
+		return 1;
+	}
+	ninja_agg_init(&agent.agg, &agg_ops, &agent);
+	if (setup_signals() < 0) {
+		vmm_log("signals: %s", strerror(errno));
+		return 1;
+	}
+	agent.listen_fd = listen_on(listen_spec);
+	if (agent.listen_fd < 0)
+		return 1;
+	if (agent.pidfile && write_pidfile(agent.pidfile) < 0) {
+		agent.pidfile = NULL;
+		cleanup();
+		return 1;
+	}
+	pfd = calloc(VMM_AGENT_MAX_CONNS + 2, sizeof(*pfd));
+	if (!pfd) {
+		vmm_log("out of memory");
+		cleanup();
+		return 1;
+	}
+	vmm_log("listening on unix:%s (protocol %d, max %d ranks)",
+		agent.path, NINJA_PROTO_VERSION, NINJA_AGG_MAX_RANKS);
+
+	for (;;) {
+		int i, n = 2, r;
+		/* conns[] is stable between poll() and the dispatch below. */
+		int nc = agent.nconns;
+
+		pfd[0].fd = agent.listen_fd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = agent.sig_fd;
+		pfd[1].events = POLLIN;
+		for (i = 0; i < nc; i++, n++) {
+			struct vmm_conn *c = agent.conns[i];
+
+			pfd[n].fd = c->fd;
+			pfd[n].events = POLLIN;
+			if (c->out_off < c->out_len)
+				pfd[n].events |= POLLOUT;
+			pfd[n].revents = 0;
+		}
+		/* A server: waiting for the next event has no deadline. */
+		r = poll(pfd, (nfds_t)n, -1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			vmm_log("poll: %s", strerror(errno));
+			rc = 1;
+			break;
+		}
+		if (pfd[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(agent.sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				vmm_log("signal %u: exiting", si.ssi_signo);
+				break;
+			}
+		}
+		for (i = 0; i < nc; i++) {
+			struct vmm_conn *c = agent.conns[i];
+			short rev = pfd[i + 2].revents;
+
+			if (c->dead || !rev)
+				continue;
+			if (rev & (POLLIN | POLLHUP | POLLERR))
+				conn_read(c);
+			if (!c->dead && (rev & POLLOUT))
+				conn_flush(c);
+		}
+		if (pfd[0].revents)
+			do_accept();
+		/* Closing ranks may queue news for hosts: reap, then flush. */
+		reap();
+		for (i = 0; i < agent.nconns; i++)
+			conn_flush(agent.conns[i]);
+		reap();
+	}
+	free(pfd);
+	cleanup();
+	vmm_log("exit (%llu errors answered, %llu refused, %llu overflows)",
+		(unsigned long long)ninja_agg_errors(&agent.agg),
+		(unsigned long long)agent.n_refused,
+		(unsigned long long)agent.n_overflow);
+	return rc;
+}
