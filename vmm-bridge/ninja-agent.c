@@ -87,6 +87,31 @@ static const char *conn_desc(const struct vmm_conn *c, char *buf, size_t n)
 	return buf;
 }
 
+/* Log a line in or out, bytes outside printable ASCII as \xNN. */
+static void log_line(const struct vmm_conn *c, const char *dir,
+		     const char *line, size_t len, const char *note)
+{
+	static const char hex[] = "0123456789abcdef";
+	char esc[4 * NINJA_LINE_MAX + 1];
+	char d[48];
+	size_t i, o = 0;
+
+	for (i = 0; i < len && o + 4 < sizeof(esc); i++) {
+		unsigned char ch = (unsigned char)line[i];
+
+		if (ch >= 0x20 && ch < 0x7f) {
+			esc[o++] = (char)ch;
+		} else {
+			esc[o++] = '\\';
+			esc[o++] = 'x';
+			esc[o++] = hex[ch >> 4];
+			esc[o++] = hex[ch & 15];
+		}
+	}
+	esc[o] = '\0';
+	vmm_log("%s %s %s%s", conn_desc(c, d, sizeof(d)), dir, esc, note);
+}
+
 /* Queue a '\n'-terminated line for c; drop c when it is not reading. */
 static void conn_queue(struct vmm_conn *c, const char *line, size_t len)
 {
@@ -95,9 +120,8 @@ static void conn_queue(struct vmm_conn *c, const char *line, size_t len)
 	if (c->dead)
 		return;
 	if (agent.verbose)
-		vmm_log("%s > %.*s", conn_desc(c, d, sizeof(d)),
-			(int)(len && line[len - 1] == '\n' ? len - 1 : len),
-			line);
+		log_line(c, ">", line,
+			 len && line[len - 1] == '\n' ? len - 1 : len, "");
 	if (c->out_len - c->out_off + len > VMM_AGENT_OUTQ_MAX) {
 		agent.n_overflow++;
 		vmm_log("%s: output queue full (%zu bytes unread), dropping the connection",
@@ -235,9 +259,6 @@ static void conn_line(void *ctx, const char *line, size_t len, int err)
 
 	if (c->dead || c->close_after_flush)
 		return;
-	if (agent.verbose)
-		vmm_log("%s < %.*s%s", conn_desc(c, d, sizeof(d)), (int)len,
-			line, err ? " [too long, cut]" : "");
 	if (c->kind == VMM_CONN_NEW) {
 		if (!err && is_blank(line, len))
 			return;
@@ -270,6 +291,8 @@ static void conn_line(void *ctx, const char *line, size_t len, int err)
 			vmm_log("#%u is a %s connection", c->id,
 				kind_names[c->kind]);
 	}
+	if (agent.verbose)
+		log_line(c, "<", line, len, err ? " [too long, cut]" : "");
 	if (c->kind == VMM_CONN_HOST) {
 		agent.cur_host = c;
 		if (err)

@@ -57,6 +57,7 @@ struct vmm_node {
 	bool rejected;		/* answered ERR to the current request */
 	/* Last STATUS (or HELLO) seen. */
 	bool have_status;
+	unsigned long status_seq;	/* STATUS lines taken */
 	uint32_t epoch;
 	char phase[16];
 	unsigned int ranks, safe, draining, resuming;
@@ -336,6 +337,7 @@ static void take_status(struct vmm_node *n, const struct ninja_msg *m)
 	uint64_t v;
 
 	n->have_status = true;
+	n->status_seq++;
 	if (!ninja_msg_get_u64(m, "epoch", &v) && v <= UINT32_MAX)
 		n->epoch = (uint32_t)v;
 	p = ninja_msg_get(m, "phase", &pl);
@@ -345,6 +347,19 @@ static void take_status(struct vmm_node *n, const struct ninja_msg *m)
 	n->safe = kv_uint(m, "safe");
 	n->draining = kv_uint(m, "draining");
 	n->resuming = kv_uint(m, "resuming");
+}
+
+/* Our quiesce lost its epoch to someone else's RESUME/CANCEL. */
+static void taken_over(struct vmm_node *n)
+{
+	if (cur.op != VMM_OP_QUIESCE || cur.cancelling || n->rejected)
+		return;
+	if (!cur.proto_err)
+		snprintf(cur.err, sizeof(cur.err),
+			 "%s: epoch %" PRIu32 " was resumed or cancelled by another controller",
+			 n->ch.name, cur.epoch);
+	cur.proto_err++;
+	n->rejected = true;
 }
 
 /* One line from a node, whatever the operation. */
@@ -413,6 +428,8 @@ static void handle_line(struct vmm_node *n, const struct vmm_line *l)
 		snprintf(n->phase, sizeof(n->phase), "running");
 		if (cur.cancelling)
 			n->cancel_done = true;
+		else if (cur.op == VMM_OP_QUIESCE)
+			taken_over(n);
 		else if (cur.op == VMM_OP_RESUME || cur.op == VMM_OP_CANCEL) {
 			n->done = true;
 			n->done_ranks = kv_uint(&m, "ranks");
@@ -455,6 +472,9 @@ static void handle_line(struct vmm_node *n, const struct vmm_line *l)
 			if (!strcmp(n->phase, "safe")) {
 				n->done = true;
 				n->done_ranks = n->safe;
+			} else if (!strcmp(n->phase, "running") ||
+				   !strcmp(n->phase, "resuming")) {
+				taken_over(n);
 			}
 		} else if (cur.op == VMM_OP_RESUME ||
 			   cur.op == VMM_OP_CANCEL) {
@@ -591,9 +611,14 @@ static int involved_count(void)
 	return k;
 }
 
-/* "unix:/a (2 of 3 ranks safe), unix:/b (no status)" for unfinished nodes. */
-static void describe_pending(char *buf, size_t size, bool quiesce, int *count)
+/*
+ * "unix:/a (2 of 3 ranks safe), unix:/b (no status)" for unfinished nodes;
+ * with exactly one, "unix:/a not safe after 2.0 s (2 of 3 ranks safe)".
+ */
+static void describe_pending(char *buf, size_t size, bool quiesce, int *count,
+			     double secs)
 {
+	const char *what = quiesce ? "not safe" : "not resumed";
 	size_t off = 0;
 	int i;
 
@@ -626,6 +651,42 @@ static void describe_pending(char *buf, size_t size, bool quiesce, int *count)
 			break;
 		off += (size_t)w;
 	}
+	if (*count == 1) {
+		/* Move " (detail)" after "not safe after N s". */
+		char *paren = strstr(buf, " (");
+		char detail[128];
+
+		if (paren) {
+			snprintf(detail, sizeof(detail), "%s", paren);
+			snprintf(paren, size - (size_t)(paren - buf),
+				 " %s after %.1f s%s", what, secs, detail);
+		}
+	} else if (*count > 1) {
+		snprintf(buf + off, size - off, " %s after %.1f s", what, secs);
+	}
+}
+
+/* Fresh STATUS from unfinished nodes (for the failure message), <= 0.5 s. */
+static void final_status(void)
+{
+	unsigned long seq[VMM_CTL_MAX_NODES];
+	int64_t dl = vmm_now_ns() + 500000000LL;
+	int i;
+	bool all;
+
+	for (i = 0; i < nnodes; i++) {
+		seq[i] = nodes[i].status_seq;
+		if (nodes[i].involved && !nodes[i].done && !nodes[i].lost)
+			node_send(&nodes[i], "STATUS");
+	}
+	do {
+		pump(dl);
+		all = true;
+		for (i = 0; i < nnodes; i++)
+			if (nodes[i].involved && !nodes[i].done &&
+			    !nodes[i].lost && nodes[i].status_seq == seq[i])
+				all = false;
+	} while (!all && vmm_now_ns() < dl);
 }
 
 /* After a failed quiesce: CANCEL everywhere, wait briefly for RESUMED. */
@@ -690,14 +751,15 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 		}
 		return VMM_EXIT_OK;
 	}
-	describe_pending(pend, sizeof(pend), true, &npend);
+	if (r == -2)
+		final_status();
+	describe_pending(pend, sizeof(pend), true, &npend, (double)*took / 1e9);
 	why = r == -2 ? "deadline" : cur.lost ? "connection lost" :
 	      "protocol error";
 	cancelled = cancel_everywhere(e);
 	if (r == -2)
-		fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": %s %s not safe after %.1f s; %s\n",
+		fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": %s %s; %s\n",
 			e, npend == 1 ? "node" : "nodes", pend,
-			(double)*took / 1e9,
 			cancelled ? "cancelled, job continues" :
 			"CANCEL sent but not every node confirmed it");
 	else
@@ -778,11 +840,12 @@ static int do_resume(enum vmm_op op, uint32_t e, int64_t *took, bool cycle)
 		}
 		return VMM_EXIT_OK;
 	}
-	describe_pending(pend, sizeof(pend), false, &npend);
 	if (r == -2)
-		fprintf(stderr, "ninja-ctl: %s epoch %" PRIu32 ": %s %s not resumed after %.1f s\n",
-			op_names[op], e, npend == 1 ? "node" : "nodes", pend,
-			(double)*took / 1e9);
+		final_status();
+	describe_pending(pend, sizeof(pend), false, &npend, (double)*took / 1e9);
+	if (r == -2)
+		fprintf(stderr, "ninja-ctl: %s epoch %" PRIu32 ": %s %s\n",
+			op_names[op], e, npend == 1 ? "node" : "nodes", pend);
 	else
 		fprintf(stderr, "ninja-ctl: %s epoch %" PRIu32 ": failed (%s%s%s) after %.1f s\n",
 			op_names[op], e,
