@@ -5,7 +5,7 @@
 # Input lines: KIND BTL REP BYTES T_USEC MBPS
 #   KIND "pp" (BTL tcp|ninja) or "floor" (BTL floor).
 # Variables: json, dat (output files), reps, bind, tool, ninja_status,
-#   ninja_so, stamp, host, cores, ompi, rev.
+#   ninja_so, stamp, host, cores, ompi, rev, load.
 # Latency ratios (ninja/tcp, lower is better) are given for 0 B - 1 KiB,
 # bandwidth ratios (ninja/tcp, higher is better) for 1 KiB and up.
 
@@ -69,6 +69,7 @@ END {
 	       stamp, host, cores, ompi, rev > json
 	printf "\"tool\":\"%s\",\"reps\":%d,\"bind\":\"%s\",\"ninja\":\"%s\",\"ninja_status\":\"%s\",", \
 	       tool, reps, bind, ninja_so, ninja_status > json
+	printf "\"loadavg_start_end\":\"%s\",", load > json
 	printf "\"statistic\":\"median\",\"t_unit\":\"usec, half round trip\",\"bw_unit\":\"MB/s, 10^6 bytes\"," > json
 	printf "\"results\":[" > json
 	nlat = 0; nbw = 0

@@ -17,10 +17,11 @@
  *       payload, which is measured around those loops and NOT included in
  *       t[usec] (so numbers compare with IMB, which never touches its data).
  *
- *   timeline          pingpong -t SECONDS -s SIZE [-interval MS] [-csv FILE]
- *       Back-to-back round trips for a wall time; one line per interval
- *       (default 100 ms): elapsed s, messages completed (2 per round trip),
- *       MB/s (size * messages / interval), and the longest gap between two
+ *   timeline          pingpong -t SECONDS [-s SIZE] [-interval MS] [-csv FILE]
+ *       Back-to-back round trips of SIZE bytes (default 1 MiB) for a wall
+ *       time; one line per interval (default 100 ms): elapsed s, messages
+ *       completed (2 per round trip), MB/s (size * messages / interval),
+ *       and the longest gap between two
  *       consecutive round-trip completions (a round trip still outstanding
  *       at the end of the interval counts with its stall so far).  Rank 0
  *       polls (MPI_Test) so lines keep coming while traffic is stalled, e.g.
@@ -76,7 +77,7 @@ struct opts {
 
 static struct opts o = {
 	.min = 0, .max = DEF_MAX, .iters = 0, .time_ms = DEF_TIME_MS,
-	.tl_seconds = 0, .tl_size = 0, .interval_ms = 100, .check = 1,
+	.tl_seconds = 0, .tl_size = 1L << 20, .interval_ms = 100, .check = 1,
 };
 
 static int64_t bad_local;	/* bad payloads seen by this rank */
@@ -136,7 +137,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-min BYTES] [-max BYTES] [-iters N] [-time MS] [-json FILE] [-no-check]\n"
-		"       %s -t SECONDS -s SIZE [-interval MS] [-csv FILE] [-no-check]\n"
+		"       %s -t SECONDS [-s SIZE (default 1M)] [-interval MS] [-csv FILE] [-no-check]\n"
 		"BYTES/SIZE accept k, K, m, M (binary) suffixes.\n",
 		prog, prog);
 }
