@@ -118,7 +118,8 @@ static void usage(FILE *f)
 		"  status              print each node's STATUS line.\n"
 		"  cycle               repeat quiesce + resume (--count N, --pause-ms M between)\n"
 		"                      and print per-cycle phase times.\n"
-		"  event KIND [k=v..]  send \"EVENT <t_ns> KIND k=v..\" (forwarded to ranks),\n"
+		"  event KIND [k=v..]  send \"EVENT <t_ns> KIND k=v.. real_ns=<ns>\" (forwarded\n"
+		"                      to ranks; t_ns CLOCK_MONOTONIC, real_ns CLOCK_REALTIME),\n"
 		"                      e.g. to simulate a device event on a bare machine.\n"
 		"\n"
 		"Options:\n"
@@ -888,14 +889,22 @@ static int cmd_event(int argc, char **argv)
 {
 	char line[NINJA_LINE_MAX + 1];
 	struct ninja_msg m;
-	int64_t t = vmm_wall_ns();
+	/* As kmod/ninja_notify.c: t_ns monotonic, real_ns wall clock. */
+	int64_t t = vmm_now_ns(), real = vmm_wall_ns();
+	bool has_real = false;
 	int i, n, r;
 
 	if (argc < 1)
 		die_usage("event: KIND missing");
 	n = snprintf(line, sizeof(line), "EVENT %" PRId64, t);
-	for (i = 0; i < argc && n < (int)sizeof(line); i++)
+	for (i = 0; i < argc && n < (int)sizeof(line); i++) {
 		n += snprintf(line + n, sizeof(line) - n, " %s", argv[i]);
+		if (!strncmp(argv[i], "real_ns=", 8))
+			has_real = true;
+	}
+	if (!has_real && n < (int)sizeof(line))
+		n += snprintf(line + n, sizeof(line) - n, " real_ns=%" PRId64,
+			      real);
 	if (n >= NINJA_LINE_MAX)
 		die_usage("event: line too long");
 	r = ninja_parse_line(line, (size_t)n, &m);
