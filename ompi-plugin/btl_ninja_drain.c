@@ -714,8 +714,11 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		break;
 	case NINJA_HS_NACK:
 		if (ep->endpoint_hs.reason == NINJA_NACK_RACE) {
-			/* The peer's own connection to us wins. */
-			connect_failed(ep, false, "simultaneous connect, the peer's wins");
+			/* The peer's own connection to us wins; it will
+			 * attach and clear want_connect.  Retry only in case
+			 * it does not (see accept_hello). */
+			connect_failed(ep, true, "simultaneous connect, the peer's wins");
+			ep->endpoint_retry_at += 50000000ull;
 			break;
 		}
 		connect_failed(ep, true, ep->endpoint_hs.reason ==
@@ -784,15 +787,19 @@ static void accept_hello(int i)
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN);
 	} else if (c->state != NINJA_RUNNING) {
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING);
-	} else if ((ep->endpoint_state == NINJA_EP_CONNECTING ||
-		    ep->endpoint_state == NINJA_EP_HELLO) &&
-		   name_cmp(me, peer) < 0) {
-		/* Simultaneous connect: the lower-named side's wins. */
+	} else if (ep->endpoint_state == NINJA_EP_CONNECTED ||
+		   ((ep->endpoint_state == NINJA_EP_CONNECTING ||
+		     ep->endpoint_state == NINJA_EP_HELLO) &&
+		    name_cmp(me, peer) < 0)) {
+		/*
+		 * Simultaneous connect: the lower-named side's connection
+		 * wins.  Already connected: this is the loser's HELLO that
+		 * was on its way, or the peer lost a connection we have not
+		 * seen die yet; either way keep ours (data may be in it) -
+		 * the peer retries and gets in once we see the old one go.
+		 */
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_RACE);
 	} else {
-		if (ep->endpoint_state == NINJA_EP_CONNECTED)
-			NINJA_VERBOSE(10, "btl:ninja: %u.%u reconnects; replacing the old connection",
-				      peer.jobid, peer.vpid);
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
 		hs_fill(&reply, NINJA_HS_ACK, 0);
