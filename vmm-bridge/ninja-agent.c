@@ -312,8 +312,10 @@ static void conn_read(struct vmm_conn *c)
 {
 	char buf[4096];
 	char d[48];
+	int turns;
 
-	for (;;) {
+	/* At most 64 KiB per loop turn: a chatty peer cannot starve others. */
+	for (turns = 0; turns < 16; turns++) {
 		ssize_t r = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (r > 0) {
