@@ -311,8 +311,7 @@ static void node_send(struct vmm_node *n, const char *fmt, ...)
 }
 
 /* Text form of a REPORT: "unix:/x: job=J rank=R k=v..." */
-static void print_report(struct vmm_node *n, const struct ninja_msg *m,
-			 const struct vmm_line *l)
+static void print_report(struct vmm_node *n, const struct ninja_msg *m)
 {
 	if (opt.json) {
 		struct vmm_json j;
@@ -329,7 +328,6 @@ static void print_report(struct vmm_node *n, const struct ninja_msg *m,
 	printf("%s: %s\n", n->ch.name, m->npos < m->ntok ?
 	       m->tok[m->npos].p : "(empty report)");
 	fflush(stdout);
-	(void)l;
 }
 
 static void take_status(struct vmm_node *n, const struct ninja_msg *m)
@@ -421,7 +419,7 @@ static void handle_line(struct vmm_node *n, const struct vmm_line *l)
 			return;
 		n->reports++;
 		cur.reports++;
-		print_report(n, &m, l);
+		print_report(n, &m);
 		return;
 	case NINJA_V_RESUMED:
 		if (m.epoch != cur.epoch)
