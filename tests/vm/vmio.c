@@ -17,6 +17,8 @@
  *                        search starts after the last line expect matched
  *   none REGEX S         port: no line matching REGEX arrives within S s
  *   seen REGEX           port: a line received in this run matches (now)
+ *   wait REGEX [S]       port: wait until a line received in this run
+ *                        matches, in any order (the cursor does not move)
  *   qmp JSON             QMP: execute, fail on an error reply
  *   qmp-fail JSON        QMP: execute, fail unless the reply is an error
  *   qmp-event NAME [S]   QMP: wait for event NAME, then collect what the
@@ -342,6 +344,19 @@ static void step_none(char *arg)
 	}
 }
 
+static void step_wait(char *arg)
+{
+	double s = split_secs(arg, timeout_s);
+	uint64_t deadline = now_ns() + (uint64_t)(s * 1e9);
+	regex_t *r = compile(arg);
+
+	while (port_find(r, 0) < 0) {
+		if (!remaining_ms(deadline))
+			fail("no port line matching '%s' within %.1f s", arg, s);
+		pump(remaining_ms(deadline));
+	}
+}
+
 static void step_seen(const char *arg)
 {
 	drain();
@@ -640,6 +655,8 @@ int main(int argc, char **argv)
 			step_expect(rest);
 		} else if (!strcmp(arg, "none")) {
 			step_none(rest);
+		} else if (!strcmp(arg, "wait")) {
+			step_wait(rest);
 		} else if (!strcmp(arg, "seen")) {
 			step_seen(rest);
 		} else if (!strcmp(arg, "qmp")) {
