@@ -69,7 +69,6 @@ int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
 			    struct mca_btl_base_endpoint_t **peers,
 			    opal_bitmap_t *reachable)
 {
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	opal_proc_t *me = opal_proc_local_get();
 	size_t i;
 	int rc = OPAL_SUCCESS;
@@ -82,39 +81,22 @@ int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
 			continue;
 		ep = mca_btl_ninja_endpoint_lookup(procs[i]->proc_name);
 		if (!ep) {
-			ep = calloc(1, sizeof(*ep));
+			mca_btl_ninja_endpoint_t probe;
+
+			/* A peer that published no address has no btl/ninja. */
+			memset(&probe, 0, sizeof(probe));
+			probe.endpoint_name = procs[i]->proc_name;
+			if (mca_btl_ninja_lookup_addr(&probe, 0, 0) != OPAL_SUCCESS)
+				continue;
+			ep = mca_btl_ninja_endpoint_create(procs[i]->proc_name);
 			if (!ep) {
 				rc = OPAL_ERR_OUT_OF_RESOURCE;
 				break;
 			}
-			ep->endpoint_proc = procs[i];
-			ep->endpoint_name = procs[i]->proc_name;
-			ep->endpoint_fd = -1;
-			ep->endpoint_state = NINJA_EP_CLOSED;
-			if (mca_btl_ninja_lookup_addr(ep, false) != OPAL_SUCCESS) {
-				/* Peer without btl/ninja: not reachable by us. */
-				free(ep);
-				continue;
-			}
-			if (c->neps == c->eps_cap) {
-				int cap = c->eps_cap ? 2 * c->eps_cap : 16;
-				void *n = realloc(c->eps, cap * sizeof(*c->eps));
-				void *m = realloc(c->conn, cap * sizeof(*c->conn));
-
-				if (n)
-					c->eps = n;
-				if (m)
-					c->conn = m;
-				if (!n || !m) {
-					free(ep);
-					rc = OPAL_ERR_OUT_OF_RESOURCE;
-					break;
-				}
-				c->eps_cap = cap;
-			}
-			ep->endpoint_index = c->neps;
-			c->eps[c->neps++] = ep;
+			ep->endpoint_addr = probe.endpoint_addr;
+			ep->endpoint_addr_valid = true;
 		}
+		ep->endpoint_proc = procs[i];
 		peers[i] = ep;
 		if (reachable)
 			opal_bitmap_set_bit(reachable, (int)i);

@@ -254,13 +254,15 @@ void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep);
 int mca_btl_ninja_deliver_deferred(void);
 int mca_btl_ninja_progress_io(void);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name);
+mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name);
 
 /* btl_ninja_rail_tcp.c - interfaces, listener, addresses, handshake. */
 int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
 			       size_t desclen);
 int mca_btl_ninja_tcp_listen(void);
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
-int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, bool refresh);
+int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
+			      int wait_s);
 void mca_btl_ninja_tcp_tune(int fd);
 
 /* btl_ninja_drain.c - control thread. */

@@ -612,11 +612,18 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 	}
 	if (!ep->endpoint_addr_valid || ep->endpoint_addr.epoch < c->epoch ||
 	    ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
-		rc = mca_btl_ninja_lookup_addr(ep, c->epoch > 0);
+		/*
+		 * The peer's address for our epoch.  If it has not
+		 * published it yet, try the addresses we knew: the listening
+		 * port never changes and the overlay keeps IPs, so they
+		 * usually still work, and the handshake checks who answers
+		 * and whether it has resumed.
+		 */
+		rc = mca_btl_ninja_lookup_addr(ep, c->epoch, 1);
+		if (rc != OPAL_SUCCESS && !ep->endpoint_addr_valid)
+			rc = mca_btl_ninja_lookup_addr(ep, 0, 0);
 		ep->endpoint_addr_try = 0;
-		if (rc != OPAL_SUCCESS || ep->endpoint_addr.epoch < c->epoch ||
-		    ep->endpoint_addr.naddr == 0) {
-			/* The peer has not republished yet. */
+		if (!ep->endpoint_addr_valid || ep->endpoint_addr.naddr == 0) {
 			ep->endpoint_retry_at = now + backoff_ns(ep, now);
 			return;
 		}
@@ -642,8 +649,9 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_state = NINJA_EP_CONNECTING;
 	ep->endpoint_hs_len = 0;
 	mca_btl_ninja_unlock();
-	NINJA_VERBOSE(10, "btl:ninja: connecting to %u.%u at %s:%u (epoch %u)",
-		      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+	NINJA_VERBOSE(10, "btl:ninja: rank %u connecting to %u.%u at %s:%u (epoch %u)",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid,
 		      inet_ntoa(sin.sin_addr), ntohs(sin.sin_port), c->epoch);
 }
 
@@ -783,7 +791,9 @@ static void accept_hello(int i)
 	peer.jobid = p->hs.jobid;
 	peer.vpid = p->hs.vpid;
 	ep = mca_btl_ninja_endpoint_lookup(peer);
-	if (!ep) {
+	if (!ep && c->state == NINJA_RUNNING)
+		ep = mca_btl_ninja_endpoint_create(peer);
+	if (!ep && c->state == NINJA_RUNNING) {
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN);
 	} else if (c->state != NINJA_RUNNING) {
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING);
@@ -810,8 +820,8 @@ static void accept_hello(int i)
 		}
 		pending_drop(i, false);
 		mca_btl_ninja_endpoint_attach(ep, fd);
-		NINJA_VERBOSE(10, "btl:ninja: accepted %u.%u", peer.jobid,
-			      peer.vpid);
+		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
+			      me.vpid, peer.jobid, peer.vpid);
 		return;
 	}
 	(void)send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);

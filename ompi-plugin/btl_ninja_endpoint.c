@@ -30,6 +30,41 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name
 	return NULL;
 }
 
+/*
+ * New endpoint for a peer (lock held).  Created by add_procs, or by the
+ * control thread when a peer connects before ob1 has added it (Open MPI
+ * adds procs lazily, on first use): ob1 finds the same endpoint later.
+ */
+mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_endpoint_t *ep;
+
+	if (c->neps == c->eps_cap) {
+		int cap = c->eps_cap ? 2 * c->eps_cap : 16;
+		void *n = realloc(c->eps, cap * sizeof(*c->eps));
+		void *m;
+
+		if (!n)
+			return NULL;
+		c->eps = n;
+		m = realloc(c->conn, cap * sizeof(*c->conn));
+		if (!m)
+			return NULL;
+		c->conn = m;
+		c->eps_cap = cap;
+	}
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return NULL;
+	ep->endpoint_name = name;
+	ep->endpoint_fd = -1;
+	ep->endpoint_state = NINJA_EP_CLOSED;
+	ep->endpoint_index = c->neps;
+	c->eps[c->neps++] = ep;
+	return ep;
+}
+
 void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;

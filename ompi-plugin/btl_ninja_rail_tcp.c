@@ -31,6 +31,21 @@
 
 #define NINJA_ADDR_KEY "btl.ninja.addr"
 
+/*
+ * One key per epoch ("btl.ninja.addr" at MPI_Init, "btl.ninja.addr.<e>"
+ * after the drain of epoch e).  A key that was never read cannot be stale
+ * in any PMIx server's cache: across two daemons, re-reading one key with
+ * the refresh flag returned the value cached at the first read (seen with
+ * Open MPI 4.1.4 / PMIx 4), a fresh key is fetched from the owner's server.
+ */
+static void addr_key(char *key, size_t len, uint32_t epoch)
+{
+	if (epoch == 0)
+		snprintf(key, len, "%s", NINJA_ADDR_KEY);
+	else
+		snprintf(key, len, "%s.%u", NINJA_ADDR_KEY, epoch);
+}
+
 /* Does ifname/ip match one comma-separated item of list? */
 static bool list_match(const char *list, const char *ifname, uint32_t ip)
 {
@@ -164,13 +179,15 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	opal_byte_object_t bo;
 	opal_value_t kv;
+	char key[64];
 	int rc;
 
 	c->my_addr.epoch = epoch;
 	bo.bytes = (uint8_t *)&c->my_addr;
 	bo.size = sizeof(c->my_addr);
+	addr_key(key, sizeof(key), epoch);
 	OBJ_CONSTRUCT(&kv, opal_value_t);
-	kv.key = NINJA_ADDR_KEY;
+	kv.key = key;
 	rc = opal_value_load(&kv, &bo, OPAL_BYTE_OBJECT);
 	if (rc == OPAL_SUCCESS)
 		rc = opal_pmix.put(OPAL_PMIX_GLOBAL, &kv);
@@ -185,25 +202,28 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 }
 
 /*
- * Read a peer's published address.  refresh: ask the PMIx server again
- * instead of trusting the local cache (run-time republication).
+ * Read a peer's address published for epoch (0: at MPI_Init).  At run time
+ * the read waits at most wait_s seconds for the peer to publish it.
  */
-int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, bool refresh)
+int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
+			      int wait_s)
 {
 	opal_value_t *val = NULL, *info;
 	opal_list_t ilist;
+	char key[64];
 	int rc;
 
+	addr_key(key, sizeof(key), epoch);
 	OBJ_CONSTRUCT(&ilist, opal_list_t);
-	if (refresh) {
+	if (epoch > 0) {
 		info = OBJ_NEW(opal_value_t);
-		info->key = strdup("pmix.get.refresh");
-		info->type = OPAL_BOOL;
-		info->data.flag = true;
+		info->key = strdup(OPAL_PMIX_TIMEOUT);
+		info->type = OPAL_INT;
+		info->data.integer = wait_s;
 		opal_list_append(&ilist, &info->super);
 	}
-	rc = opal_pmix.get(&ep->endpoint_name, NINJA_ADDR_KEY,
-			   refresh ? &ilist : NULL, &val);
+	rc = opal_pmix.get(&ep->endpoint_name, key,
+			   epoch > 0 ? &ilist : NULL, &val);
 	OPAL_LIST_DESTRUCT(&ilist);
 	if (rc != OPAL_SUCCESS || !val)
 		return rc != OPAL_SUCCESS ? rc : OPAL_ERR_NOT_FOUND;
