@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 /*
- * ninja_ib.c - ninja_ib.ko: InfiniBand/RDMA device events for ninja.ko.
+ * ninja_ib.ko: InfiniBand/RDMA device events for ninja.ko.
  *
  * A separate module so that ninja.ko does not depend on ib_core: load it
  * after ib_core (modprobe does that) when the guest has RDMA devices.  It

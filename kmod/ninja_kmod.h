@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /*
- * ninja_kmod.h - internal interface of the Ninja guest module (ninja.ko)
+ * Internal interface of the Ninja guest module (ninja.ko)
  * and the one function it exports to its IB companion (ninja_ib.ko).
  *
  * Parts, by file:

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 /*
- * ninja_main.c - Ninja guest module: /dev/ninja, aggregation, sysfs.
+ * Ninja guest module: /dev/ninja, aggregation, sysfs.
  *
  * Every local MPI rank opens /dev/ninja once; that open file is its
  * connection and one slot of the node's aggregation state machine

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 /*
- * ninja_notify.c - device events of ninja.ko, with ktime timestamps.
+ * Device events of ninja.ko, with ktime timestamps.
  *
  * PCI add/remove (bus notifier on pci_bus_type) and netdev
  * register/unregister and carrier up/down (netdev notifier) become

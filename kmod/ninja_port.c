@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 /*
- * ninja_port.c - the host link of ninja.ko.
+ * The host link of ninja.ko.
  *
  * The host gives the guest a virtio-serial *console* port (QEMU
  * `-device virtconsole,name=org.ninja.0`, libvirt <console type='unix'>
