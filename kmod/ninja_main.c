@@ -207,7 +207,8 @@ static ssize_t ninja_read(struct file *file, char __user *buf, size_t count,
 		if (wait_event_interruptible(f->wq, !kfifo_is_empty(&f->rq)))
 			return -ERESTARTSYS;
 	}
-	ret = kfifo_to_user(&f->rq, buf, count, &copied);
+	ret = kfifo_to_user(&f->rq, buf, min_t(size_t, count, INT_MAX),
+			    &copied);
 	mutex_unlock(&f->rq_lock);
 	return ret ? ret : copied;
 }

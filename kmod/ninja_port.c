@@ -301,8 +301,13 @@ void ninja_tx_work(struct work_struct *work)
 		}
 		mutex_unlock(&nd->port_lock);
 		if (off < n) {
+			/* No port (or it failed): count the lines lost. */
+			unsigned int lost = 0;
+
+			for (; off < n; off++)
+				lost += nd->tx_buf[off] == '\n';
 			spin_lock_irqsave(&nd->txq_lock, flags);
-			nd->n_tx_dropped += 1;
+			nd->n_tx_dropped += lost;
 			spin_unlock_irqrestore(&nd->txq_lock, flags);
 		}
 	}

@@ -13,6 +13,7 @@
  *   send LINE            port: write LINE and '\n'
  *   sendraw TEXT         port: write TEXT with \n \r \t \\ \xHH escapes
  *   sendlong N           port: write N bytes 'A' and '\n'
+ *   sendrep N LINE       port: write N lines "LINE n=<i>", i = 0..N-1
  *   expect REGEX [S]     port: wait for a line matching REGEX (ERE); the
  *                        search starts after the last line expect matched
  *   none REGEX S         port: no line matching REGEX arrives within S s
@@ -651,6 +652,22 @@ int main(int argc, char **argv)
 			l[n] = '\n';
 			send_logged(CH_PORT, l, (size_t)n + 1);
 			free(l);
+		} else if (!strcmp(arg, "sendrep")) {
+			char *line = strchr(rest, ' ');
+			long n = strtol(rest, NULL, 10), k;
+			char buf[600];
+			int len;
+
+			if (n <= 0 || !line)
+				fail("usage: sendrep N LINE");
+			for (k = 0; k < n; k++) {
+				len = snprintf(buf, sizeof(buf), "%s n=%ld\n",
+					       line + 1, k);
+				if (len >= (int)sizeof(buf))
+					fail("line too long");
+				send_logged(CH_PORT, buf, (size_t)len);
+				pump(0);
+			}
 		} else if (!strcmp(arg, "expect")) {
 			step_expect(rest);
 		} else if (!strcmp(arg, "none")) {
