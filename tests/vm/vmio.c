@@ -219,6 +219,7 @@ static int remaining_ms(uint64_t deadline)
 
 static void xwrite(int c, const char *s, size_t len)
 {
+	uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
 	size_t off = 0;
 
 	if (ch[c].fd < 0)
@@ -228,6 +229,8 @@ static void xwrite(int c, const char *s, size_t len)
 		ssize_t w = write(ch[c].fd, s + off, len - off);
 
 		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (!remaining_ms(deadline))
+				fail("%s: the guest does not read", ch_names[c]);
 			pump(10);
 			continue;
 		}
