@@ -120,7 +120,7 @@ struct ninja_dev {
 	int port_err;			/* last open error, 0 when open */
 	u64 n_port_opens;
 	u64 n_rx_lines;			/* lines received from the host */
-	u64 n_rx_echo;			/* host lines ending in \r (echo) */
+	u64 n_rx_crlf;			/* host lines ending in \r\n */
 
 	/*
 	 * ev_lock protects the pending event list, the per-kind counters

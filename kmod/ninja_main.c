@@ -341,7 +341,7 @@ static const struct attribute_group ninja_top_group = {
 /* counters/: one number per file. */
 enum {
 	NC_QUIESCE, NC_RESUME, NC_CANCEL, NC_REGISTER, NC_GONE, NC_RANK_ERR,
-	NC_ERRORS, NC_RANK_DROPPED, NC_OPEN_FULL, NC_HOST_RX, NC_HOST_ECHO,
+	NC_ERRORS, NC_RANK_DROPPED, NC_OPEN_FULL, NC_HOST_RX, NC_HOST_CRLF,
 	NC_HOST_TX, NC_HOST_TX_DROPPED, NC_PORT_OPENS, NC_EVENTS,
 	NC_EVENTS_DROPPED,
 };
@@ -411,8 +411,8 @@ static ssize_t ninja_counter_show(struct kobject *kobj,
 	case NC_HOST_RX:
 		v = nd->n_rx_lines;
 		break;
-	case NC_HOST_ECHO:
-		v = nd->n_rx_echo;
+	case NC_HOST_CRLF:
+		v = nd->n_rx_crlf;
 		break;
 	}
 	mutex_unlock(&nd->agg_lock);
@@ -429,7 +429,7 @@ NINJA_ATTR(errors, NC_ERRORS, ninja_counter_show);
 NINJA_ATTR(rank_dropped, NC_RANK_DROPPED, ninja_counter_show);
 NINJA_ATTR(open_full, NC_OPEN_FULL, ninja_counter_show);
 NINJA_ATTR(host_rx, NC_HOST_RX, ninja_counter_show);
-NINJA_ATTR(host_echo, NC_HOST_ECHO, ninja_counter_show);
+NINJA_ATTR(host_crlf, NC_HOST_CRLF, ninja_counter_show);
 NINJA_ATTR(host_tx, NC_HOST_TX, ninja_counter_show);
 NINJA_ATTR(host_tx_dropped, NC_HOST_TX_DROPPED, ninja_counter_show);
 NINJA_ATTR(port_opens, NC_PORT_OPENS, ninja_counter_show);
@@ -447,7 +447,7 @@ static struct attribute *ninja_counter_attrs[] = {
 	&ninja_attr_rank_dropped.ka.attr,
 	&ninja_attr_open_full.ka.attr,
 	&ninja_attr_host_rx.ka.attr,
-	&ninja_attr_host_echo.ka.attr,
+	&ninja_attr_host_crlf.ka.attr,
 	&ninja_attr_host_tx.ka.attr,
 	&ninja_attr_host_tx_dropped.ka.attr,
 	&ninja_attr_port_opens.ka.attr,

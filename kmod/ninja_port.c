@@ -196,14 +196,12 @@ static void ninja_host_line_cb(void *ctx, const char *line, size_t len,
 		ninja_agg_host_error(nd->agg, err);
 		return;
 	}
-	if (len && line[len - 1] == '\r') {
-		/*
-		 * Our own line echoed back, or the host's, typed while the
-		 * tty was still cooked: never a request (docs/protocol.md).
-		 */
-		nd->n_rx_echo++;
-		return;
-	}
+	/*
+	 * A "\r\n" line end is valid (docs/protocol.md 2.2); only the host
+	 * has to ignore "\r" lines, which are tty echo of its own bytes.
+	 */
+	if (len && line[len - 1] == '\r')
+		nd->n_rx_crlf++;
 	ninja_agg_host_line(nd->agg, line, len);
 }
 
