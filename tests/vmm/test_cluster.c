@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
+/*
+ * test_cluster.c - unit tests of the ninja-migrate cluster file parser
+ * (vmm-bridge/vmm_cluster.c): a full valid file with defaults and
+ * placeholders, site devices and per-VM overrides, and every kind of error
+ * (missing keys, unknown keys and sections, bad values), each reported
+ * with its file and line.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/ninja_test.h"
+#include "vmm_cluster.h"
+
+
+static const char good[] =
+	"# a test cluster\n"
+	"[cluster]\n"
+	"name = demo\n"
+	"source-site = ib\n"
+	"dest-site = cloud\n"
+	"mode = stopped\n"
+	"run-dir = /run/ninja\n"
+	"quiesce-timeout = 5s\n"
+	"link-timeout = 1500ms\n"
+	"ram-timeout = 2m\n"
+	"max-bandwidth = 100M\n"
+	"lock = /tmp/x.lock\n"
+	"\n"
+	"[site ib]\n"
+	"device = vfio-pci,host=0000:81:00.0,id=hca0,bus=rp1\n"
+	"\n"
+	"[site cloud]\n"
+	"device = none\n"
+	"\n"
+	"[defaults]\n"
+	"source-qmp = unix:{run}/{name}.qmp\n"
+	"source-chan = unix:{run}/{name}.ninja.sock\n"
+	"dest-qmp = unix:{run}/{name}.{site}.qmp\n"
+	"dest-chan = unix:{run}/{name}.{site}.ninja.sock\n"
+	"disk-node = disk0\n"
+	"base = /images/base.qcow2\n"
+	"dest-overlay = /images/{name}.{site}.qcow2\n"
+	"dest-command = qemu-system-x86_64 -name {name} -qmp {dest-qmp},server=on,wait=off "
+		"-blockdev driver=qcow2,node-name={disk-node},file.driver=file,file.filename={dest-overlay}\n"
+	"\n"
+	"[vm vm0]\n"
+	"source-overlay = /images/vm0.qcow2\n"
+	"\n"
+	"[vm vm1]\n"
+	"   ; comment\n"
+	"source-device = vfio-pci,host=0000:82:00.0,id=hca0,bus=rp1\n"
+	"dest-device = e1000,id=nic0,bus=rp1,netdev=n1\n"
+	"disk-node = none\n"
+	"dest-command = qemu-system-x86_64 -name {name}\n"
+	"migrate-uri = tcp:10.0.0.2:4444\n";
+
+static void t_good(void)
+{
+	static struct vmm_cluster c;
+	char err[512] = "";
+	const struct vmm_vm_conf *v0 = &c.vms[0], *v1 = &c.vms[1];
+
+	nt_group("cluster: a valid file, defaults, placeholders, overrides");
+	CHECK(vmm_cluster_parse(&c, good, "good.conf", err, sizeof(err)) == 0);
+	if (err[0])
+		printf("  %s\n", err);
+	CHECK(strcmp(c.name, "demo") == 0);
+	CHECK(c.mode == VMM_MODE_STOPPED);
+	CHECK(c.quiesce_ms == 5000 && c.link_ms == 1500 && c.ram_ms == 120000);
+	CHECK(c.resume_ms == 30000);
+	CHECK(c.max_bandwidth == 100ull << 20);
+	CHECK(strcmp(c.lock, "/tmp/x.lock") == 0);
+	CHECK(c.nsites == 2 && c.nvms == 2);
+	CHECK(strcmp(v0->name, "vm0") == 0 && strcmp(v1->name, "vm1") == 0);
+	CHECK(strcmp(v0->source_qmp, "unix:/run/ninja/vm0.qmp") == 0);
+	CHECK(strcmp(v0->dest_chan, "unix:/run/ninja/vm0.cloud.ninja.sock") == 0);
+	CHECK(strcmp(v0->dest_overlay, "/images/vm0.cloud.qcow2") == 0);
+	CHECK(strcmp(v0->source_device, "vfio-pci,host=0000:81:00.0,id=hca0,bus=rp1") == 0);
+	CHECK(v0->dest_device[0] == '\0');
+	CHECK(strcmp(v0->source_rails, "verbs,tcp") == 0);
+	CHECK(strcmp(v0->dest_rails, "tcp") == 0);
+	CHECK(strcmp(v0->migrate_uri, "unix:/run/ninja/vm0.migrate.sock") == 0);
+	CHECK(strcmp(v0->nbd_uri, "unix:/run/ninja/vm0.nbd.sock") == 0);
+	CHECK(strcmp(v0->dest_log, "/run/ninja/vm0.cloud.log") == 0);
+	CHECK(strcmp(v0->pidfile, "/run/ninja/vm0.cloud.pid") == 0);
+	CHECK(strstr(v0->dest_command, "-name vm0 -qmp unix:/run/ninja/vm0.cloud.qmp,server=on") != NULL);
+	CHECK(strstr(v0->dest_command, "node-name=disk0,") != NULL);
+	CHECK(strstr(v0->dest_command, "file.filename=/images/vm0.cloud.qcow2") != NULL);
+	CHECK(strcmp(v1->source_device, "vfio-pci,host=0000:82:00.0,id=hca0,bus=rp1") == 0);
+	CHECK(strcmp(v1->dest_device, "e1000,id=nic0,bus=rp1,netdev=n1") == 0);
+	CHECK(strcmp(v1->dest_rails, "verbs,tcp") == 0);
+	CHECK(v1->disk_node[0] == '\0');
+	CHECK(strcmp(v1->migrate_uri, "tcp:10.0.0.2:4444") == 0);
+	CHECK(strcmp(v1->dest_command, "qemu-system-x86_64 -name vm1") == 0);
+}
+
+/* Parse good with `from` replaced by `to`; expect failure mentioning want. */
+static void bad(const char *from, const char *to, const char *want)
+{
+	static struct vmm_cluster c;
+	char text[sizeof(good) + 512], err[512] = "";
+	const char *p = strstr(good, from);
+	int r;
+
+	if (!p) {
+		printf("  test bug: '%s' not in the sample\n", from);
+		CHECK(0);
+		return;
+	}
+	snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - good), good, to,
+		 p + strlen(from));
+	r = vmm_cluster_parse(&c, text, "t.conf", err, sizeof(err));
+	if (!CHECK(r == -1) || !CHECK(strstr(err, want) != NULL))
+		printf("  replacing '%s': got r=%d err='%s', wanted '%s'\n",
+		       from, r, err, want);
+}
+
+static void t_errors(void)
+{
+	nt_group("cluster: missing fields, unknown keys/sections, bad values");
+	/* Missing required keys. */
+	bad("source-qmp = unix:{run}/{name}.qmp\n", "", "[vm vm0]: missing 'source-qmp'");
+	bad("dest-command = ", "x-dest-command = ", "t.conf:28: unknown key 'x-dest-command' in [defaults]");
+	bad("dest-site = cloud\n", "", "needs source-site and dest-site");
+	bad("run-dir = /run/ninja\n", "", "needs run-dir");
+	bad("[site cloud]", "[site cloud2]", "dest-site cloud has no [site cloud] section");
+	bad("[cluster]\n", "", "outside of any section");
+	bad("[vm vm0]", "[vm vm1]", "vm vm1 given twice");
+	/* Unknown keys and sections, with line numbers. */
+	bad("name = demo\n", "name = demo\nfrob = 1\n", "t.conf:4: unknown key 'frob' in [cluster]");
+	bad("source-overlay = /images/vm0.qcow2\n", "source-overlay = x\nsource_qmp = y\n",
+	    "t.conf:32: unknown key 'source_qmp' in [vm vm0]");
+	bad("[site ib]\n", "[site ib]\nspeed = 100G\n", "unknown key 'speed' in [site ib]");
+	bad("[defaults]", "[default]", "unknown section [default]");
+	bad("[vm vm0]", "[vm vm/0]", "bad VM name 'vm/0'");
+	bad("[vm vm0]", "[vm vm0", "malformed section header");
+	bad("name = demo\n", "name demo\n", "expected 'key = value'");
+	bad("disk-node = none\n", "disk-node = none\ndisk-node = x\n", "'disk-node' given twice");
+	/* Bad values. */
+	bad("mode = stopped", "mode = fast", "mode: expected 'live' or 'stopped'");
+	bad("quiesce-timeout = 5s", "quiesce-timeout = soon", "quiesce-timeout: expected a duration");
+	bad("quiesce-timeout = 5s", "quiesce-timeout = -3", "quiesce-timeout: expected a duration");
+	bad("max-bandwidth = 100M", "max-bandwidth = lots", "max-bandwidth");
+	bad("{run}/{name}.qmp", "{run}/{nme}.qmp", "unknown placeholder {nme}");
+	bad("{run}/{name}.qmp", "{run}/{name.qmp", "unclosed '{'");
+	bad("device = vfio-pci,host=0000:81:00.0,id=hca0,bus=rp1",
+	    "device = vfio-pci,host=0000:81:00.0,bus=rp1", "has no id=");
+	bad("base = /images/base.qcow2\n", "", "needs 'base'");
+	bad("dest-command = qemu-system-x86_64 -name {name}\n", "",
+	    "t.conf:28: dest-command: placeholder {disk-node} has no value here");
+	bad("migrate-uri = tcp:10.0.0.2:4444", "migrate-uri = exec:cat", "migrate-uri/nbd-uri must be");
+}
+
+static void t_device_id(void)
+{
+	char id[64];
+
+	nt_group("cluster: device id from a -device spec");
+	CHECK(vmm_device_id("e1000,id=hca0,bus=rp1", id, sizeof(id)) == 0 &&
+	      strcmp(id, "hca0") == 0);
+	CHECK(vmm_device_id("vfio-pci,host=0000:81:00.0,id=ib0", id, sizeof(id)) == 0 &&
+	      strcmp(id, "ib0") == 0);
+	CHECK(vmm_device_id("e1000,bus=rp1", id, sizeof(id)) == -1);
+	CHECK(vmm_device_id("e1000,xid=a", id, sizeof(id)) == -1);
+	CHECK(vmm_device_id("", id, sizeof(id)) == -1);
+}
+
+static void t_load(void)
+{
+	static struct vmm_cluster c;
+	char err[512] = "";
+
+	nt_group("cluster: load from a file; a missing file");
+	CHECK(vmm_cluster_load(&c, "/nonexistent/c.conf", err, sizeof(err)) == -1);
+	CHECK(strstr(err, "cannot open cluster file /nonexistent/c.conf") != NULL);
+	CHECK(vmm_cluster_parse(&c, "", "empty.conf", err, sizeof(err)) == -1);
+	CHECK(strstr(err, "no [cluster] section") != NULL);
+	CHECK(vmm_cluster_parse(&c, "[cluster]\nsource-site=a\ndest-site=a\nrun-dir=/tmp\n[site a]\n",
+				"novm.conf", err, sizeof(err)) == -1);
+	CHECK(strstr(err, "no [vm NAME] section") != NULL);
+}
+
+int main(void)
+{
+	t_good();
+	t_errors();
+	t_device_id();
+	t_load();
+	return nt_done();
+}

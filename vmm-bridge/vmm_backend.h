@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/*
+ * vmm_backend.h - the layer that drives the hypervisor, behind a table of
+ * function pointers so the orchestration (vmm_migrate.c) never talks to
+ * QEMU itself.  Built in: "qemu" (vmm_backend_qemu.c), which speaks QMP to
+ * the source QEMU and starts destination QEMU processes on this machine
+ * from the cluster file's command template.  A libvirt backend would
+ * implement the same table with virDomainDetachDeviceFlags /
+ * virDomainAttachDeviceFlags and virDomainMigrate3 (see
+ * docs/vmm-bridge.md, "Backends").
+ *
+ * Every operation works on one VM, may block until its absolute deadline
+ * (vmm_now_ns() clock), returns 0 / -1 / -2 (deadline) and on failure
+ * leaves a one-line reason in vm->err.  Operations of different VMs run
+ * in parallel threads; one VM's operations are never called concurrently.
+ *
+ * Order for a move: attach, unplug (if the source offers a device),
+ * start_dest, storage, transfer (the commit point follows: the
+ * destination holds the whole state, paused, the source is paused and
+ * intact), then either commit (+ plug at the destination) or abort
+ * (+ plug back at the source), then detach.
+ */
+#ifndef NINJA_VMM_BACKEND_H
+#define NINJA_VMM_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vmm_vm;
+
+struct vmm_backend {
+	const char *name;
+	/* Connect to the source VM; check that it runs.  Fills vm->accel. */
+	int (*attach)(struct vmm_vm *vm, int64_t deadline);
+	/* --dry-run: check what a move needs at the destination (nothing
+	 * started, nothing written).  0 ok, -1 with vm->err. */
+	int (*check_dest)(struct vmm_vm *vm);
+	/* Remove / add the device in -device syntax, where the VM runs now
+	 * (source before the switch-over, destination after it). */
+	int (*unplug)(struct vmm_vm *vm, const char *spec, int64_t deadline);
+	int (*plug)(struct vmm_vm *vm, const char *spec, int64_t deadline);
+	/* Start the destination, paused, waiting for the incoming state. */
+	int (*start_dest)(struct vmm_vm *vm, int64_t deadline);
+	/* Copy the per-VM overlay until source and destination are in sync
+	 * (a no-op without storage to move).  Fills vm->storage_*. */
+	int (*storage)(struct vmm_vm *vm, int64_t deadline);
+	/* Move the RAM and device state and finish the storage copy, up to
+	 * the commit point.  Fills vm->ram_bytes, vm->mode_used. */
+	int (*transfer)(struct vmm_vm *vm, int64_t deadline);
+	/* After the commit point: run at the destination, retire the
+	 * source.  Fills vm->downtime_ms. */
+	int (*commit)(struct vmm_vm *vm, int64_t deadline);
+	/* Undo start_dest/storage/transfer: the source runs again as
+	 * before, the destination is gone.  Safe to call at any stage. */
+	int (*abort)(struct vmm_vm *vm, int64_t deadline);
+	/* Close connections (VMs keep running). */
+	void (*detach)(struct vmm_vm *vm);
+};
+
+extern const struct vmm_backend vmm_backend_qemu;
+
+#endif /* NINJA_VMM_BACKEND_H */

@@ -1,0 +1,1066 @@
+// SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
+/*
+ * vmm_backend_qemu.c - the embedded backend: QMP to the source QEMU, and
+ * destination QEMU processes started on this machine from the cluster
+ * file's dest-command (with "-S -incoming defer" appended).
+ *
+ * Storage (QEMU 7.2; the recipe libvirt uses for --copy-storage-inc):
+ *   dest   nbd-server-start + block-export-add (writable) of disk-node,
+ *          on a fresh overlay created on the pre-staged base image
+ *   source blockdev-add nbd "ninja-tgt" + blockdev-mirror sync=top
+ *          (only what the overlay holds moves) -> BLOCK_JOB_READY
+ * RAM: source capability pause-before-switchover; migrate-incoming on the
+ * destination, migrate on the source, query-migrate polled until
+ * "pre-switchover": the source is paused, so the READY mirror is
+ * completed there (block-job-cancel -> BLOCK_JOB_COMPLETED, a consistent
+ * copy) and its target removed; migrate-continue, poll until "completed".
+ * That is the commit point: the destination holds everything, paused (-S);
+ * the source is paused with its images intact (cont revives it).
+ * Commit: block-export-del, nbd-server-stop, cont at the destination, wait
+ * for its RESUME event, quit the source.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "qmp_client.h"
+#include "vmm_migrate.h"
+
+#define JOB_ID		"ninja-mirror"
+#define TGT_NODE	"ninja-tgt"
+#define POLL_NS		50000000LL
+
+struct qemu_priv {
+	struct qmp src, dst;
+	bool src_up, dst_up;
+	pid_t dest_pid;
+	bool dest_reaped;
+	bool overlay_created;
+	bool nbd_started, export_added, tgt_added, mirror_started,
+	     mirror_done, migrate_started, stopped_by_us, completed;
+	int64_t t_paused;
+	char export_id[VMM_ID_MAX + 16];
+};
+
+static struct qemu_priv *P(struct vmm_vm *vm)
+{
+	return vm->priv;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static void sleep_ns(int64_t ns)
+{
+	poll(NULL, 0, (int)(ns / 1000000));
+}
+
+/* The QMP connection to where the VM runs now. */
+static struct qmp *cur(struct vmm_vm *vm)
+{
+	return vm->at_dest ? &P(vm)->dst : &P(vm)->src;
+}
+
+static int qfail(struct vmm_vm *vm, struct qmp *q, int r)
+{
+	vmm_vm_fail(vm, "%s", q->errmsg);
+	return r ? r : -1;
+}
+
+/* Is the destination QEMU still alive?  Reaps it if not. */
+static bool dest_alive(struct vmm_vm *vm, char *why, size_t whylen)
+{
+	struct qemu_priv *p = P(vm);
+	int st;
+	pid_t r;
+
+	if (p->dest_pid <= 0 || p->dest_reaped)
+		return false;
+	r = waitpid(p->dest_pid, &st, WNOHANG);
+	if (r == 0)
+		return true;
+	p->dest_reaped = true;
+	if (why) {
+		if (r > 0 && WIFEXITED(st))
+			snprintf(why, whylen, "exited with status %d",
+				 WEXITSTATUS(st));
+		else if (r > 0 && WIFSIGNALED(st))
+			snprintf(why, whylen, "was killed by signal %d",
+				 WTERMSIG(st));
+		else
+			snprintf(why, whylen, "is gone");
+	}
+	return false;
+}
+
+/* The last non-empty line of the destination's log (for messages). */
+static void log_tail(const char *path, char *out, size_t size)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n;
+	char *e, *s;
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	if (fseek(f, -(long)sizeof(buf) + 1, SEEK_END))
+		fseek(f, 0, SEEK_SET);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	e = buf + n;
+	while (e > buf && (e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	s = strrchr(buf, '\n');
+	snprintf(out, size, "%s", s ? s + 1 : buf);
+}
+
+static int dest_died(struct vmm_vm *vm, const char *during)
+{
+	char why[64] = "is gone", tail[256];
+
+	dest_alive(vm, why, sizeof(why));
+	log_tail(vm->conf->dest_log, tail, sizeof(tail));
+	vmm_vm_fail(vm, "destination QEMU (pid %ld) %s during %s%s%s%s",
+		    (long)P(vm)->dest_pid, why, during,
+		    tail[0] ? "; its log says: " : "", tail,
+		    tail[0] ? "" : "");
+	return -1;
+}
+
+static int64_t file_size(const char *path)
+{
+	struct stat st;
+
+	if (!path[0] || stat(path, &st))
+		return -1;
+	return (int64_t)st.st_blocks * 512;
+}
+
+/* ---- attach ---- */
+
+static int qemu_attach(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p;
+	json_object *ret = NULL, *nodes = NULL;
+	char name[160];
+	const char *st;
+	int r;
+
+	if (!vm->priv) {
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			vmm_vm_fail(vm, "out of memory");
+			return -1;
+		}
+		vm->priv = p;
+	}
+	p = P(vm);
+	snprintf(name, sizeof(name), "%s source", vm->conf->name);
+	qmp_init(&p->src, name);
+	p->src.verbose = vm->verbose;
+	r = qmp_open(&p->src, vm->conf->source_qmp, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->src_up = true;
+	r = qmp_cmd(&p->src, "query-status", NULL, &ret, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	st = qmp_get_str(ret, "status", "?");
+	if (strcmp(st, "running") != 0) {
+		vmm_vm_fail(vm, "source VM is not running (status '%s')", st);
+		json_object_put(ret);
+		return -1;
+	}
+	json_object_put(ret);
+	snprintf(vm->accel, sizeof(vm->accel), "tcg");
+	if (!qmp_cmd(&p->src, "query-kvm", NULL, &ret, deadline)) {
+		json_object *en;
+
+		if (json_object_object_get_ex(ret, "enabled", &en) &&
+		    json_object_get_boolean(en))
+			snprintf(vm->accel, sizeof(vm->accel), "kvm");
+		json_object_put(ret);
+	}
+	if (vm->conf->disk_node[0]) {
+		size_t i;
+		bool found = false;
+
+		r = qmp_cmd(&p->src, "query-named-block-nodes", NULL, &nodes,
+			    deadline);
+		if (r)
+			return qfail(vm, &p->src, r);
+		for (i = 0; json_object_is_type(nodes, json_type_array) &&
+		     i < json_object_array_length(nodes); i++) {
+			const char *nn = qmp_get_str(
+				json_object_array_get_idx(nodes, i),
+				"node-name", "");
+
+			if (strcmp(nn, vm->conf->disk_node) == 0)
+				found = true;
+		}
+		json_object_put(nodes);
+		if (!found) {
+			vmm_vm_fail(vm,
+				    "source QEMU has no block node named '%s' (disk-node; give the overlay -blockdev node-name=%s)",
+				    vm->conf->disk_node, vm->conf->disk_node);
+			return -1;
+		}
+	}
+	vm->overlay_bytes = file_size(vm->conf->source_overlay);
+	vm->base_bytes = file_size(vm->conf->base);
+	return 0;
+}
+
+/* Is something answering on a unix socket path? */
+static bool socket_alive(const char *spec)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char err[128];
+	int fd, r;
+
+	if (vmm_parse_endpoint(spec, sa.sun_path, sizeof(sa.sun_path), err,
+			       sizeof(err)))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return r == 0;
+}
+
+static const char *sock_path(const char *spec)
+{
+	return strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
+}
+
+/* First word of the command, looked up in PATH. */
+static bool command_exists(const char *cmd, char *word, size_t size)
+{
+	const char *s = cmd, *path;
+	size_t n = 0;
+	char buf[1024];
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	while (s[n] && s[n] != ' ' && s[n] != '\t')
+		n++;
+	snprintf(word, size, "%.*s", (int)n, s);
+	if (strchr(word, '/'))
+		return access(word, X_OK) == 0;
+	path = getenv("PATH");
+	if (!path)
+		path = "/usr/bin:/bin";
+	while (*path) {
+		const char *c = strchr(path, ':');
+		size_t l = c ? (size_t)(c - path) : strlen(path);
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)l, path, word);
+		if (access(buf, X_OK) == 0)
+			return true;
+		if (!c)
+			break;
+		path = c + 1;
+	}
+	return false;
+}
+
+static int qemu_check_dest(struct vmm_vm *vm)
+{
+	const struct vmm_vm_conf *c = vm->conf;
+	char word[256];
+	struct stat st;
+
+	if (!command_exists(c->dest_command, word, sizeof(word))) {
+		vmm_vm_fail(vm, "dest-command: '%s' not found or not executable",
+			    word);
+		return -1;
+	}
+	if (stat(vm->cl->run_dir, &st) || !S_ISDIR(st.st_mode) ||
+	    access(vm->cl->run_dir, W_OK)) {
+		vmm_vm_fail(vm, "run-dir %s is not a writable directory",
+			    vm->cl->run_dir);
+		return -1;
+	}
+	if (socket_alive(c->dest_qmp)) {
+		vmm_vm_fail(vm, "something already answers on dest-qmp %s (a destination QEMU already running?)",
+			    c->dest_qmp);
+		return -1;
+	}
+	if (c->disk_node[0]) {
+		if (access(c->base, R_OK)) {
+			vmm_vm_fail(vm, "base image %s is not readable here: %s",
+				    c->base, strerror(errno));
+			return -1;
+		}
+		if (access(c->dest_overlay, F_OK) == 0) {
+			vmm_vm_fail(vm, "dest-overlay %s already exists (it must be created fresh on the base; remove it)",
+				    c->dest_overlay);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- devices ---- */
+
+/* "e1000,id=x,bus=rp1" -> {"driver":"e1000","id":"x","bus":"rp1"}. */
+static json_object *device_args(const char *spec)
+{
+	json_object *o = json_object_new_object();
+	char tok[VMM_SPEC_MAX];
+	const char *s = spec;
+	bool first = true;
+
+	while (*s) {
+		size_t n = 0;
+		char *eq;
+
+		/* ",," is a literal comma, as on QEMU's command line. */
+		while (*s && n < sizeof(tok) - 1) {
+			if (s[0] == ',' && s[1] == ',') {
+				tok[n++] = ',';
+				s += 2;
+				continue;
+			}
+			if (*s == ',')
+				break;
+			tok[n++] = *s++;
+		}
+		tok[n] = '\0';
+		if (*s == ',')
+			s++;
+		eq = strchr(tok, '=');
+		if (!eq && first)
+			json_object_object_add(o, "driver",
+					       json_object_new_string(tok));
+		else if (eq) {
+			*eq = '\0';
+			json_object_object_add(o, tok,
+					       json_object_new_string(eq + 1));
+		}
+		first = false;
+	}
+	return o;
+}
+
+static int qemu_unplug(struct vmm_vm *vm, const char *spec, int64_t deadline)
+{
+	struct qmp *q = cur(vm);
+	char id[VMM_ID_MAX];
+	int r;
+
+	if (vmm_device_id(spec, id, sizeof(id))) {
+		vmm_vm_fail(vm, "device '%s' has no id=", spec);
+		return -1;
+	}
+	r = qmp_cmdf(q, NULL, deadline, "device_del", "{\"id\":\"%s\"}", id);
+	if (r && q->err == QMP_ERR_CMD &&
+	    strcmp(q->errclass, "DeviceNotFound") == 0) {
+		vmm_progress(vm, "unplug: no device %s here, nothing to remove",
+			     id);
+		snprintf(vm->warn, sizeof(vm->warn),
+			 "device %s was not present at the source", id);
+		return 1;	/* nothing unplugged */
+	}
+	if (r)
+		return qfail(vm, q, r);
+	r = qmp_wait_event(q, "DEVICE_DELETED", qmp_match_device, id, NULL,
+			   NULL, deadline);
+	if (r == -2) {
+		vmm_vm_fail(vm, "device %s: no DEVICE_DELETED event in time (does the guest's PCIe hotplug driver cooperate?)",
+			    id);
+		return -2;
+	}
+	if (r)
+		return qfail(vm, q, r);
+	return 0;
+}
+
+static int qemu_plug(struct vmm_vm *vm, const char *spec, int64_t deadline)
+{
+	struct qmp *q = cur(vm);
+	int r;
+
+	r = qmp_cmd(q, "device_add", device_args(spec), NULL, deadline);
+	if (r)
+		return qfail(vm, q, r);
+	return 0;
+}
+
+/* ---- destination ---- */
+
+/* Run argv with a deadline; 0 when it exits 0. */
+static int run_tool(struct vmm_vm *vm, char *const argv[], int64_t deadline)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0) {
+		vmm_vm_fail(vm, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int fd = open(vm->conf->dest_log,
+			      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (vmm_now_ns() >= deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			vmm_vm_fail(vm, "%s did not finish in time", argv[0]);
+			return -2;
+		}
+		sleep_ns(10000000);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		char tail[256];
+
+		log_tail(vm->conf->dest_log, tail, sizeof(tail));
+		vmm_vm_fail(vm, "%s failed: %s", argv[0], tail);
+		return -1;
+	}
+	return 0;
+}
+
+static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_vm_conf *c = vm->conf;
+	char *cmd, name[160];
+	size_t n;
+	pid_t pid;
+	json_object *ret = NULL;
+	int r;
+
+	if (qemu_check_dest(vm))
+		return -1;
+	/* Stale sockets of an earlier run (nothing answers there). */
+	unlink(sock_path(c->dest_qmp));
+	unlink(sock_path(c->dest_chan));
+	if (strncmp(c->migrate_uri, "unix:", 5) == 0)
+		unlink(c->migrate_uri + 5);
+	if (strncmp(c->nbd_uri, "unix:", 5) == 0)
+		unlink(c->nbd_uri + 5);
+	if (c->disk_node[0]) {
+		char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2",
+				 "-F", "qcow2", "-b", (char *)c->base,
+				 (char *)c->dest_overlay, NULL };
+
+		r = run_tool(vm, argv, deadline);
+		if (r)
+			return r;
+		p->overlay_created = true;
+	}
+	n = strlen(c->dest_command) + 64;
+	cmd = malloc(n);
+	if (!cmd) {
+		vmm_vm_fail(vm, "out of memory");
+		return -1;
+	}
+	snprintf(cmd, n, "exec %s -S -incoming defer", c->dest_command);
+	if (vm->verbose)
+		vmm_log("%s: starting destination: %s", c->name, cmd + 5);
+	pid = fork();
+	if (pid < 0) {
+		free(cmd);
+		vmm_vm_fail(vm, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int fd = open(c->dest_log, O_WRONLY | O_CREAT | O_APPEND |
+			      O_CLOEXEC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		/* Its own session: the VM outlives ninja-migrate and is not
+		 * hit by a ^C meant for the tool. */
+		setsid();
+		if (nul >= 0)
+			dup2(nul, 0);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	free(cmd);
+	p->dest_pid = pid;
+	vm->dest_pid = pid;
+	{
+		FILE *f = fopen(c->pidfile, "w");
+
+		if (f) {
+			fprintf(f, "%ld\n", (long)pid);
+			fclose(f);
+		}
+	}
+	snprintf(name, sizeof(name), "%s dest", c->name);
+	/* Wait for its monitor socket to answer (the process may die). */
+	for (;;) {
+		if (!dest_alive(vm, NULL, 0))
+			return dest_died(vm, "start-up");
+		if (vmm_vm_aborting(vm)) {
+			vmm_vm_fail(vm, "aborted");
+			return -1;
+		}
+		if (socket_alive(c->dest_qmp))
+			break;
+		if (vmm_now_ns() >= deadline) {
+			vmm_vm_fail(vm, "destination monitor %s did not appear within %.0f s (start-timeout; see %s)",
+				    c->dest_qmp, vm->cl->start_ms / 1000.0,
+				    c->dest_log);
+			return -2;
+		}
+		sleep_ns(POLL_NS);
+	}
+	qmp_init(&p->dst, name);
+	p->dst.verbose = vm->verbose;
+	r = qmp_open(&p->dst, c->dest_qmp, deadline);
+	if (r) {
+		if (!dest_alive(vm, NULL, 0))
+			return dest_died(vm, "start-up");
+		return qfail(vm, &p->dst, r);
+	}
+	p->dst_up = true;
+	r = qmp_cmd(&p->dst, "query-status", NULL, &ret, deadline);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	if (strcmp(qmp_get_str(ret, "status", "?"), "inmigrate") != 0) {
+		vmm_vm_fail(vm, "destination QEMU is in state '%s', not 'inmigrate' (did dest-command add -incoming itself?)",
+			    qmp_get_str(ret, "status", "?"));
+		json_object_put(ret);
+		return -1;
+	}
+	json_object_put(ret);
+	return 0;
+}
+
+/* ---- storage ---- */
+
+/* {"type":"unix","path":P} / {"type":"inet","host":H,"port":"N"} */
+static void nbd_addr(const char *uri, char *out, size_t size, bool legacy)
+{
+	if (strncmp(uri, "unix:", 5) == 0) {
+		if (legacy)
+			snprintf(out, size,
+				 "{\"type\":\"unix\",\"data\":{\"path\":\"%s\"}}",
+				 uri + 5);
+		else
+			snprintf(out, size, "{\"type\":\"unix\",\"path\":\"%s\"}",
+				 uri + 5);
+	} else {
+		const char *hp = uri + 4, *colon = strrchr(hp, ':');
+
+		if (legacy)
+			snprintf(out, size,
+				 "{\"type\":\"inet\",\"data\":{\"host\":\"%.*s\",\"port\":\"%s\"}}",
+				 (int)(colon - hp), hp, colon + 1);
+		else
+			snprintf(out, size,
+				 "{\"type\":\"inet\",\"host\":\"%.*s\",\"port\":\"%s\"}",
+				 (int)(colon - hp), hp, colon + 1);
+	}
+}
+
+static bool match_job_error(json_object *data, void *arg)
+{
+	return qmp_match_job(data, arg) &&
+	       qmp_get_str(data, "error", NULL) != NULL;
+}
+
+static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_vm_conf *c = vm->conf;
+	char addr[VMM_PATH_MAX + 96];
+	json_object *data = NULL;
+	int r;
+
+	if (!c->disk_node[0])
+		return 0;
+	snprintf(p->export_id, sizeof(p->export_id), "ninja-%s", c->disk_node);
+	nbd_addr(c->nbd_uri, addr, sizeof(addr), true);
+	r = qmp_cmdf(&p->dst, NULL, deadline, "nbd-server-start",
+		     "{\"addr\":%s}", addr);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	p->nbd_started = true;
+	r = qmp_cmdf(&p->dst, NULL, deadline, "block-export-add",
+		     "{\"type\":\"nbd\",\"id\":\"%s\",\"node-name\":\"%s\",\"writable\":true,\"name\":\"%s\"}",
+		     p->export_id, c->disk_node, c->disk_node);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	p->export_added = true;
+	nbd_addr(c->nbd_uri, addr, sizeof(addr), false);
+	r = qmp_cmdf(&p->src, NULL, deadline, "blockdev-add",
+		     "{\"driver\":\"nbd\",\"node-name\":\"" TGT_NODE "\",\"server\":%s,\"export\":\"%s\"}",
+		     addr, c->disk_node);
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->tgt_added = true;
+	r = qmp_cmdf(&p->src, NULL, deadline, "blockdev-mirror",
+		     "{\"job-id\":\"" JOB_ID "\",\"device\":\"%s\",\"target\":\"" TGT_NODE "\",\"sync\":\"top\"}",
+		     c->disk_node);
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->mirror_started = true;
+	for (;;) {
+		int64_t now = vmm_now_ns();
+
+		r = qmp_wait_event(&p->src, "BLOCK_JOB_READY", qmp_match_job,
+				   JOB_ID, &data, NULL,
+				   min64(now + 200000000LL, deadline));
+		if (r == 0)
+			break;
+		if (r == -1)
+			return qfail(vm, &p->src, r);
+		/* A job that ended (error, or the target went away). */
+		if (qmp_wait_event(&p->src, "BLOCK_JOB_COMPLETED",
+				   match_job_error, JOB_ID, &data, NULL,
+				   vmm_now_ns()) == 0) {
+			vmm_vm_fail(vm, "storage mirror failed: %s",
+				    qmp_get_str(data, "error", "?"));
+			json_object_put(data);
+			p->mirror_done = true;
+			return -1;
+		}
+		if (!dest_alive(vm, NULL, 0))
+			return dest_died(vm, "the storage copy");
+		if (vmm_vm_aborting(vm)) {
+			vmm_vm_fail(vm, "aborted");
+			return -1;
+		}
+		if (vmm_now_ns() >= deadline) {
+			vmm_vm_fail(vm, "storage mirror not in sync after %.0f s (storage-timeout)",
+				    vm->cl->storage_ms / 1000.0);
+			return -2;
+		}
+	}
+	vm->storage_len = (uint64_t)qmp_get_int(data, "len", 0);
+	vm->storage_bytes = (uint64_t)qmp_get_int(data, "offset", 0);
+	json_object_put(data);
+	return 0;
+}
+
+/* ---- RAM ---- */
+
+/* query-migrate: status into st (size stsz); *ret the whole answer. */
+static int query_migrate(struct vmm_vm *vm, char *st, size_t stsz,
+			 json_object **ret, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int r = qmp_cmd(&p->src, "query-migrate", NULL, ret, deadline);
+
+	if (r)
+		return qfail(vm, &p->src, r);
+	snprintf(st, stsz, "%s", qmp_get_str(*ret, "status", "none"));
+	return 0;
+}
+
+static void ram_stats(struct vmm_vm *vm, json_object *ret)
+{
+	json_object *ram;
+
+	if (json_object_object_get_ex(ret, "ram", &ram))
+		vm->ram_bytes = (uint64_t)qmp_get_int(ram, "transferred", 0);
+	if (json_object_object_get_ex(ret, "downtime", NULL))
+		vm->downtime_ms = qmp_get_int(ret, "downtime", -1);
+}
+
+/* Poll query-migrate until status `want`; failed/cancelled is an error. */
+static int wait_migrate(struct vmm_vm *vm, const char *want,
+			int64_t deadline, bool progress)
+{
+	struct qemu_priv *p = P(vm);
+	int64_t next_progress = vmm_now_ns() + 2000000000LL;
+	char st[32];
+
+	for (;;) {
+		json_object *ret = NULL;
+		int r = query_migrate(vm, st, sizeof(st), &ret, deadline);
+
+		if (r)
+			return r;
+		ram_stats(vm, ret);
+		if (strcmp(st, want) == 0) {
+			json_object_put(ret);
+			return 0;
+		}
+		if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+			const char *d = qmp_get_str(ret, "error-desc", NULL);
+
+			if (!dest_alive(vm, NULL, 0) && !p->completed) {
+				json_object_put(ret);
+				return dest_died(vm, "the RAM migration");
+			}
+			vmm_vm_fail(vm, "migration %s%s%s", st,
+				    d ? ": " : "", d ? d : "");
+			json_object_put(ret);
+			return -1;
+		}
+		if (progress && vmm_now_ns() >= next_progress) {
+			json_object *ram;
+
+			if (json_object_object_get_ex(ret, "ram", &ram))
+				vmm_progress(vm, "ram: %s, %.1f MiB sent, %.1f MiB remaining",
+					     st, qmp_get_int(ram, "transferred", 0) / 1048576.0,
+					     qmp_get_int(ram, "remaining", 0) / 1048576.0);
+			next_progress = vmm_now_ns() + 2000000000LL;
+		}
+		json_object_put(ret);
+		if (vmm_vm_aborting(vm)) {
+			vmm_vm_fail(vm, "aborted");
+			return -1;
+		}
+		if (vmm_now_ns() >= deadline) {
+			vmm_vm_fail(vm, "migration still '%s' at the deadline", st);
+			return -2;
+		}
+		sleep_ns(POLL_NS);
+	}
+}
+
+static bool match_job_end(json_object *data, void *arg)
+{
+	return qmp_match_job(data, arg);
+}
+
+static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_vm_conf *c = vm->conf;
+	json_object *data = NULL;
+	int r;
+
+	snprintf(vm->mode_used, sizeof(vm->mode_used), "%s",
+		 vmm_mode_name(vm->cl->mode));
+	r = qmp_cmdf(&p->src, NULL, deadline, "migrate-set-capabilities",
+		     "{\"capabilities\":[{\"capability\":\"pause-before-switchover\",\"state\":true}]}");
+	if (r)
+		return qfail(vm, &p->src, r);
+	if (vm->cl->max_bandwidth) {
+		r = qmp_cmdf(&p->src, NULL, deadline, "migrate-set-parameters",
+			     "{\"max-bandwidth\":%llu}",
+			     (unsigned long long)vm->cl->max_bandwidth);
+		if (r)
+			return qfail(vm, &p->src, r);
+	}
+	if (vm->cl->mode == VMM_MODE_STOPPED) {
+		r = qmp_cmd(&p->src, "stop", NULL, NULL, deadline);
+		if (r)
+			return qfail(vm, &p->src, r);
+		p->stopped_by_us = true;
+		p->t_paused = vmm_now_ns();
+	}
+	r = qmp_cmdf(&p->dst, NULL, deadline, "migrate-incoming",
+		     "{\"uri\":\"%s\"}", c->migrate_uri);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	r = qmp_cmdf(&p->src, NULL, deadline, "migrate", "{\"uri\":\"%s\"}",
+		     c->migrate_uri);
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->migrate_started = true;
+	r = wait_migrate(vm, "pre-switchover", deadline, true);
+	if (r)
+		return r;
+	if (!p->t_paused)
+		p->t_paused = vmm_now_ns();
+	/* The source is paused: finish the storage copy here. */
+	if (p->mirror_started && !p->mirror_done) {
+		r = qmp_cmdf(&p->src, NULL, deadline, "block-job-cancel",
+			     "{\"device\":\"" JOB_ID "\"}");
+		if (r)
+			return qfail(vm, &p->src, r);
+		for (;;) {
+			r = qmp_wait_event(&p->src, "BLOCK_JOB_COMPLETED",
+					   match_job_end, JOB_ID, &data, NULL,
+					   min64(vmm_now_ns() + 200000000LL,
+						 deadline));
+			if (r == 0)
+				break;
+			if (qmp_wait_event(&p->src, "BLOCK_JOB_CANCELLED",
+					   match_job_end, JOB_ID, &data, NULL,
+					   vmm_now_ns()) == 0) {
+				p->mirror_done = true;
+				json_object_put(data);
+				vmm_vm_fail(vm, "storage mirror was cancelled instead of completing: the destination disk is not in sync");
+				return -1;
+			}
+			if (r == -1)
+				return qfail(vm, &p->src, r);
+			if (vmm_now_ns() >= deadline) {
+				vmm_vm_fail(vm, "storage mirror did not complete in time");
+				return -2;
+			}
+		}
+		p->mirror_done = true;
+		if (qmp_get_str(data, "error", NULL)) {
+			vmm_vm_fail(vm, "storage mirror failed while completing: %s",
+				    qmp_get_str(data, "error", "?"));
+			json_object_put(data);
+			return -1;
+		}
+		vm->storage_len = (uint64_t)qmp_get_int(data, "len", 0);
+		vm->storage_bytes = (uint64_t)qmp_get_int(data, "offset", 0);
+		json_object_put(data);
+		r = qmp_cmd(&p->src, "blockdev-del",
+			    json_tokener_parse("{\"node-name\":\"" TGT_NODE "\"}"),
+			    NULL, deadline);
+		if (r)
+			return qfail(vm, &p->src, r);
+		p->tgt_added = false;
+	}
+	r = qmp_cmdf(&p->src, NULL, deadline, "migrate-continue",
+		     "{\"state\":\"pre-switchover\"}");
+	if (r)
+		return qfail(vm, &p->src, r);
+	r = wait_migrate(vm, "completed", deadline, false);
+	if (r)
+		return r;
+	p->completed = true;
+	if (!dest_alive(vm, NULL, 0))
+		return dest_died(vm, "the end of the migration");
+	return 0;
+}
+
+/* ---- commit ---- */
+
+static int qemu_commit(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int r;
+
+	if (p->export_added) {
+		r = qmp_cmdf(&p->dst, NULL, deadline, "block-export-del",
+			     "{\"id\":\"%s\"}", p->export_id);
+		if (r)
+			return qfail(vm, &p->dst, r);
+		p->export_added = false;
+		/* The export goes away asynchronously; not fatal if late. */
+		if (qmp_wait_event(&p->dst, "BLOCK_EXPORT_DELETED", NULL, NULL,
+				   NULL, NULL, min64(vmm_now_ns() + 5000000000LL,
+						     deadline)) == -1)
+			return qfail(vm, &p->dst, -1);
+	}
+	if (p->nbd_started) {
+		r = qmp_cmd(&p->dst, "nbd-server-stop", NULL, NULL, deadline);
+		if (r)
+			return qfail(vm, &p->dst, r);
+		p->nbd_started = false;
+	}
+	r = qmp_cmd(&p->dst, "cont", NULL, NULL, deadline);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	vm->at_dest = true;
+	r = qmp_wait_event(&p->dst, "RESUME", NULL, NULL, NULL, NULL, deadline);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	vm->paused_ns = vmm_now_ns() - p->t_paused;
+	if (vm->cl->quit_source && p->src_up) {
+		/* The answer may race with the close: either is fine. */
+		qmp_cmd(&p->src, "quit", NULL, NULL,
+			min64(vmm_now_ns() + 3000000000LL, deadline));
+		qmp_close(&p->src);
+		p->src_up = false;
+	}
+	return 0;
+}
+
+/* ---- abort ---- */
+
+static void kill_dest(struct vmm_vm *vm)
+{
+	struct qemu_priv *p = P(vm);
+	int64_t end;
+
+	if (p->dst_up) {
+		qmp_cmd(&p->dst, "quit", NULL, NULL,
+			vmm_now_ns() + 2000000000LL);
+		qmp_close(&p->dst);
+		p->dst_up = false;
+	}
+	if (p->dest_pid <= 0 || p->dest_reaped)
+		goto files;
+	end = vmm_now_ns() + 3000000000LL;
+	while (dest_alive(vm, NULL, 0) && vmm_now_ns() < end)
+		sleep_ns(20000000);
+	if (dest_alive(vm, NULL, 0)) {
+		kill(p->dest_pid, SIGTERM);
+		end = vmm_now_ns() + 3000000000LL;
+		while (dest_alive(vm, NULL, 0) && vmm_now_ns() < end)
+			sleep_ns(20000000);
+	}
+	if (dest_alive(vm, NULL, 0)) {
+		kill(p->dest_pid, SIGKILL);
+		waitpid(p->dest_pid, NULL, 0);
+		p->dest_reaped = true;
+	}
+files:
+	if (p->dest_pid > 0)
+		unlink(vm->conf->pidfile);
+	if (p->overlay_created) {
+		unlink(vm->conf->dest_overlay);
+		p->overlay_created = false;
+	}
+}
+
+static int qemu_abort(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_vm_conf *c = vm->conf;
+	char st[32];
+	int r, i;
+
+	if (!p)
+		return 0;
+	/* The source monitor may be what failed: reconnect once. */
+	if (!p->src_up || p->src.eof) {
+		char name[160];
+
+		qmp_close(&p->src);
+		snprintf(name, sizeof(name), "%s source", c->name);
+		qmp_init(&p->src, name);
+		p->src.verbose = vm->verbose;
+		r = qmp_open(&p->src, c->source_qmp,
+			     min64(vmm_now_ns() + 5000000000LL, deadline));
+		if (r) {
+			kill_dest(vm);
+			snprintf(vm->rollback_err, sizeof(vm->rollback_err),
+				 "cannot reach the source monitor to roll back: %s",
+				 p->src.errmsg);
+			return -1;
+		}
+		p->src_up = true;
+	}
+	if (p->migrate_started) {
+		json_object *ret = NULL;
+
+		if (!query_migrate(vm, st, sizeof(st), &ret, deadline) &&
+		    strcmp(st, "completed") && strcmp(st, "failed") &&
+		    strcmp(st, "cancelled") && strcmp(st, "none"))
+			qmp_cmd(&p->src, "migrate_cancel", NULL, NULL, deadline);
+		json_object_put(ret);
+		for (i = 0; i < 100; i++) {
+			ret = NULL;
+			if (query_migrate(vm, st, sizeof(st), &ret, deadline))
+				break;
+			json_object_put(ret);
+			if (!strcmp(st, "completed") || !strcmp(st, "failed") ||
+			    !strcmp(st, "cancelled") || !strcmp(st, "none"))
+				break;
+			sleep_ns(POLL_NS);
+		}
+	}
+	if (p->mirror_started && !p->mirror_done) {
+		if (!qmp_cmdf(&p->src, NULL, deadline, "block-job-cancel",
+			      "{\"device\":\"" JOB_ID "\",\"force\":true}")) {
+			json_object *d = NULL;
+
+			if (qmp_wait_event(&p->src, "BLOCK_JOB_CANCELLED",
+					   match_job_end, JOB_ID, &d, NULL,
+					   min64(vmm_now_ns() + 3000000000LL,
+						 deadline)) &&
+			    qmp_wait_event(&p->src, "BLOCK_JOB_COMPLETED",
+					   match_job_end, JOB_ID, &d, NULL,
+					   vmm_now_ns()))
+				vmm_progress(vm, "rollback: mirror job did not report its end (continuing)");
+			json_object_put(d);
+		}
+		p->mirror_done = true;
+	}
+	if (p->tgt_added) {
+		qmp_cmd(&p->src, "blockdev-del",
+			json_tokener_parse("{\"node-name\":\"" TGT_NODE "\"}"),
+			NULL, deadline);
+		p->tgt_added = false;
+	}
+	kill_dest(vm);
+	/* The source runs again (a cancelled live migration restarts it). */
+	for (i = 0; i < 100; i++) {
+		json_object *ret = NULL;
+		const char *s;
+
+		r = qmp_cmd(&p->src, "query-status", NULL, &ret, deadline);
+		if (r) {
+			snprintf(vm->rollback_err, sizeof(vm->rollback_err),
+				 "%s", p->src.errmsg);
+			return -1;
+		}
+		s = qmp_get_str(ret, "status", "?");
+		if (strcmp(s, "running") == 0) {
+			json_object_put(ret);
+			return 0;
+		}
+		if (strcmp(s, "finish-migrate") && i >= 4) {
+			json_object_put(ret);
+			if (qmp_cmd(&p->src, "cont", NULL, NULL, deadline)) {
+				snprintf(vm->rollback_err,
+					 sizeof(vm->rollback_err),
+					 "cont on the source: %s", p->src.errmsg);
+				return -1;
+			}
+			continue;
+		}
+		json_object_put(ret);
+		sleep_ns(POLL_NS);
+	}
+	snprintf(vm->rollback_err, sizeof(vm->rollback_err),
+		 "the source VM does not run again");
+	return -1;
+}
+
+static void qemu_detach(struct vmm_vm *vm)
+{
+	struct qemu_priv *p = P(vm);
+
+	if (!p)
+		return;
+	qmp_close(&p->src);
+	qmp_close(&p->dst);
+	p->src_up = p->dst_up = false;
+	free(p);
+	vm->priv = NULL;
+}
+
+const struct vmm_backend vmm_backend_qemu = {
+	.name = "qemu",
+	.attach = qemu_attach,
+	.check_dest = qemu_check_dest,
+	.unplug = qemu_unplug,
+	.plug = qemu_plug,
+	.start_dest = qemu_start_dest,
+	.storage = qemu_storage,
+	.transfer = qemu_transfer,
+	.commit = qemu_commit,
+	.abort = qemu_abort,
+	.detach = qemu_detach,
+};

@@ -1,0 +1,747 @@
+// SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
+/*
+ * vmm_cluster.c - parser of the ninja-migrate cluster file (INI style; see
+ * vmm_cluster.h and docs/vmm-bridge.md).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm_cluster.h"
+
+#define MAX_KEYS	32
+
+/* A VM's raw key=value pairs before defaults and placeholders. */
+struct raw_kv {
+	char key[32];
+	char *val;
+	int line;
+};
+
+struct raw_vm {
+	char name[VMM_ID_MAX];
+	int line;
+	struct raw_kv kv[MAX_KEYS];
+	int n;
+};
+
+struct parser {
+	struct vmm_cluster *c;
+	const char *fname;
+	char *err;
+	size_t errlen;
+	struct raw_vm defaults;
+	struct raw_vm *vms;
+	int nvms;
+};
+
+static int perr(struct parser *p, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int perr(struct parser *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (line > 0)
+		n = snprintf(p->err, p->errlen, "%s:%d: ", p->fname, line);
+	else
+		n = snprintf(p->err, p->errlen, "%s: ", p->fname);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+const char *vmm_mode_name(enum vmm_mode m)
+{
+	return m == VMM_MODE_STOPPED ? "stopped" : "live";
+}
+
+/* Keys a [vm] (or [defaults]) section may have. */
+static const char *const vm_keys[] = {
+	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
+	"dest-log", "pidfile", "source-device", "dest-device", "disk-node",
+	"base", "source-overlay", "dest-overlay", "migrate-uri", "nbd-uri",
+	NULL
+};
+
+static bool is_vm_key(const char *k)
+{
+	int i;
+
+	for (i = 0; vm_keys[i]; i++)
+		if (strcmp(vm_keys[i], k) == 0)
+			return true;
+	return false;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s && isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int set_str(struct parser *p, int line, const char *key, char *dst,
+		   size_t size, const char *val)
+{
+	if (strlen(val) >= size)
+		return perr(p, line, "%s: value longer than %zu bytes", key,
+			    size - 1);
+	memcpy(dst, val, strlen(val) + 1);
+	return 0;
+}
+
+/* "30", "30s", "500ms", "2m" -> milliseconds. */
+static int parse_duration(const char *v, int64_t *ms)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno || end == v || d < 0 || d > 86400 * 7)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		d *= 1000;
+	else if (strcmp(end, "ms") == 0)
+		;
+	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+		d *= 60000;
+	else
+		return -1;
+	*ms = (int64_t)d;
+	return *ms > 0 ? 0 : -1;
+}
+
+/* "100M", "1G", "500k", "12345" (bytes/s; k/M/G are powers of 1024). */
+static int parse_size(const char *v, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	n = strtoull(v, &end, 10);
+	if (errno)
+		return -1;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': n <<= 10; end++; break;
+	case 'm': case 'M': n <<= 20; end++; break;
+	case 'g': case 'G': n <<= 30; end++; break;
+	default: return -1;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int cluster_key(struct parser *p, int line, const char *k,
+		       const char *v)
+{
+	struct vmm_cluster *c = p->c;
+	static const struct {
+		const char *key;
+		size_t off;
+	} durs[] = {
+		{ "quiesce-timeout", offsetof(struct vmm_cluster, quiesce_ms) },
+		{ "unplug-timeout", offsetof(struct vmm_cluster, unplug_ms) },
+		{ "start-timeout", offsetof(struct vmm_cluster, start_ms) },
+		{ "storage-timeout", offsetof(struct vmm_cluster, storage_ms) },
+		{ "ram-timeout", offsetof(struct vmm_cluster, ram_ms) },
+		{ "switch-timeout", offsetof(struct vmm_cluster, switch_ms) },
+		{ "plug-timeout", offsetof(struct vmm_cluster, plug_ms) },
+		{ "link-timeout", offsetof(struct vmm_cluster, link_ms) },
+		{ "resume-timeout", offsetof(struct vmm_cluster, resume_ms) },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+		if (strcmp(k, durs[i].key) == 0) {
+			if (parse_duration(v, (int64_t *)((char *)c + durs[i].off)))
+				return perr(p, line,
+					    "%s: expected a duration like 30, 30s, 500ms or 2m, got '%s'",
+					    k, v);
+			return 0;
+		}
+	}
+	if (strcmp(k, "name") == 0)
+		return set_str(p, line, k, c->name, sizeof(c->name), v);
+	if (strcmp(k, "source-site") == 0)
+		return set_str(p, line, k, c->source_site,
+			       sizeof(c->source_site), v);
+	if (strcmp(k, "dest-site") == 0)
+		return set_str(p, line, k, c->dest_site, sizeof(c->dest_site),
+			       v);
+	if (strcmp(k, "run-dir") == 0)
+		return set_str(p, line, k, c->run_dir, sizeof(c->run_dir), v);
+	if (strcmp(k, "lock") == 0)
+		return set_str(p, line, k, c->lock, sizeof(c->lock), v);
+	if (strcmp(k, "backend") == 0) {
+		if (strcmp(v, "qemu") != 0)
+			return perr(p, line,
+				    "backend: only 'qemu' (the embedded QEMU backend) is built in, got '%s'",
+				    v);
+		return set_str(p, line, k, c->backend, sizeof(c->backend), v);
+	}
+	if (strcmp(k, "mode") == 0) {
+		if (strcmp(v, "live") == 0)
+			c->mode = VMM_MODE_LIVE;
+		else if (strcmp(v, "stopped") == 0)
+			c->mode = VMM_MODE_STOPPED;
+		else
+			return perr(p, line,
+				    "mode: expected 'live' or 'stopped', got '%s'",
+				    v);
+		return 0;
+	}
+	if (strcmp(k, "max-bandwidth") == 0) {
+		if (parse_size(v, &c->max_bandwidth))
+			return perr(p, line,
+				    "max-bandwidth: expected bytes/s like 100M, got '%s'",
+				    v);
+		return 0;
+	}
+	if (strcmp(k, "quit-source") == 0) {
+		if (strcmp(v, "yes") == 0)
+			c->quit_source = true;
+		else if (strcmp(v, "no") == 0)
+			c->quit_source = false;
+		else
+			return perr(p, line, "quit-source: expected yes or no");
+		return 0;
+	}
+	return perr(p, line, "unknown key '%s' in [cluster]", k);
+}
+
+static int site_key(struct parser *p, int line, struct vmm_site *s,
+		    const char *k, const char *v)
+{
+	if (strcmp(k, "device") == 0) {
+		if (strcmp(v, "none") == 0)
+			v = "";
+		return set_str(p, line, k, s->device, sizeof(s->device), v);
+	}
+	if (strcmp(k, "rails") == 0) {
+		s->rails_set = true;
+		return set_str(p, line, k, s->rails, sizeof(s->rails), v);
+	}
+	return perr(p, line, "unknown key '%s' in [site %s]", k, s->name);
+}
+
+static int raw_add(struct parser *p, struct raw_vm *r, int line,
+		   const char *k, const char *v)
+{
+	int i;
+
+	if (!is_vm_key(k))
+		return perr(p, line, "unknown key '%s' in [%s%s]", k,
+			    r == &p->defaults ? "defaults" : "vm ",
+			    r == &p->defaults ? "" : r->name);
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->kv[i].key, k) == 0)
+			return perr(p, line, "'%s' given twice (first on line %d)",
+				    k, r->kv[i].line);
+	if (r->n == MAX_KEYS)
+		return perr(p, line, "too many keys");
+	snprintf(r->kv[r->n].key, sizeof(r->kv[r->n].key), "%s", k);
+	r->kv[r->n].val = strdup(v);
+	r->kv[r->n].line = line;
+	if (!r->kv[r->n].val)
+		return perr(p, line, "out of memory");
+	r->n++;
+	return 0;
+}
+
+static const struct raw_kv *raw_get(const struct raw_vm *r, const char *k)
+{
+	int i;
+
+	for (i = 0; i < r->n; i++)
+		if (strcmp(r->kv[i].key, k) == 0)
+			return &r->kv[i];
+	return NULL;
+}
+
+struct subst {
+	const char *name;
+	const char *val;
+};
+
+/* Expand {placeholders} of in into out; -1 (message) if unknown/too long. */
+static int expand(struct parser *p, int line, const char *key,
+		  const char *in, const struct subst *subs, char *out,
+		  size_t size)
+{
+	size_t o = 0;
+
+	while (*in) {
+		if (*in == '{') {
+			const char *close = strchr(in, '}');
+			const struct subst *s;
+			size_t n;
+
+			if (!close)
+				return perr(p, line, "%s: unclosed '{'", key);
+			n = (size_t)(close - in - 1);
+			for (s = subs; s->name; s++)
+				if (strlen(s->name) == n &&
+				    strncmp(s->name, in + 1, n) == 0)
+					break;
+			if (!s->name)
+				return perr(p, line,
+					    "%s: unknown placeholder {%.*s}",
+					    key, (int)n, in + 1);
+			if (!s->val || !s->val[0])
+				return perr(p, line,
+					    "%s: placeholder {%.*s} has no value here",
+					    key, (int)n, in + 1);
+			if (o + strlen(s->val) >= size)
+				return perr(p, line, "%s: too long once expanded",
+					    key);
+			memcpy(out + o, s->val, strlen(s->val));
+			o += strlen(s->val);
+			in = close + 1;
+			continue;
+		}
+		if (o + 1 >= size)
+			return perr(p, line, "%s: too long once expanded", key);
+		out[o++] = *in++;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Value of a VM key (own, then [defaults]), expanded; "" if absent. */
+static int vm_val(struct parser *p, const struct raw_vm *r, const char *k,
+		  const struct subst *subs, char *out, size_t size,
+		  bool required)
+{
+	const struct raw_kv *kv = raw_get(r, k);
+
+	if (!kv)
+		kv = raw_get(&p->defaults, k);
+	if (!kv) {
+		out[0] = '\0';
+		if (required)
+			return perr(p, r->line, "[vm %s]: missing '%s'",
+				    r->name, k);
+		return 0;
+	}
+	return expand(p, kv->line, k, kv->val, subs, out, size);
+}
+
+static bool valid_uri(const char *u)
+{
+	if (strncmp(u, "unix:", 5) == 0)
+		return u[5] == '/';
+	if (strncmp(u, "tcp:", 4) == 0)
+		return strchr(u + 4, ':') != NULL;
+	return false;
+}
+
+static int finish_vm(struct parser *p, struct raw_vm *r,
+		     struct vmm_vm_conf *vm)
+{
+	struct vmm_cluster *c = p->c;
+	const struct vmm_site *src = vmm_cluster_site(c, c->source_site);
+	const struct vmm_site *dst = vmm_cluster_site(c, c->dest_site);
+	char dev_src[VMM_SPEC_MAX], dev_dst[VMM_SPEC_MAX];
+	struct subst subs[16];
+	int n = 0;
+
+	memset(vm, 0, sizeof(*vm));
+	snprintf(vm->name, sizeof(vm->name), "%s", r->name);
+	vm->line = r->line;
+	subs[n++] = (struct subst){ "name", vm->name };
+	subs[n++] = (struct subst){ "run", c->run_dir };
+	subs[n++] = (struct subst){ "site", c->dest_site };
+	subs[n++] = (struct subst){ "source-site", c->source_site };
+	subs[n] = (struct subst){ NULL, NULL };
+
+	if (vm_val(p, r, "source-qmp", subs, vm->source_qmp,
+		   sizeof(vm->source_qmp), true) ||
+	    vm_val(p, r, "source-chan", subs, vm->source_chan,
+		   sizeof(vm->source_chan), true) ||
+	    vm_val(p, r, "dest-qmp", subs, vm->dest_qmp,
+		   sizeof(vm->dest_qmp), true) ||
+	    vm_val(p, r, "dest-chan", subs, vm->dest_chan,
+		   sizeof(vm->dest_chan), true) ||
+	    vm_val(p, r, "disk-node", subs, vm->disk_node,
+		   sizeof(vm->disk_node), false) ||
+	    vm_val(p, r, "base", subs, vm->base, sizeof(vm->base), false) ||
+	    vm_val(p, r, "source-overlay", subs, vm->source_overlay,
+		   sizeof(vm->source_overlay), false) ||
+	    vm_val(p, r, "dest-overlay", subs, vm->dest_overlay,
+		   sizeof(vm->dest_overlay), false) ||
+	    vm_val(p, r, "source-device", subs, dev_src, sizeof(dev_src),
+		   false) ||
+	    vm_val(p, r, "dest-device", subs, dev_dst, sizeof(dev_dst),
+		   false))
+		return -1;
+	if (strcmp(vm->disk_node, "none") == 0)
+		vm->disk_node[0] = '\0';
+	if (vm->disk_node[0] && (!vm->base[0] || !vm->dest_overlay[0]))
+		return perr(p, r->line,
+			    "[vm %s]: disk-node %s needs 'base' (the image already at the destination) and 'dest-overlay'",
+			    vm->name, vm->disk_node);
+	/* Defaults that depend on run-dir. */
+	if (!raw_get(r, "migrate-uri") && !raw_get(&p->defaults, "migrate-uri"))
+		snprintf(vm->migrate_uri, sizeof(vm->migrate_uri),
+			 "unix:%s/%s.migrate.sock", c->run_dir, vm->name);
+	else if (vm_val(p, r, "migrate-uri", subs, vm->migrate_uri,
+			sizeof(vm->migrate_uri), true))
+		return -1;
+	if (!raw_get(r, "nbd-uri") && !raw_get(&p->defaults, "nbd-uri"))
+		snprintf(vm->nbd_uri, sizeof(vm->nbd_uri),
+			 "unix:%s/%s.nbd.sock", c->run_dir, vm->name);
+	else if (vm_val(p, r, "nbd-uri", subs, vm->nbd_uri,
+			sizeof(vm->nbd_uri), true))
+		return -1;
+	if (!valid_uri(vm->migrate_uri) || !valid_uri(vm->nbd_uri))
+		return perr(p, r->line,
+			    "[vm %s]: migrate-uri/nbd-uri must be unix:/PATH or tcp:HOST:PORT",
+			    vm->name);
+	if (!raw_get(r, "dest-log") && !raw_get(&p->defaults, "dest-log"))
+		snprintf(vm->dest_log, sizeof(vm->dest_log), "%s/%s.%s.log",
+			 c->run_dir, vm->name, c->dest_site);
+	else if (vm_val(p, r, "dest-log", subs, vm->dest_log,
+			sizeof(vm->dest_log), true))
+		return -1;
+	if (!raw_get(r, "pidfile") && !raw_get(&p->defaults, "pidfile"))
+		snprintf(vm->pidfile, sizeof(vm->pidfile), "%s/%s.%s.pid",
+			 c->run_dir, vm->name, c->dest_site);
+	else if (vm_val(p, r, "pidfile", subs, vm->pidfile,
+			sizeof(vm->pidfile), true))
+		return -1;
+
+	/* Devices: the VM's own setting wins over its site's. */
+	if (raw_get(r, "source-device") || raw_get(&p->defaults, "source-device"))
+		snprintf(vm->source_device, sizeof(vm->source_device), "%s",
+			 strcmp(dev_src, "none") ? dev_src : "");
+	else
+		snprintf(vm->source_device, sizeof(vm->source_device), "%s",
+			 src->device);
+	if (raw_get(r, "dest-device") || raw_get(&p->defaults, "dest-device"))
+		snprintf(vm->dest_device, sizeof(vm->dest_device), "%s",
+			 strcmp(dev_dst, "none") ? dev_dst : "");
+	else
+		snprintf(vm->dest_device, sizeof(vm->dest_device), "%s",
+			 dst->device);
+	if (vm->source_device[0] &&
+	    vmm_device_id(vm->source_device, dev_src, sizeof(dev_src)))
+		return perr(p, r->line,
+			    "[vm %s]: source device '%s' has no id= (device_del needs it)",
+			    vm->name, vm->source_device);
+	if (vm->dest_device[0] &&
+	    vmm_device_id(vm->dest_device, dev_dst, sizeof(dev_dst)))
+		return perr(p, r->line,
+			    "[vm %s]: destination device '%s' has no id=",
+			    vm->name, vm->dest_device);
+	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
+		 src->rails_set ? src->rails :
+		 vm->source_device[0] ? "verbs,tcp" : "tcp");
+	snprintf(vm->dest_rails, sizeof(vm->dest_rails), "%s",
+		 dst->rails_set ? dst->rails :
+		 vm->dest_device[0] ? "verbs,tcp" : "tcp");
+
+	/* The destination command, with everything known now. */
+	subs[n++] = (struct subst){ "dest-qmp", vm->dest_qmp };
+	subs[n++] = (struct subst){ "dest-chan", vm->dest_chan };
+	subs[n++] = (struct subst){ "dest-overlay", vm->dest_overlay };
+	subs[n++] = (struct subst){ "source-overlay", vm->source_overlay };
+	subs[n++] = (struct subst){ "base", vm->base };
+	subs[n++] = (struct subst){ "disk-node", vm->disk_node };
+	subs[n++] = (struct subst){ "pidfile", vm->pidfile };
+	subs[n] = (struct subst){ NULL, NULL };
+	if (vm_val(p, r, "dest-command", subs, vm->dest_command,
+		   sizeof(vm->dest_command), true))
+		return -1;
+	return 0;
+}
+
+const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,
+					const char *name)
+{
+	int i;
+
+	for (i = 0; i < c->nsites; i++)
+		if (strcmp(c->sites[i].name, name) == 0)
+			return &c->sites[i];
+	return NULL;
+}
+
+int vmm_device_id(const char *spec, char *id, size_t idlen)
+{
+	const char *p = spec;
+
+	while (p && *p) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+
+		if (n > 3 && strncmp(p, "id=", 3) == 0) {
+			if (n - 3 >= idlen)
+				return -1;
+			memcpy(id, p + 3, n - 3);
+			id[n - 3] = '\0';
+			return 0;
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+	return -1;
+}
+
+static bool valid_name(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' &&
+		    *s != '.')
+			return false;
+	return true;
+}
+
+static void free_raw(struct raw_vm *r)
+{
+	int i;
+
+	for (i = 0; i < r->n; i++)
+		free(r->kv[i].val);
+	r->n = 0;
+}
+
+int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
+		      const char *fname, char *err, size_t errlen)
+{
+	struct parser p = { .c = c, .fname = fname, .err = err,
+			    .errlen = errlen };
+	enum { S_NONE, S_CLUSTER, S_SITE, S_DEFAULTS, S_VM } sec = S_NONE;
+	struct vmm_site *site = NULL;
+	struct raw_vm *rvm = NULL;
+	char *copy, *line, *save = NULL;
+	int lineno = 0, rc = -1, i;
+	bool seen_cluster = false;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->file, sizeof(c->file), "%s", fname);
+	snprintf(c->backend, sizeof(c->backend), "qemu");
+	snprintf(c->lock, sizeof(c->lock), "/run/ninja-migrate.lock");
+	c->mode = VMM_MODE_LIVE;
+	c->quit_source = true;
+	c->quiesce_ms = 30000;
+	c->unplug_ms = 10000;
+	c->start_ms = 30000;
+	c->storage_ms = 300000;
+	c->ram_ms = 600000;
+	c->switch_ms = 30000;
+	c->plug_ms = 10000;
+	c->link_ms = 10000;
+	c->resume_ms = 30000;
+	p.vms = calloc(VMM_MAX_VMS, sizeof(*p.vms));
+	copy = strdup(text);
+	if (!copy || !p.vms) {
+		perr(&p, 0, "out of memory");
+		goto out;
+	}
+	/* strtok_r would skip empty lines and lose the numbering. */
+	for (line = copy; line; line = save) {
+		char *s, *eq, *k, *v;
+
+		save = strchr(line, '\n');
+		if (save)
+			*save++ = '\0';
+		lineno++;
+		s = trim(line);
+		if (!*s || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			char *close = strchr(s, ']'), *name;
+
+			if (!close || trim(close + 1)[0]) {
+				perr(&p, lineno, "malformed section header '%s'", s);
+				goto out;
+			}
+			*close = '\0';
+			s = trim(s + 1);
+			name = strchr(s, ' ');
+			if (name) {
+				*name++ = '\0';
+				name = trim(name);
+			}
+			if (strcmp(s, "cluster") == 0 && !name) {
+				if (seen_cluster) {
+					perr(&p, lineno, "[cluster] given twice");
+					goto out;
+				}
+				seen_cluster = true;
+				sec = S_CLUSTER;
+			} else if (strcmp(s, "defaults") == 0 && !name) {
+				sec = S_DEFAULTS;
+			} else if (strcmp(s, "site") == 0 && name) {
+				if (!valid_name(name) || strlen(name) >= VMM_ID_MAX) {
+					perr(&p, lineno, "bad site name '%s'", name);
+					goto out;
+				}
+				if (vmm_cluster_site(c, name)) {
+					perr(&p, lineno, "site %s given twice", name);
+					goto out;
+				}
+				if (c->nsites == VMM_MAX_SITES) {
+					perr(&p, lineno, "more than %d sites", VMM_MAX_SITES);
+					goto out;
+				}
+				site = &c->sites[c->nsites++];
+				snprintf(site->name, sizeof(site->name), "%s", name);
+				sec = S_SITE;
+			} else if (strcmp(s, "vm") == 0 && name) {
+				if (!valid_name(name) || strlen(name) >= VMM_ID_MAX) {
+					perr(&p, lineno, "bad VM name '%s' (letters, digits, - _ .)", name);
+					goto out;
+				}
+				for (i = 0; i < p.nvms; i++)
+					if (strcmp(p.vms[i].name, name) == 0) {
+						perr(&p, lineno, "vm %s given twice (first on line %d)",
+						     name, p.vms[i].line);
+						goto out;
+					}
+				if (p.nvms == VMM_MAX_VMS) {
+					perr(&p, lineno, "more than %d VMs", VMM_MAX_VMS);
+					goto out;
+				}
+				rvm = &p.vms[p.nvms++];
+				snprintf(rvm->name, sizeof(rvm->name), "%s", name);
+				rvm->line = lineno;
+				sec = S_VM;
+			} else {
+				perr(&p, lineno,
+				     "unknown section [%s%s%s] (expected [cluster], [defaults], [site NAME] or [vm NAME])",
+				     s, name ? " " : "", name ? name : "");
+				goto out;
+			}
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (!eq) {
+			perr(&p, lineno, "expected 'key = value', got '%s'", s);
+			goto out;
+		}
+		*eq = '\0';
+		k = trim(s);
+		v = trim(eq + 1);
+		switch (sec) {
+		case S_NONE:
+			perr(&p, lineno, "'%s' outside of any section", k);
+			goto out;
+		case S_CLUSTER:
+			if (cluster_key(&p, lineno, k, v))
+				goto out;
+			break;
+		case S_SITE:
+			if (site_key(&p, lineno, site, k, v))
+				goto out;
+			break;
+		case S_DEFAULTS:
+			if (raw_add(&p, &p.defaults, lineno, k, v))
+				goto out;
+			break;
+		case S_VM:
+			if (raw_add(&p, rvm, lineno, k, v))
+				goto out;
+			break;
+		}
+	}
+	if (!seen_cluster) {
+		perr(&p, 0, "no [cluster] section");
+		goto out;
+	}
+	if (!c->name[0])
+		snprintf(c->name, sizeof(c->name), "cluster");
+	if (!c->source_site[0] || !c->dest_site[0]) {
+		perr(&p, 0, "[cluster] needs source-site and dest-site");
+		goto out;
+	}
+	if (!vmm_cluster_site(c, c->source_site)) {
+		perr(&p, 0, "source-site %s has no [site %s] section",
+		     c->source_site, c->source_site);
+		goto out;
+	}
+	if (!vmm_cluster_site(c, c->dest_site)) {
+		perr(&p, 0, "dest-site %s has no [site %s] section",
+		     c->dest_site, c->dest_site);
+		goto out;
+	}
+	if (!c->run_dir[0]) {
+		perr(&p, 0, "[cluster] needs run-dir (sockets and logs of destination QEMUs)");
+		goto out;
+	}
+	if (p.nvms == 0) {
+		perr(&p, 0, "no [vm NAME] section");
+		goto out;
+	}
+	for (i = 0; i < p.nvms; i++)
+		if (finish_vm(&p, &p.vms[i], &c->vms[i]))
+			goto out;
+	c->nvms = p.nvms;
+	rc = 0;
+out:
+	free_raw(&p.defaults);
+	if (p.vms)
+		for (i = 0; i < p.nvms; i++)
+			free_raw(&p.vms[i]);
+	free(p.vms);
+	free(copy);
+	return rc;
+}
+
+int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,
+		     size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *text;
+	long n;
+	int rc;
+
+	if (!f) {
+		snprintf(err, errlen, "cannot open cluster file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || n > (1 << 20) ||
+	    fseek(f, 0, SEEK_SET)) {
+		snprintf(err, errlen, "%s: unreadable or larger than 1 MiB",
+			 path);
+		fclose(f);
+		return -1;
+	}
+	text = malloc((size_t)n + 1);
+	if (!text || fread(text, 1, (size_t)n, f) != (size_t)n) {
+		snprintf(err, errlen, "%s: read error", path);
+		free(text);
+		fclose(f);
+		return -1;
+	}
+	text[n] = '\0';
+	fclose(f);
+	rc = vmm_cluster_parse(c, text, path, err, errlen);
+	free(text);
+	return rc;
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/*
+ * vmm_cluster.h - the cluster description file of ninja-migrate: which VMs
+ * form the virtual cluster, where their QEMU monitors and guest channels
+ * are, how a destination QEMU is started, which passthrough device each
+ * site offers and how storage is laid out.  Format: docs/vmm-bridge.md.
+ *
+ *   [cluster]  name, source-site, dest-site, mode, run-dir, timeouts, ...
+ *   [site S]   device, rails
+ *   [defaults] any vm key, used by every [vm] that does not set it
+ *   [vm NAME]  source-qmp, source-chan, dest-qmp, dest-chan, dest-command,
+ *              disk-node, base, source-overlay, dest-overlay, ...
+ *
+ * Values may use {name} (the VM), {run} (run-dir), {site} (dest-site) and
+ * {source-site}; dest-command may also use {dest-qmp}, {dest-chan},
+ * {dest-overlay}, {source-overlay}, {base}, {disk-node}, {pidfile}.
+ */
+#ifndef NINJA_VMM_CLUSTER_H
+#define NINJA_VMM_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMM_MAX_VMS		64
+#define VMM_MAX_SITES		16
+#define VMM_ID_MAX		64
+#define VMM_PATH_MAX		256
+#define VMM_SPEC_MAX		512
+#define VMM_CMD_MAX		8192
+
+enum vmm_mode { VMM_MODE_LIVE, VMM_MODE_STOPPED };
+
+struct vmm_site {
+	char name[VMM_ID_MAX];
+	char device[VMM_SPEC_MAX];	/* "" = none (cloud site) */
+	char rails[128];		/* RESUME rails= hint at this site */
+	bool rails_set;
+};
+
+struct vmm_vm_conf {
+	char name[VMM_ID_MAX];
+	int line;			/* where its section starts */
+	char source_qmp[VMM_PATH_MAX];
+	char source_chan[VMM_PATH_MAX];
+	char dest_qmp[VMM_PATH_MAX];
+	char dest_chan[VMM_PATH_MAX];
+	char dest_command[VMM_CMD_MAX];	/* expanded */
+	char dest_log[VMM_PATH_MAX];
+	char pidfile[VMM_PATH_MAX];
+	char source_device[VMM_SPEC_MAX];	/* "" = none */
+	char dest_device[VMM_SPEC_MAX];		/* "" = none */
+	char source_rails[128];
+	char dest_rails[128];
+	/* Storage: disk_node "" = no storage to move (shared storage). */
+	char disk_node[VMM_ID_MAX];
+	char base[VMM_PATH_MAX];
+	char source_overlay[VMM_PATH_MAX];
+	char dest_overlay[VMM_PATH_MAX];
+	char migrate_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
+	char nbd_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
+};
+
+struct vmm_cluster {
+	char file[VMM_PATH_MAX];
+	char name[VMM_ID_MAX];
+	char source_site[VMM_ID_MAX];
+	char dest_site[VMM_ID_MAX];
+	enum vmm_mode mode;
+	char backend[16];		/* "qemu" (embedded) */
+	char run_dir[VMM_PATH_MAX];
+	char lock[VMM_PATH_MAX];
+	/* Deadlines, milliseconds. */
+	int64_t quiesce_ms, unplug_ms, start_ms, storage_ms, ram_ms,
+		switch_ms, plug_ms, link_ms, resume_ms;
+	uint64_t max_bandwidth;		/* bytes/s, 0 = QEMU's default */
+	bool quit_source;		/* quit the source QEMU after success */
+	struct vmm_site sites[VMM_MAX_SITES];
+	int nsites;
+	struct vmm_vm_conf vms[VMM_MAX_VMS];
+	int nvms;
+};
+
+/*
+ * Parse a cluster file.  0 on success; -1 with a message naming the file
+ * and line (or the VM and key) in err.  Unknown sections and keys, a
+ * missing required key, duplicate VMs and malformed values are errors.
+ */
+int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,
+		     size_t errlen);
+/* The same from a string (tests); fname only names it in messages. */
+int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
+		      const char *fname, char *err, size_t errlen);
+
+const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,
+					const char *name);
+const char *vmm_mode_name(enum vmm_mode m);
+
+/*
+ * A device spec in -device syntax ("e1000,id=hca0,bus=rp1,netdev=n1",
+ * "vfio-pci,host=0000:81:00.0,id=hca0"): its id= into id (size idlen).
+ * -1 if it has none (device_del needs it).
+ */
+int vmm_device_id(const char *spec, char *id, size_t idlen);
+
+#endif /* NINJA_VMM_CLUSTER_H */

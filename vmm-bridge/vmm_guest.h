@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/*
+ * vmm_guest.h - the host side of the Ninja control protocol for a group of
+ * VMs (docs/protocol.md), on top of vmm_chan: connect + HELLO to every
+ * guest channel in parallel, QUIESCE and wait for SAFE from all, RESUME or
+ * CANCEL and wait for RESUMED, collect REPORT lines and device EVENTs.
+ *
+ * The host link is lossy (section 6): waits poll STATUS every second and
+ * take "phase=safe epoch=e" as SAFE and "phase=running epoch=e" as
+ * RESUMED.  A line that does not parse is logged, counted and ignored; an
+ * ERR answer (other than duplicate) fails that guest's request.
+ *
+ * Return convention: 0 / -1 (some guest failed: see its errmsg) / -2
+ * (deadline; guests not done have done == false).
+ */
+#ifndef NINJA_VMM_GUEST_H
+#define NINJA_VMM_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm_chan.h"
+
+#define VMM_GUEST_MAX_REPORTS	256
+
+struct vmm_guest {
+	char vm[64];			/* VM name, for messages */
+	char endpoint[VMM_NAME_MAX];	/* channel socket in use */
+	struct vmm_chan ch;
+	bool open;
+	bool verbose;
+	/* The current request. */
+	uint32_t epoch;
+	char rails[128];		/* RESUME rails= for this guest */
+	bool done;			/* SAFE (quiesce) / RESUMED (resume) */
+	bool failed;			/* ERR answer, channel closed */
+	bool unsafe;			/* UNSAFE seen for epoch */
+	unsigned int ranks;		/* from SAFE/RESUMED/STATUS */
+	bool cancelled;			/* RESUMED ... cancelled=1 */
+	int64_t t_sent, t_done;		/* vmm_now_ns() */
+	char status[NINJA_LINE_MAX + 1];	/* last STATUS answer */
+	/* Device events: first link-up/port-active after t_link_mark. */
+	int64_t t_link_mark, t_link;
+	char link_event[128];
+	unsigned long n_events;
+	/* REPORT lines of the current epoch (allocated). */
+	char **reports;
+	int nreports;
+	/* Lines that did not parse. */
+	unsigned long n_bad;
+	char last_bad[160];
+	char errmsg[1024];
+};
+
+void vmm_guest_init(struct vmm_guest *g, const char *vm, bool verbose);
+void vmm_guest_close(struct vmm_guest *g);
+void vmm_guest_clear_reports(struct vmm_guest *g);
+
+/*
+ * Connect every guest to its endpoint (g->endpoint) and HELLO, in
+ * parallel, until the deadline.  Guests already open are skipped.
+ */
+int vmm_guests_open(struct vmm_guest **gs, int n, int64_t deadline);
+
+/* Highest node epoch learnt from HELLO/STATUS answers. */
+uint32_t vmm_guests_max_epoch(struct vmm_guest **gs, int n);
+
+/* QUIESCE epoch to every guest; wait until all are SAFE. */
+int vmm_guests_quiesce(struct vmm_guest **gs, int n, uint32_t epoch,
+		       int64_t deadline);
+/* RESUME (with each guest's rails) or CANCEL; wait for RESUMED. */
+int vmm_guests_finish(struct vmm_guest **gs, int n, uint32_t epoch,
+		      bool cancel, int64_t deadline);
+
+/*
+ * Read and handle whatever the guests send until `until` (EVENTs, UNSAFE,
+ * late lines).  Returns -1 if a channel closed (see failed), else 0.
+ */
+int vmm_guests_pump(struct vmm_guest **gs, int n, int64_t until);
+
+/* Wait until g has seen a link-up/port-active EVENT (t_link set). */
+int vmm_guest_wait_link(struct vmm_guest *g, int64_t deadline);
+
+#endif /* NINJA_VMM_GUEST_H */

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/*
+ * vmm_migrate.h - orchestration of a virtual-cluster migration (the core
+ * of ninja-migrate): drain every guest, unplug the passthrough devices,
+ * move every VM in parallel through a backend (vmm_backend.h) up to a
+ * cluster-wide commit point, then switch over, plug the destination's
+ * devices and resume every guest; or roll everything back.  Phase
+ * timings per VM and for the cluster, a printed table and a JSON report.
+ */
+#ifndef NINJA_VMM_MIGRATE_H
+#define NINJA_VMM_MIGRATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm_backend.h"
+#include "vmm_cluster.h"
+#include "vmm_guest.h"
+
+enum vmm_phase {
+	VMM_PH_DRAIN,		/* QUIESCE sent -> SAFE */
+	VMM_PH_UNPLUG,		/* device_del -> DEVICE_DELETED */
+	VMM_PH_START,		/* destination QEMU started, monitor up */
+	VMM_PH_STORAGE,		/* overlay mirrored until in sync */
+	VMM_PH_RAM,		/* RAM + device state up to the commit point */
+	VMM_PH_SWITCH,		/* commit: destination runs, source retired */
+	VMM_PH_PLUG,		/* device_add at the destination */
+	VMM_PH_LINK,		/* device_add -> guest EVENT link-up/port-active */
+	VMM_PH_RECONNECT,	/* RESUME sent -> RESUMED */
+	VMM_PH_TOTAL,
+	VMM_PH_COUNT
+};
+
+/* Exit codes of ninja-migrate (also vmm_migrate_run's result). */
+enum vmm_exit {
+	VMM_EXIT_OK = 0,
+	VMM_EXIT_USAGE = 1,	/* bad cluster file, unreachable: nothing done */
+	VMM_EXIT_DRAIN = 2,	/* not every guest SAFE: cancelled, job runs on */
+	VMM_EXIT_ROLLBACK = 3,	/* failed before the switch-over, rolled back */
+	VMM_EXIT_PARTIAL = 4,	/* moved, but a step after the switch-over failed */
+	VMM_EXIT_BROKEN = 5,	/* the rollback itself failed: operator needed */
+	VMM_EXIT_BUSY = 6,	/* another ninja-migrate holds the lock */
+};
+
+enum vmm_vm_state {
+	VMM_VM_IDLE,
+	VMM_VM_RUNNING,		/* worker busy before the commit point */
+	VMM_VM_READY,		/* at the commit point, waiting */
+	VMM_VM_FAILED,		/* failed before the commit point */
+	VMM_VM_DONE,		/* worker finished (see err for trouble) */
+};
+
+struct vmm_run;
+
+struct vmm_vm {
+	struct vmm_run *run;
+	const struct vmm_cluster *cl;
+	const struct vmm_vm_conf *conf;
+	const struct vmm_backend *be;
+	void *priv;			/* backend state */
+	bool verbose;
+	struct vmm_guest src, dst;	/* guest channel at each end */
+	int64_t t0[VMM_PH_COUNT], t1[VMM_PH_COUNT];	/* vmm_now_ns() */
+	/* Filled by the backend. */
+	char accel[16];			/* "tcg", "kvm" */
+	char mode_used[16];		/* "live", "stopped" */
+	int64_t downtime_ms;		/* query-migrate, -1 unknown */
+	int64_t paused_ns;		/* host-measured: source paused -> dest runs */
+	uint64_t ram_bytes, storage_bytes, storage_len;
+	int64_t overlay_bytes, base_bytes;	/* file sizes, -1 unknown */
+	long dest_pid;
+	bool at_dest;			/* switched over: runs at destination */
+	bool unplugged, plugged;
+	/* Outcome. */
+	enum vmm_vm_state state;
+	char err[1024];
+	char failed_phase[16];
+	char warn[512];
+	bool rolled_back;
+	char rollback_err[1024];
+	pthread_t thread;
+	bool thread_started;
+};
+
+struct vmm_opts {
+	bool dry_run;
+	bool switch_only;
+	bool verbose;
+	const char *report;		/* JSON report file or NULL */
+};
+
+/* Run the whole operation; returns an enum vmm_exit. */
+int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o);
+
+/* For backends: true once the run is being aborted (stop waiting). */
+bool vmm_vm_aborting(const struct vmm_vm *vm);
+/* For backends: a progress line "[  1.2s] vm0: ..." on stdout. */
+void vmm_progress(const struct vmm_vm *vm, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* For backends: set vm->err (first error wins). */
+void vmm_vm_fail(struct vmm_vm *vm, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+const char *vmm_phase_name(enum vmm_phase p);
+
+#endif /* NINJA_VMM_MIGRATE_H */
