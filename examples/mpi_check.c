@@ -93,7 +93,7 @@ struct opts {
 
 static struct opts o = {
 	.iters = -1, .seconds = 0, .max = 8L << 20, .burst = 4,
-	.a2a_max = 1L << 20, .compute_ms = 0, .progress = 0, .timeout = 600,
+	.a2a_max = 1L << 20, .compute_ms = 0, .progress = 0, .timeout = 120,
 	.compute_rank = -1, .phases = (1u << PH_COUNT) - 1,
 };
 
@@ -785,7 +785,7 @@ static void usage(void)
 		"  -compute-rank R only rank R computes (default: every rank)\n"
 		"  -progress [K]   rank 0 prints a timestamped line every K iterations (default 10)\n"
 		"  -timeout S      a rank stuck S seconds in one iteration exits 3\n"
-		"                  (plus -compute-ms; default 600, 0 off)\n"
+		"                  (plus -compute-ms; default 120, 0 off)\n"
 		"BYTES accept k/K and m/M (binary) suffixes.\n");
 }
 
