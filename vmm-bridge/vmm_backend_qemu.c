@@ -47,6 +47,7 @@ struct qemu_priv {
 	bool src_up, dst_up;
 	pid_t dest_pid;
 	bool dest_reaped;
+	int dest_status;	/* waitpid status once reaped */
 	bool overlay_created;
 	bool nbd_started, export_added, tgt_added, mirror_started,
 	     mirror_done, migrate_started, stopped_by_us, completed;
@@ -88,12 +89,17 @@ static bool dest_alive(struct vmm_vm *vm, char *why, size_t whylen)
 	int st;
 	pid_t r;
 
-	if (p->dest_pid <= 0 || p->dest_reaped)
+	if (p->dest_pid <= 0)
 		return false;
-	r = waitpid(p->dest_pid, &st, WNOHANG);
-	if (r == 0)
-		return true;
-	p->dest_reaped = true;
+	if (!p->dest_reaped) {
+		r = waitpid(p->dest_pid, &st, WNOHANG);
+		if (r == 0)
+			return true;
+		p->dest_reaped = true;
+		p->dest_status = r > 0 ? st : -1;
+	}
+	st = p->dest_status;
+	r = st == -1 ? -1 : p->dest_pid;
 	if (why) {
 		if (r > 0 && WIFEXITED(st))
 			snprintf(why, whylen, "exited with status %d",
@@ -921,7 +927,7 @@ static void kill_dest(struct vmm_vm *vm)
 	}
 	if (dest_alive(vm, NULL, 0)) {
 		kill(p->dest_pid, SIGKILL);
-		waitpid(p->dest_pid, NULL, 0);
+		waitpid(p->dest_pid, &p->dest_status, 0);
 		p->dest_reaped = true;
 	}
 files:

@@ -358,6 +358,12 @@ static bool valid_uri(const char *u)
 	return false;
 }
 
+/* "unix:/x" -> "/x" (for QEMU options that want a path). */
+static const char *bare(const char *spec)
+{
+	return strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
+}
+
 static int finish_vm(struct parser *p, struct raw_vm *r,
 		     struct vmm_vm_conf *vm)
 {
@@ -365,7 +371,7 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	const struct vmm_site *src = vmm_cluster_site(c, c->source_site);
 	const struct vmm_site *dst = vmm_cluster_site(c, c->dest_site);
 	char dev_src[VMM_SPEC_MAX], dev_dst[VMM_SPEC_MAX];
-	struct subst subs[16];
+	struct subst subs[20];
 	int n = 0;
 
 	memset(vm, 0, sizeof(*vm));
@@ -466,6 +472,8 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	/* The destination command, with everything known now. */
 	subs[n++] = (struct subst){ "dest-qmp", vm->dest_qmp };
 	subs[n++] = (struct subst){ "dest-chan", vm->dest_chan };
+	subs[n++] = (struct subst){ "dest-qmp-path", bare(vm->dest_qmp) };
+	subs[n++] = (struct subst){ "dest-chan-path", bare(vm->dest_chan) };
 	subs[n++] = (struct subst){ "dest-overlay", vm->dest_overlay };
 	subs[n++] = (struct subst){ "source-overlay", vm->source_overlay };
 	subs[n++] = (struct subst){ "base", vm->base };

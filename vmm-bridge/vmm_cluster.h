@@ -13,7 +13,8 @@
  *
  * Values may use {name} (the VM), {run} (run-dir), {site} (dest-site) and
  * {source-site}; dest-command may also use {dest-qmp}, {dest-chan},
- * {dest-overlay}, {source-overlay}, {base}, {disk-node}, {pidfile}.
+ * {dest-qmp-path}, {dest-chan-path} (without "unix:"), {dest-overlay},
+ * {source-overlay}, {base}, {disk-node}, {pidfile}.
  */
 #ifndef NINJA_VMM_CLUSTER_H
 #define NINJA_VMM_CLUSTER_H

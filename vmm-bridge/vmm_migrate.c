@@ -635,7 +635,7 @@ static void print_table(const struct vmm_run *run)
 
 	printf("\nphase times (ms)  ");
 	for (k = 0; k < nc; k++)
-		printf("%9s", cols[k] == VMM_PH_COUNT ? "downtime" :
+		printf("%10s", cols[k] == VMM_PH_COUNT ? "downtime" :
 		       phase_names[cols[k]]);
 	printf("\n");
 	for (i = 0; i < run->n; i++) {
@@ -651,7 +651,7 @@ static void print_table(const struct vmm_run *run)
 			else
 				ms = ph_ms(vm, cols[k]);
 			cell(c, sizeof(c), ms);
-			printf("%9s", c);
+			printf("%10s", c);
 		}
 		printf("\n");
 		if (vm->at_dest && vm->downtime_ms > down)
@@ -665,7 +665,7 @@ static void print_table(const struct vmm_run *run)
 			    cluster_ms(run, cols[k]);
 
 		cell(c, sizeof(c), ms);
-		printf("%9s", c);
+		printf("%10s", c);
 	}
 	printf("\n\n");
 	for (i = 0; i < run->n; i++) {
@@ -678,7 +678,7 @@ static void print_table(const struct vmm_run *run)
 		if (vm->mode_used[0])
 			printf(", mode %s (%s, drain-then-migrate)",
 			       vm->mode_used, vm->accel);
-		if (vm->conf->disk_node[0] && vm->storage_len)
+		if (vm->conf->disk_node[0] && vm->t1[VMM_PH_STORAGE])
 			printf(", storage %s mirrored (overlay file %s, base %s not moved)",
 			       human_bytes(vm->storage_bytes, b1, sizeof(b1)),
 			       vm->overlay_bytes >= 0 ?
@@ -742,7 +742,7 @@ static int dry_run(struct vmm_run *run)
 		const struct vmm_vm_conf *c = vm->conf;
 
 		printf("%s: source monitor %s: ", c->name, c->source_qmp);
-		if (vm->be->attach(vm, dl(5000))) {
+		if (vm->be->attach(vm, dl(2000))) {
 			printf("FAIL: %s\n", vm->err);
 			bad++;
 		} else {
@@ -752,7 +752,7 @@ static int dry_run(struct vmm_run *run)
 		}
 		vm->err[0] = '\0';
 		printf("%s: guest channel %s: ", c->name, c->source_chan);
-		if (vmm_guests_open(gs, 1, dl(5000))) {
+		if (vmm_guests_open(gs, 1, dl(3000))) {
 			printf("FAIL: %s\n", vm->src.errmsg);
 			bad++;
 		} else {

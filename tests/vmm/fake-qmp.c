@@ -16,6 +16,8 @@
  *   =id ID JSON     send it with id ID (a stale reply)
  *   sleep MS        pause
  *   close           close the connection (the script ends)
+ *   accept          close the connection, take the next one, go on
+ *                   (a client that reconnects; standalone mode only)
  * The default greeting is not implicit: scripts start with "> {"QMP":...}".
  * After the script, later connections get a greeting and an error reply
  * to every command (class GenericError), until --timeout-ms (default
@@ -227,13 +229,18 @@ static int fq_step(struct fq *f, const char *s)
 	}
 	if (strcmp(s, "close") == 0)
 		return 1;
+	if (strcmp(s, "accept") == 0)
+		return 2;
 	snprintf(f->err, sizeof(f->err), "bad script step: %s", s);
 	return -1;
 }
 
-/* Run steps[0..n) on fd (not closed here).  0 / -1 (f->err). */
+/*
+ * Run steps[from..n) on fd (not closed here).  0 when done, -1 on a
+ * failure (f->err), or the index after an "accept" step (> 0).
+ */
 static int fq_run(struct fq *f, int fd, const char *const *steps, int n,
-		  long long timeout_ms)
+		  int from, long long timeout_ms)
 {
 	int i, r;
 
@@ -242,10 +249,12 @@ static int fq_run(struct fq *f, int fd, const char *const *steps, int n,
 	f->id[0] = '\0';
 	f->err[0] = '\0';
 	f->end_ms = fq_now_ms() + timeout_ms;
-	for (i = 0; i < n; i++) {
+	for (i = from; i < n; i++) {
 		r = fq_step(f, steps[i]);
 		if (r == 1)
 			return 0;
+		if (r == 2)
+			return i + 1;
 		if (r < 0) {
 			if (!f->err[0])
 				snprintf(f->err, sizeof(f->err), "step failed: %s",
@@ -267,7 +276,7 @@ int main(int argc, char **argv)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	static struct fq f;
 	char *steps[4096];
-	int nsteps = 0, lfd, i, rc = 0;
+	int nsteps = 0, lfd, i, rc = 0, next = 0;
 	bool done = false;
 	FILE *sf;
 	char line[1 << 16];
@@ -314,12 +323,17 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			continue;
 		if (!done) {
-			if (fq_run(&f, fd, (const char *const *)steps, nsteps,
-				   end - fq_now_ms())) {
+			int r = fq_run(&f, fd, (const char *const *)steps,
+				       nsteps, next, end - fq_now_ms());
+
+			if (r < 0) {
 				fprintf(stderr, "fake-qmp: %s\n", f.err);
 				rc = 1;
 			}
-			done = true;
+			if (r > 0)
+				next = r;
+			else
+				done = true;
 			close(fd);
 			continue;
 		}

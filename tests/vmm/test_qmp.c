@@ -39,7 +39,7 @@ static void *peer_main(void *arg)
 {
 	struct peer *p = arg;
 
-	p->rc = fq_run(&p->f, p->fd, p->steps, p->n, 10000);
+	p->rc = fq_run(&p->f, p->fd, p->steps, p->n, 0, 10000);
 	if (p->rc)
 		printf("  fake peer: %s\n", p->f.err);
 	/* Keep the socket open briefly so the client reads everything. */
