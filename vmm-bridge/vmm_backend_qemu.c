@@ -764,10 +764,14 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
 	json_object *data = NULL;
+	enum vmm_mode mode = vm->cl->mode;
 	int r;
 
+	if (mode == VMM_MODE_AUTO)
+		mode = strcmp(vm->accel, "kvm") == 0 ? VMM_MODE_LIVE :
+		       VMM_MODE_STOPPED;
 	snprintf(vm->mode_used, sizeof(vm->mode_used), "%s",
-		 vmm_mode_name(vm->cl->mode));
+		 vmm_mode_name(mode));
 	r = qmp_cmdf(&p->src, NULL, deadline, "migrate-set-capabilities",
 		     "{\"capabilities\":[{\"capability\":\"pause-before-switchover\",\"state\":true}]}");
 	if (r)
@@ -779,7 +783,7 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 		if (r)
 			return qfail(vm, &p->src, r);
 	}
-	if (vm->cl->mode == VMM_MODE_STOPPED) {
+	if (mode == VMM_MODE_STOPPED) {
 		r = qmp_cmd(&p->src, "stop", NULL, NULL, deadline);
 		if (r)
 			return qfail(vm, &p->src, r);

@@ -62,7 +62,8 @@ static int perr(struct parser *p, int line, const char *fmt, ...)
 
 const char *vmm_mode_name(enum vmm_mode m)
 {
-	return m == VMM_MODE_STOPPED ? "stopped" : "live";
+	return m == VMM_MODE_STOPPED ? "stopped" :
+	       m == VMM_MODE_LIVE ? "live" : "auto";
 }
 
 /* Keys a [vm] (or [defaults]) section may have. */
@@ -203,13 +204,15 @@ static int cluster_key(struct parser *p, int line, const char *k,
 		return set_str(p, line, k, c->backend, sizeof(c->backend), v);
 	}
 	if (strcmp(k, "mode") == 0) {
-		if (strcmp(v, "live") == 0)
+		if (strcmp(v, "auto") == 0)
+			c->mode = VMM_MODE_AUTO;
+		else if (strcmp(v, "live") == 0)
 			c->mode = VMM_MODE_LIVE;
 		else if (strcmp(v, "stopped") == 0)
 			c->mode = VMM_MODE_STOPPED;
 		else
 			return perr(p, line,
-				    "mode: expected 'live' or 'stopped', got '%s'",
+				    "mode: expected 'auto', 'live' or 'stopped', got '%s'",
 				    v);
 		return 0;
 	}
@@ -553,7 +556,7 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 	snprintf(c->file, sizeof(c->file), "%s", fname);
 	snprintf(c->backend, sizeof(c->backend), "qemu");
 	snprintf(c->lock, sizeof(c->lock), "/run/ninja-migrate.lock");
-	c->mode = VMM_MODE_LIVE;
+	c->mode = VMM_MODE_AUTO;
 	c->quit_source = true;
 	c->quiesce_ms = 30000;
 	c->unplug_ms = 10000;

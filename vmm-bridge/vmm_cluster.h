@@ -30,7 +30,11 @@
 #define VMM_SPEC_MAX		512
 #define VMM_CMD_MAX		8192
 
-enum vmm_mode { VMM_MODE_LIVE, VMM_MODE_STOPPED };
+/*
+ * auto: live under KVM, stopped under TCG (live pre-copy under TCG was seen
+ * to corrupt guests on this kind of machine: docs/vmm-bridge.md).
+ */
+enum vmm_mode { VMM_MODE_AUTO, VMM_MODE_LIVE, VMM_MODE_STOPPED };
 
 struct vmm_site {
 	char name[VMM_ID_MAX];

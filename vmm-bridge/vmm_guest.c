@@ -246,6 +246,10 @@ int vmm_guests_open(struct vmm_guest **gs, int n, int64_t deadline)
 			if (!g || g->ch.hello_ok)
 				continue;
 			g->failed = true;
+			if (g->open) {
+				vmm_chan_close(&g->ch);
+				g->open = false;
+			}
 			snprintf(g->errmsg, sizeof(g->errmsg),
 				 r == -2 ? "%s: no HELLO answer from ninja.ko on %s (module not loaded, or the port is not org.ninja.0?)" :
 				 "%s: guest channel %s: %s", g->vm, g->endpoint,
@@ -325,7 +329,10 @@ static int group_request(struct vmm_guest **gs, int n, uint32_t epoch,
 			else if (!gs[i]->done)
 				all = false;
 		}
-		if (any_failed)
+		/* A failed guest does not stop the others: a RESUME or a
+		 * CANCEL must reach every guest that can still take it.  A
+		 * drain is hopeless at once, though. */
+		if (any_failed && (all || req == REQ_QUIESCE))
 			return -1;
 		if (all)
 			return 0;

@@ -322,14 +322,15 @@ static void *worker_move(void *arg)
 			     human_bytes(vm->storage_len, b2, sizeof(b2)),
 			     ph_ms(vm, VMM_PH_STORAGE));
 	}
-	vmm_progress(vm, "ram: migrating (%s)", vmm_mode_name(cl->mode));
+	vmm_progress(vm, "ram: migrating (mode %s, %s)", vmm_mode_name(cl->mode),
+		     vm->accel);
 	ph_begin(vm, VMM_PH_RAM);
 	r = vm->be->transfer(vm, dl(cl->ram_ms));
 	ph_end(vm, VMM_PH_RAM);
 	if (r)
 		return worker_failed(vm, VMM_PH_RAM), NULL;
-	vmm_progress(vm, "ram: done, %s sent (%.0f ms); at the commit point",
-		     human_bytes(vm->ram_bytes, b1, sizeof(b1)),
+	vmm_progress(vm, "ram: done (%s), %s sent (%.0f ms); at the commit point",
+		     vm->mode_used, human_bytes(vm->ram_bytes, b1, sizeof(b1)),
 		     ph_ms(vm, VMM_PH_RAM));
 
 	/* The commit point: wait for the cluster's decision. */

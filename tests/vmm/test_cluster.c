@@ -140,7 +140,7 @@ static void t_errors(void)
 	bad("name = demo\n", "name demo\n", "expected 'key = value'");
 	bad("disk-node = none\n", "disk-node = none\ndisk-node = x\n", "'disk-node' given twice");
 	/* Bad values. */
-	bad("mode = stopped", "mode = fast", "mode: expected 'live' or 'stopped'");
+	bad("mode = stopped", "mode = fast", "mode: expected 'auto', 'live' or 'stopped'");
 	bad("quiesce-timeout = 5s", "quiesce-timeout = soon", "quiesce-timeout: expected a duration");
 	bad("quiesce-timeout = 5s", "quiesce-timeout = -3", "quiesce-timeout: expected a duration");
 	bad("max-bandwidth = 100M", "max-bandwidth = lots", "max-bandwidth");
