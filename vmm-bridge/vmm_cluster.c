@@ -540,6 +540,67 @@ static void free_raw(struct raw_vm *r)
 	r->n = 0;
 }
 
+/*
+ * Join continuation lines: a line that starts with a space or a tab and
+ * follows a "key = value" line (or another continuation) is appended to
+ * that value with one space; it is replaced by an empty line so line
+ * numbers stay right.  Indented comments stay comments.
+ */
+static char *join_continuations(const char *text)
+{
+	size_t n = strlen(text);
+	char *out = malloc(n + 1), *o = out, *val_end = NULL;
+	const char *p = text;
+	bool in_kv = false;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		const char *e = strchr(p, '\n');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		const char *q = p;
+		bool indented = *p == ' ' || *p == '\t';
+
+		while (q < p + len && (*q == ' ' || *q == '\t' || *q == '\r'))
+			q++;
+		if (q == p + len || *q == '#' || *q == ';') {
+			/* Blank or comment: copied, a value may go on after. */
+			memcpy(o, p, len);
+			o += len;
+		} else if (indented && in_kv && val_end) {
+			/* Move what follows the value to make room. */
+			size_t add = (size_t)(p + len - q);
+			size_t tail = (size_t)(o - val_end);
+
+			while (add && (q[add - 1] == ' ' || q[add - 1] == '\t' ||
+				       q[add - 1] == '\r'))
+				add--;
+			memmove(val_end + 1 + add, val_end, tail);
+			val_end[0] = ' ';
+			memcpy(val_end + 1, q, add);
+			val_end += 1 + add;
+			o += 1 + add;
+		} else {
+			const char *r = p + len;
+
+			memcpy(o, p, len);
+			in_kv = *q != '[' && memchr(q, '=', (size_t)(p + len - q));
+			/* The value ends before trailing blanks. */
+			while (r > q && (r[-1] == ' ' || r[-1] == '\t' ||
+					 r[-1] == '\r'))
+				r--;
+			val_end = o + (r - p);
+			o += len;
+		}
+		if (!e)
+			break;
+		*o++ = '\n';
+		p = e + 1;
+	}
+	*o = '\0';
+	return out;
+}
+
 int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		      const char *fname, char *err, size_t errlen)
 {
@@ -568,7 +629,7 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 	c->link_ms = 10000;
 	c->resume_ms = 30000;
 	p.vms = calloc(VMM_MAX_VMS, sizeof(*p.vms));
-	copy = strdup(text);
+	copy = join_continuations(text);
 	if (!copy || !p.vms) {
 		perr(&p, 0, "out of memory");
 		goto out;

@@ -183,11 +183,76 @@ static void t_load(void)
 	CHECK(strstr(err, "no [vm NAME] section") != NULL);
 }
 
+static void t_continuation(void)
+{
+	static struct vmm_cluster c;
+	static const char text[] =
+		"[cluster]\n"
+		"source-site = a\n"
+		"dest-site = b\n"
+		"run-dir = /r\n"
+		"[site a]\n"
+		"[site b]\n"
+		"[vm v]\n"
+		"source-qmp = /q\n"
+		"source-chan = /c\n"
+		"dest-qmp = /dq\n"
+		"dest-chan = /dc\n"
+		"dest-command = qemu -name {name}   \n"
+		"\t-m 1G\n"
+		"    # an indented comment\n"
+		"\n"
+		"  -qmp {dest-qmp-path}  \n"
+		"frob = 1\n";
+	char err[512] = "";
+
+	nt_group("cluster: continuation lines; line numbers after them");
+	CHECK(vmm_cluster_parse(&c, text, "cont.conf", err, sizeof(err)) == -1);
+	CHECK(strstr(err, "cont.conf:17: unknown key 'frob'") != NULL);
+	if (!strstr(err, "cont.conf:17"))
+		printf("  %s\n", err);
+	{
+		char t2[sizeof(text)];
+
+		memcpy(t2, text, sizeof(text));
+		*strstr(t2, "frob") = '\0';
+		CHECK(vmm_cluster_parse(&c, t2, "cont.conf", err, sizeof(err)) == 0);
+		CHECK(strcmp(c.vms[0].dest_command, "qemu -name v -m 1G -qmp /dq") == 0);
+		if (strcmp(c.vms[0].dest_command, "qemu -name v -m 1G -qmp /dq"))
+			printf("  got '%s'\n", c.vms[0].dest_command);
+		CHECK(strcmp(c.vms[0].dest_rails, "tcp") == 0);
+	}
+}
+
+/* The example shipped in examples/ parses. */
+static void t_example(void)
+{
+	static struct vmm_cluster c;
+	char path[1024], err[512] = "";
+	const char *slash = strrchr(__FILE__, '/');
+
+	snprintf(path, sizeof(path), "%.*s/../../examples/cluster-ib-to-cloud.conf",
+		 slash ? (int)(slash - __FILE__) : 1, slash ? __FILE__ : ".");
+	nt_group("cluster: examples/cluster-ib-to-cloud.conf");
+	CHECK(vmm_cluster_load(&c, path, err, sizeof(err)) == 0);
+	if (err[0])
+		printf("  %s\n", err);
+	CHECK(c.nvms == 4);
+	CHECK(strcmp(c.vms[0].source_device, "vfio-pci,host=0000:81:00.1,id=hca0,bus=rp1") == 0);
+	CHECK(strcmp(c.vms[2].source_device, "vfio-pci,host=0000:81:00.3,id=hca0,bus=rp1") == 0);
+	CHECK(c.vms[3].dest_device[0] == '\0');
+	CHECK(strstr(c.vms[1].dest_command, "-smp 8 -nodefaults") != NULL);
+	CHECK(strstr(c.vms[1].dest_command, "path=/run/ninja/climate-run-42/node1.ninja.sock,") != NULL);
+	CHECK(c.max_bandwidth == 2ull << 30);
+}
+
 int main(void)
 {
 	t_good();
 	t_errors();
 	t_device_id();
 	t_load();
+	t_continuation();
+	t_example();
 	return nt_done();
 }
