@@ -138,14 +138,17 @@ static void log_tail(const char *path, char *out, size_t size)
 
 static int dest_died(struct vmm_vm *vm, const char *during)
 {
-	char why[64] = "is gone", tail[256];
+	char why[64] = "is gone", tail[256] = "";
+	struct qemu_priv *p = P(vm);
 
 	dest_alive(vm, why, sizeof(why));
-	log_tail(vm->conf->dest_log, tail, sizeof(tail));
-	vmm_vm_fail(vm, "destination QEMU (pid %ld) %s during %s%s%s%s",
-		    (long)P(vm)->dest_pid, why, during,
-		    tail[0] ? "; its log says: " : "", tail,
-		    tail[0] ? "" : "");
+	/* A QEMU that exited on its own usually said why; a killed one's
+	 * last line is noise. */
+	if (p->dest_status != -1 && WIFEXITED(p->dest_status))
+		log_tail(vm->conf->dest_log, tail, sizeof(tail));
+	vmm_vm_fail(vm, "destination QEMU (pid %ld) %s during %s%s%s",
+		    (long)p->dest_pid, why, during,
+		    tail[0] ? "; its log says: " : "", tail);
 	return -1;
 }
 
