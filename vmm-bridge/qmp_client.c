@@ -173,8 +173,9 @@ static int qmp_fill(struct qmp *q, int64_t deadline, bool wait)
 		if (r == 0) {
 			if (q->len)
 				qmp_fail(q, QMP_ERR_IO,
-					 "connection closed by QEMU in the middle of a message (%zu bytes: %.60s)",
-					 q->len, q->buf);
+					 "connection closed by QEMU in the middle of a message (%zu bytes: %.*s)",
+					 q->len, q->len > 60 ? 60 : (int)q->len,
+					 q->buf);
 			else
 				qmp_fail(q, QMP_ERR_IO,
 					 "connection closed by QEMU (did it exit?)");
@@ -270,11 +271,11 @@ static int qmp_take_msg(struct qmp *q, json_object **msg)
 	if (!o || jerr != json_tokener_success ||
 	    !json_object_is_type(o, json_type_object)) {
 		qmp_fail(q, QMP_ERR_PROTO,
-			 "malformed message from QEMU (%s): %.80s",
+			 "malformed message from QEMU (%s): %.*s",
 			 !o || jerr != json_tokener_success ?
 			 (jerr == json_tokener_continue ? "incomplete JSON" :
 			  json_tokener_error_desc(jerr)) :
-			 "not a JSON object", q->buf);
+			 "not a JSON object", n > 80 ? 80 : (int)n, q->buf);
 		json_object_put(o);
 		json_tokener_free(tok);
 		return -1;
