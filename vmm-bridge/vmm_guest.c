@@ -233,6 +233,8 @@ int vmm_guests_open(struct vmm_guest **gs, int n, int64_t deadline)
 			return r;
 		}
 		g->ch.verbose = g->verbose;
+		/* Log and error lines name the VM; the endpoint is known. */
+		snprintf(g->ch.name, sizeof(g->ch.name), "%s guest", g->vm);
 		g->open = true;
 		cs[m++] = &g->ch;
 	}
