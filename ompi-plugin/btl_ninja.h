@@ -37,6 +37,7 @@
 #include "opal/util/proc.h"
 
 #include "btl_ninja_hdr.h"
+#include "btl_ninja_verbs.h"
 
 BEGIN_C_DECLS
 
@@ -49,6 +50,12 @@ enum mca_btl_ninja_state {
 	NINJA_DRAINING,		/* markers being exchanged (control thread) */
 	NINJA_DRAINED,		/* all connections closed; SAFE once asked */
 	NINJA_RESUMING,		/* rediscover, publish, reconnect */
+};
+
+/* Which rail carries an endpoint's frames. */
+enum mca_btl_ninja_rail {
+	NINJA_RAIL_TCP = 0,
+	NINJA_RAIL_VERBS,
 };
 
 /* Endpoint connection state. */
@@ -112,6 +119,11 @@ struct mca_btl_base_endpoint_t {
 	bool endpoint_marker_sent;
 	size_t endpoint_marker_off;	/* bytes of the marker frame written */
 	ninja_frame_hdr_t endpoint_marker;
+	/* Verbs rail (btl_ninja_rail_verbs.c). */
+	int endpoint_rail;		/* enum mca_btl_ninja_rail */
+	struct ninja_vep *endpoint_verbs;
+	bool endpoint_verbs_ready;	/* acceptor: connector said READY */
+	uint32_t endpoint_verbs_psn;
 	/* Counters. */
 	uint64_t endpoint_tx_frags, endpoint_rx_frags;
 	uint64_t endpoint_tx_bytes, endpoint_rx_bytes;
@@ -166,6 +178,13 @@ typedef struct mca_btl_ninja_component {
 	int sndbuf, rcvbuf;
 	int poll_direct;
 	int port_min;
+	char *verbs_devices;
+	int verbs_gid_index;
+	int verbs_port;
+	int verbs_slots;
+	int verbs_slot_size;
+	bool verbs_on;			/* the verbs rail is in use this epoch */
+	char verbs_desc[128];
 
 	int output;			/* opal_output stream */
 	mca_btl_ninja_module_t *module;
@@ -252,6 +271,12 @@ void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd);
 void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep);
 int mca_btl_ninja_deliver_deferred(void);
+void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
+				   void *data, size_t len);
+int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
+				 const void *data, size_t len);
+bool mca_btl_ninja_rail_wanted(const char *rail, const char *hint);
+void mca_btl_ninja_rails_select(const char *hint);
 int mca_btl_ninja_progress_io(void);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name);
@@ -261,6 +286,8 @@ int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
 			       size_t desclen);
 int mca_btl_ninja_tcp_listen(void);
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
+int mca_btl_ninja_pmix_init(void);
+void mca_btl_ninja_pmix_fini(void);
 int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 			      int wait_s);
 void mca_btl_ninja_tcp_tune(int fd);

@@ -128,6 +128,20 @@ static int ninja_register(void)
 		"Up to this many connected peers, progress reads each socket directly "
 		"instead of calling epoll_wait (saves a system call per poll)",
 		4, OPAL_INFO_LVL_5, &c->poll_direct);
+	reg_string("verbs_devices",
+		   "Comma-separated RDMA devices the verbs rail may use (empty: any with an ACTIVE port)",
+		   "", OPAL_INFO_LVL_2, &c->verbs_devices);
+	reg_int("verbs_gid_index",
+		"GID index for the verbs rail (RoCE needs one; -1: the first IPv4-mapped GID)",
+		-1, OPAL_INFO_LVL_2, &c->verbs_gid_index);
+	reg_int("verbs_port", "Port of the RDMA device to use (0: the first ACTIVE one)",
+		0, OPAL_INFO_LVL_2, &c->verbs_port);
+	reg_int("verbs_slots",
+		"Pre-posted receive (and send) slots per peer on the verbs rail = initial credits",
+		16, OPAL_INFO_LVL_5, &c->verbs_slots);
+	reg_int("verbs_slot_size",
+		"Bytes per verbs slot (frames larger than a slot are sent in pieces)",
+		64 * 1024, OPAL_INFO_LVL_5, &c->verbs_slot_size);
 	reg_int("port_min",
 		"Lowest TCP port to listen on (0: any ephemeral port)", 0,
 		OPAL_INFO_LVL_2, &c->port_min);
@@ -191,6 +205,11 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	if (mca_btl_base_param_verify(&mca_btl_ninja_module.super) !=
 	    OPAL_SUCCESS)
 		return NULL;
+	if (c->verbs_slots < 4 || c->verbs_slot_size < 4096) {
+		opal_output(0, "btl:ninja: btl_ninja_verbs_slots must be >= 4 and "
+			    "btl_ninja_verbs_slot_size >= 4096");
+		return NULL;
+	}
 	if (c->if_include[0] && strcmp(c->if_exclude, "127.0.0.1/8") &&
 	    c->if_exclude[0]) {
 		opal_show_help("help-mpi-btl-ninja.txt", "include-exclude", true,
@@ -207,11 +226,14 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (c->epfd < 0 || c->wake_fd < 0)
 		goto err;
+	if (mca_btl_ninja_pmix_init() != OPAL_SUCCESS)
+		goto err;
 	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS)
 		goto err;
 	if (mca_btl_ninja_publish(0, false) != OPAL_SUCCESS)
 		goto err;
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
+	mca_btl_ninja_rails_select("");
 
 	btls = malloc(sizeof(*btls));
 	if (!btls)
@@ -255,4 +277,56 @@ static int ninja_progress(void)
 		count += mca_btl_ninja_progress_io();
 	pthread_mutex_unlock(&c->lock);
 	return count;
+}
+
+static bool list_has(const char *list, const char *item)
+{
+	size_t n = strlen(item);
+	const char *p = list;
+
+	while (p && *p) {
+		if (!strncmp(p, item, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+		p = strchr(p, ',');
+		if (p)
+			p++;
+	}
+	return false;
+}
+
+/* Is this rail allowed by btl_ninja_rails and by the host's hint? */
+bool mca_btl_ninja_rail_wanted(const char *rail, const char *hint)
+{
+	return list_has(mca_btl_ninja_component.rails, rail) &&
+	       (!hint || !hint[0] || list_has(hint, rail));
+}
+
+/*
+ * Choose the rails of this epoch (lock held; at init and at every
+ * resume): verbs when allowed and a device has an ACTIVE port, TCP always
+ * (it is the bootstrap of every connection and the fallback).
+ */
+void mca_btl_ninja_rails_select(const char *hint)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	char desc[128];
+
+	c->verbs_on = false;
+	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
+	if (!mca_btl_ninja_rail_wanted("verbs", hint)) {
+		NINJA_VERBOSE(10, "btl:ninja: verbs rail not wanted (rails=%s hint=%s)",
+			      c->rails, hint && hint[0] ? hint : "-");
+		return;
+	}
+	if (mca_btl_ninja_verbs_open(desc, sizeof(desc)) == OPAL_SUCCESS) {
+		c->verbs_on = true;
+		snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "verbs");
+		snprintf(c->verbs_desc, sizeof(c->verbs_desc), "%s", desc);
+		NINJA_VERBOSE(10, "btl:ninja: verbs rail on %s", desc);
+	} else if (!list_has(c->rails, "tcp")) {
+		opal_output(0, "btl:ninja: btl_ninja_rails=%s but the verbs rail is "
+			    "not available (%s): using tcp", c->rails, desc);
+	} else {
+		NINJA_VERBOSE(10, "btl:ninja: verbs rail not available: %s", desc);
+	}
 }

@@ -321,6 +321,30 @@ static bool drain_step(void)
 			ep->endpoint_marker.type = NINJA_FRAME_MARKER;
 			ep->endpoint_marker.epoch = c->epoch;
 		}
+		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+			if (!ep->endpoint_verbs_ready) {
+				/* READY still on its way on the TCP socket. */
+				(void)mca_btl_ninja_endpoint_recv(ep, false);
+				if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
+				    !ep->endpoint_verbs_ready) {
+					done = false;
+					continue;
+				}
+			}
+		}
+		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+			(void)mca_btl_ninja_verbs_progress(false);
+			if (mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
+				ep->endpoint_marker_sent = true;
+				ep->endpoint_marker_rcvd = c->epoch;
+			}
+			(void)mca_btl_ninja_verbs_progress(false);
+			if (!ep->endpoint_marker_sent ||
+			    !mca_btl_ninja_verbs_ep_quiet(ep) ||
+			    ep->endpoint_marker_rcvd < c->epoch)
+				done = false;
+			continue;
+		}
 		if (!ep->endpoint_marker_sent &&
 		    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
 			/* Peer gone: nothing more can arrive from it. */
@@ -353,6 +377,11 @@ static void teardown(void)
 	for (i = 0; i < c->neps; i++)
 		if (c->eps[i]->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(c->eps[i]);
+	if (c->verbs_on) {
+		/* Every QP is gone: release the HCA so it can be unplugged. */
+		mca_btl_ninja_verbs_close();
+		c->verbs_on = false;
+	}
 	c->cycle.t_closed = mca_btl_ninja_now_ns();
 	c->state = NINJA_DRAINED;
 	NINJA_VERBOSE(20, "btl:ninja: epoch %u drained (%llu frames deferred)",
@@ -404,6 +433,10 @@ static void do_resume(bool cancelled, bool timed_out)
 			    desc);
 	}
 	NINJA_VERBOSE(10, "btl:ninja: epoch %u: tcp rail on %s", c->epoch, desc);
+	mca_btl_ninja_lock();
+	mca_btl_ninja_rails_select(T.rails_hint);
+	snprintf(c->cycle.rail, sizeof(c->cycle.rail), "%.7s", c->my_addr.rail);
+	mca_btl_ninja_unlock();
 	(void)mca_btl_ninja_publish(c->epoch, true);
 
 	mca_btl_ninja_lock();
@@ -669,6 +702,19 @@ static void connect_failed(mca_btl_ninja_endpoint_t *ep, bool retry,
 	ep->endpoint_retry_at = now + backoff_ns(ep, now);
 }
 
+/* Tell the acceptor whether our QP reached RTS (TCP frame READY). */
+static int send_ready(int fd, bool ok)
+{
+	ninja_frame_hdr_t h;
+
+	memset(&h, 0, sizeof(h));
+	h.type = NINJA_FRAME_READY;
+	h.flags = ok ? 1 : 0;
+	h.epoch = mca_btl_ninja_component.epoch;
+	return send(fd, &h, sizeof(h), MSG_NOSIGNAL) == (ssize_t)sizeof(h) ?
+	       0 : -1;
+}
+
 /* Lock held: a connecting socket became writable or readable. */
 static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 {
@@ -685,6 +731,9 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			return;
 		}
 		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
+		if (c->verbs_on)
+			(void)mca_btl_ninja_verbs_ep_create(ep,
+							    &ep->endpoint_hs.verbs);
 		n = send(ep->endpoint_fd, &ep->endpoint_hs,
 			 sizeof(ep->endpoint_hs), MSG_NOSIGNAL);
 		if (n != (ssize_t)sizeof(ep->endpoint_hs)) {
@@ -715,11 +764,28 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		return;
 	}
 	switch (ep->endpoint_hs.type) {
-	case NINJA_HS_ACK:
+	case NINJA_HS_ACK: {
+		bool verbs = false;
+
+		if (ep->endpoint_hs.verbs.valid) {
+			/* The acceptor made a QP for us and waits for READY. */
+			verbs = ep->endpoint_verbs &&
+				mca_btl_ninja_verbs_ep_connect(
+					ep, &ep->endpoint_hs.verbs) == OPAL_SUCCESS;
+			if (send_ready(ep->endpoint_fd, verbs) != 0) {
+				connect_failed(ep, true, "READY not sent");
+				break;
+			}
+		}
+		if (!verbs)
+			mca_btl_ninja_verbs_ep_destroy(ep);
 		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
-		NINJA_VERBOSE(10, "btl:ninja: connected to %u.%u",
-			      ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		ep->endpoint_verbs_ready = verbs;
+		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
+			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
 		break;
+	}
 	case NINJA_HS_NACK:
 		if (ep->endpoint_hs.reason == NINJA_NACK_RACE) {
 			/* The peer's own connection to us wins; it will
@@ -813,13 +879,24 @@ static void accept_hello(int i)
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
 		hs_fill(&reply, NINJA_HS_ACK, 0);
+		if (p->hs.verbs.valid && c->verbs_on &&
+		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
+		    OPAL_SUCCESS &&
+		    mca_btl_ninja_verbs_ep_connect(ep, &p->hs.verbs) !=
+		    OPAL_SUCCESS) {
+			mca_btl_ninja_verbs_ep_destroy(ep);
+			memset(&reply.verbs, 0, sizeof(reply.verbs));
+		}
 		if (send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
 		    (ssize_t)sizeof(reply)) {
+			mca_btl_ninja_verbs_ep_destroy(ep);
 			pending_drop(i, true);
 			return;
 		}
 		pending_drop(i, false);
 		mca_btl_ninja_endpoint_attach(ep, fd);
+		/* Frames go on the QP once the connector says READY. */
+		ep->endpoint_verbs_ready = false;
 		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
 			      me.vpid, peer.jobid, peer.vpid);
 		return;
@@ -945,6 +1022,8 @@ static void *ninja_thread(void *arg)
 		timeout = next > now ? (int)((next - now + 999999) / 1000000) : 0;
 		if (c->state == NINJA_DRAINING)
 			timeout = timeout > 100 ? 100 : timeout;
+		if (c->state == NINJA_DRAINING && c->verbs_on)
+			timeout = timeout > 1 ? 1 : timeout;	/* poll the CQ */
 		if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
 			break;
 		if (c->thread_stop)

@@ -118,6 +118,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 		close(ep->endpoint_fd);
 		ep->endpoint_fd = -1;
 	}
+	mca_btl_ninja_verbs_ep_destroy(ep);
 	ep->endpoint_state = NINJA_EP_CLOSED;
 	ep->endpoint_epollout = false;
 	ep->endpoint_hs_len = 0;
@@ -253,6 +254,24 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	f->sent = 0;
 	f->hdr.epoch = c->epoch;
 	f->hdr.seq = ep->endpoint_tx_seq++;
+	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+		if (c->state == NINJA_RUNNING && ep->endpoint_verbs_ready &&
+		    ep->endpoint_state == NINJA_EP_CONNECTED &&
+		    !ep->endpoint_sq_head) {
+			r = mca_btl_ninja_verbs_send(ep, f);
+			if (r == 1) {
+				f->queued = false;
+				frag_complete(f, app);
+				return 1;
+			}
+			sq_append(ep, f);
+			if (r < 0)
+				ep_failed(ep, r, "verbs send failed");
+			return 0;
+		}
+		sq_append(ep, f);
+		return 0;
+	}
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
 	    !ep->endpoint_sq_head) {
@@ -292,6 +311,25 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	mca_btl_ninja_frag_t *f;
 	int r;
 
+	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+		if (!ep->endpoint_verbs_ready)
+			return 0;
+		while ((f = ep->endpoint_sq_head)) {
+			if (drain && f->sent == 0)
+				break;
+			r = mca_btl_ninja_verbs_send(ep, f);
+			if (r < 0 && !drain)
+				ep_failed(ep, r, "verbs send failed");
+			if (r <= 0)
+				return r;
+			sq_pop(ep);
+			frag_complete(f, app);
+		}
+		if (drain && !ep->endpoint_marker_sent &&
+		    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0))
+			return mca_btl_ninja_verbs_send_marker(ep);
+		return 0;
+	}
 	while ((f = ep->endpoint_sq_head)) {
 		if (drain && f->sent == 0)
 			break;
@@ -327,8 +365,8 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	return 0;
 }
 
-static void upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
-		   size_t len)
+void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
+				   void *data, size_t len)
 {
 	const mca_btl_active_message_callback_t *reg =
 		mca_btl_base_active_message_trigger + tag;
@@ -344,8 +382,8 @@ static void upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
 		reg->cbfunc(&mca_btl_ninja_module.super, tag, &des, reg->cbdata);
 }
 
-static int defer_frame(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
-		       const void *data, size_t len)
+int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
+				 const void *data, size_t len)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	mca_btl_ninja_rxframe_t *r = malloc(sizeof(*r) + len);
@@ -414,6 +452,22 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				/* Nothing follows a marker on this stream. */
 				goto out;
 			}
+			if (hdr.type == NINJA_FRAME_READY) {
+				/* The connector's QP is up (or not). */
+				if (hdr.flags == 1 && ep->endpoint_verbs) {
+					ep->endpoint_verbs_ready = true;
+				} else {
+					mca_btl_ninja_verbs_ep_destroy(ep);
+					ep->endpoint_rail = NINJA_RAIL_TCP;
+				}
+				NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u on %s",
+					      OPAL_PROC_MY_NAME.vpid,
+					      ep->endpoint_name.jobid,
+					      ep->endpoint_name.vpid,
+					      ep->endpoint_rail == NINJA_RAIL_VERBS ?
+					      "verbs" : "tcp");
+				continue;
+			}
 			if (hdr.type != NINJA_FRAME_DATA) {
 				opal_output(0, "btl:ninja: bad frame type %u from %u.%u",
 					    hdr.type, ep->endpoint_name.jobid,
@@ -424,8 +478,10 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			ep->endpoint_rx_bytes += need;
 			count++;
 			if (app)
-				upcall(ep, hdr.tag, p + sizeof(hdr), hdr.len);
-			else if (defer_frame(ep, hdr.tag, p + sizeof(hdr),
+				mca_btl_ninja_endpoint_upcall(ep, hdr.tag,
+							      p + sizeof(hdr),
+							      hdr.len);
+			else if (mca_btl_ninja_endpoint_defer(ep, hdr.tag, p + sizeof(hdr),
 					     hdr.len) != OPAL_SUCCESS)
 				opal_output(0, "btl:ninja: out of memory deferring a frame");
 			if (ep->endpoint_fd < 0)
@@ -517,7 +573,8 @@ int mca_btl_ninja_deliver_deferred(void)
 		c->dq_head = r->next;
 		if (!c->dq_head)
 			c->dq_tail = NULL;
-		upcall(r->endpoint, r->tag, r->data, r->len);
+		mca_btl_ninja_endpoint_upcall(r->endpoint, r->tag, r->data,
+					      r->len);
 		free(r);
 		count++;
 	}
@@ -535,6 +592,8 @@ int mca_btl_ninja_progress_io(void)
 
 	if (c->dq_head || c->cq_head)
 		return 0;	/* older frames first (re-entrant call) */
+	if (c->verbs_on)
+		count += mca_btl_ninja_verbs_progress(true);
 	if (c->nconn <= c->poll_direct) {
 		for (i = c->nconn - 1; i >= 0; i--) {
 			mca_btl_ninja_endpoint_t *ep;
@@ -545,8 +604,10 @@ int mca_btl_ninja_progress_io(void)
 			if (ep->endpoint_sq_head &&
 			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
 				continue;
-			if (ep->endpoint_marker_rcvd > c->epoch)
-				continue;	/* drain pending */
+			if (ep->endpoint_marker_rcvd > c->epoch ||
+			    (ep->endpoint_rail == NINJA_RAIL_VERBS &&
+			     ep->endpoint_verbs_ready))
+				continue;	/* drain pending / frames on the QP */
 			n = mca_btl_ninja_endpoint_recv(ep, true);
 			if (n > 0)
 				count += n;

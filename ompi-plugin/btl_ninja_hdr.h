@@ -13,13 +13,29 @@
 #include <stdint.h>
 
 #define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
-#define NINJA_WIRE_VERSION	1
+#define NINJA_WIRE_VERSION	2
 
 /* Frame types. */
 enum {
 	NINJA_FRAME_DATA = 1,	/* a BTL fragment for tag hdr.tag */
 	NINJA_FRAME_MARKER = 2,	/* drain marker: nothing follows in this epoch */
+	/* 3: CREDIT, verbs rail only (btl_ninja_rail_verbs.c) */
+	NINJA_FRAME_READY = 4,	/* TCP: connector's QP is ready (flags 1) or
+				 * failed (flags 0: stay on TCP) */
 };
+
+/* In-band verbs address, carried in the TCP handshake. */
+typedef struct ninja_verbs_info {
+	uint8_t valid;
+	uint8_t port;
+	uint16_t lid;
+	uint32_t qpn;
+	uint32_t psn;
+	uint32_t mtu;		/* enum ibv_mtu */
+	uint32_t slots;		/* receive slots posted (initial credits) */
+	uint32_t slot_size;
+	uint8_t gid[16];
+} ninja_verbs_info_t;
 
 /* Every frame starts with this 16-byte header; len bytes follow. */
 typedef struct ninja_frame_hdr {
@@ -53,6 +69,7 @@ typedef struct ninja_handshake {
 	uint32_t vpid;
 	uint32_t epoch;		/* sender's current epoch */
 	uint32_t reason;	/* NACK reason */
+	ninja_verbs_info_t verbs;	/* valid = 0: TCP only */
 } ninja_handshake_t;
 
 #endif /* NINJA_BTL_NINJA_HDR_H */

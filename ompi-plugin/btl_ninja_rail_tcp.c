@@ -7,7 +7,11 @@
  * and lookup of addresses through PMIx.
  *
  * Addresses are republished after every drain epoch with the epoch inside
- * the value.  A connecting rank re-reads a peer's value with the PMIx
+ * the value.  The PMIx client API is called directly, not through
+ * opal_pmix: the control thread uses it while the application's thread may
+ * be inside Open MPI, and opal_pmix's locks are no-ops in a
+ * MPI_THREAD_SINGLE process (two threads in it hang), whereas the PMIx
+ * client library is thread safe by design.  A connecting rank re-reads a peer's value with the PMIx
  * "refresh" flag until the value's epoch has caught up with its own: no
  * global fence is needed, so a slow rank only delays the ranks that talk
  * to it (see docs/design.md).
@@ -25,7 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "opal/mca/pmix/pmix.h"
+#include <pmix.h>
 
 #include "btl_ninja.h"
 
@@ -174,31 +178,49 @@ int mca_btl_ninja_tcp_listen(void)
 	return OPAL_SUCCESS;
 }
 
+static pmix_proc_t my_pmix;
+static bool pmix_up;
+
+int mca_btl_ninja_pmix_init(void)
+{
+	/* Open MPI initialized PMIx already: this only takes a reference
+	 * and tells us our namespace. */
+	if (!pmix_up && PMIx_Init(&my_pmix, NULL, 0) == PMIX_SUCCESS)
+		pmix_up = true;
+	return pmix_up ? OPAL_SUCCESS : OPAL_ERR_NOT_AVAILABLE;
+}
+
+void mca_btl_ninja_pmix_fini(void)
+{
+	if (pmix_up)
+		(void)PMIx_Finalize(NULL, 0);
+	pmix_up = false;
+}
+
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	opal_byte_object_t bo;
-	opal_value_t kv;
+	pmix_value_t val;
 	char key[64];
-	int rc;
+	pmix_status_t rc;
 
+	if (!pmix_up)
+		return OPAL_ERR_NOT_AVAILABLE;
 	c->my_addr.epoch = epoch;
-	bo.bytes = (uint8_t *)&c->my_addr;
-	bo.size = sizeof(c->my_addr);
 	addr_key(key, sizeof(key), epoch);
-	OBJ_CONSTRUCT(&kv, opal_value_t);
-	kv.key = key;
-	rc = opal_value_load(&kv, &bo, OPAL_BYTE_OBJECT);
-	if (rc == OPAL_SUCCESS)
-		rc = opal_pmix.put(OPAL_PMIX_GLOBAL, &kv);
-	kv.key = NULL;
-	OBJ_DESTRUCT(&kv);
-	if (rc == OPAL_SUCCESS && runtime)
-		rc = opal_pmix.commit();
-	if (rc != OPAL_SUCCESS)
-		opal_output(0, "btl:ninja: publishing the address for epoch %u failed (%d)",
-			    epoch, rc);
-	return rc;
+	memset(&val, 0, sizeof(val));
+	val.type = PMIX_BYTE_OBJECT;
+	val.data.bo.bytes = (char *)&c->my_addr;
+	val.data.bo.size = sizeof(c->my_addr);
+	rc = PMIx_Put(PMIX_GLOBAL, key, &val);
+	if (rc == PMIX_SUCCESS && runtime)
+		rc = PMIx_Commit();
+	if (rc != PMIX_SUCCESS) {
+		opal_output(0, "btl:ninja: publishing the address for epoch %u failed: %s",
+			    epoch, PMIx_Error_string(rc));
+		return OPAL_ERROR;
+	}
+	return OPAL_SUCCESS;
 }
 
 /*
@@ -208,33 +230,37 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 			      int wait_s)
 {
-	opal_value_t *val = NULL, *info;
-	opal_list_t ilist;
+	pmix_value_t *val = NULL;
+	pmix_info_t info[1];
+	pmix_proc_t peer;
 	char key[64];
-	int rc;
+	size_t ninfo = 0;
+	pmix_status_t rc;
 
+	if (!pmix_up)
+		return OPAL_ERR_NOT_AVAILABLE;
 	addr_key(key, sizeof(key), epoch);
-	OBJ_CONSTRUCT(&ilist, opal_list_t);
+	/* Peers are ranks of our own job: same namespace, rank = vpid. */
+	memset(&peer, 0, sizeof(peer));
+	memcpy(peer.nspace, my_pmix.nspace, sizeof(peer.nspace));
+	peer.rank = ep->endpoint_name.vpid;
 	if (epoch > 0) {
-		info = OBJ_NEW(opal_value_t);
-		info->key = strdup(OPAL_PMIX_TIMEOUT);
-		info->type = OPAL_INT;
-		info->data.integer = wait_s;
-		opal_list_append(&ilist, &info->super);
+		PMIX_INFO_LOAD(&info[0], PMIX_TIMEOUT, &wait_s, PMIX_INT);
+		ninfo = 1;
 	}
-	rc = opal_pmix.get(&ep->endpoint_name, key,
-			   epoch > 0 ? &ilist : NULL, &val);
-	OPAL_LIST_DESTRUCT(&ilist);
-	if (rc != OPAL_SUCCESS || !val)
-		return rc != OPAL_SUCCESS ? rc : OPAL_ERR_NOT_FOUND;
-	if (val->type != OPAL_BYTE_OBJECT ||
+	rc = PMIx_Get(&peer, key, ninfo ? info : NULL, ninfo, &val);
+	if (ninfo)
+		PMIX_INFO_DESTRUCT(&info[0]);
+	if (rc != PMIX_SUCCESS || !val)
+		return OPAL_ERR_NOT_FOUND;
+	if (val->type != PMIX_BYTE_OBJECT ||
 	    val->data.bo.size != sizeof(mca_btl_ninja_addr_t)) {
-		OBJ_RELEASE(val);
+		PMIX_VALUE_RELEASE(val);
 		return OPAL_ERR_BAD_PARAM;
 	}
 	memcpy(&ep->endpoint_addr, val->data.bo.bytes,
 	       sizeof(mca_btl_ninja_addr_t));
 	ep->endpoint_addr_valid = true;
-	OBJ_RELEASE(val);
+	PMIX_VALUE_RELEASE(val);
 	return OPAL_SUCCESS;
 }

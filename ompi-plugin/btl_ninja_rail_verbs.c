@@ -1,0 +1,616 @@
+/*
+ * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
+ *
+ * btl_ninja_rail_verbs.c - the verbs rail: one RC queue pair per peer,
+ * pre-registered send and receive slots, credit-based flow control (a
+ * receiver is never overrun: a sender posts only into slots the peer has
+ * posted, credits come back piggybacked on frames or in CREDIT frames),
+ * fragments larger than a slot split into pieces and reassembled, drain
+ * markers sent on the QP itself (RC is ordered), and complete teardown of
+ * QPs, CQ, MRs, PD and device at every drain.  All calls run with the
+ * component lock held.  See btl_ninja_verbs.h and docs/design.md.
+ */
+#include "opal_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <infiniband/verbs.h>
+
+#include "btl_ninja.h"
+
+#define NINJA_FRAME_CREDIT	3
+#define FLAG_MORE		0x1	/* more pieces of this frame follow */
+#define CREDIT_SHIFT		1	/* credits returned, in flags >> 1 */
+#define CREDIT_MAX		0x7fff
+
+typedef struct ninja_vep {
+	struct ibv_qp *qp;
+	struct ibv_mr *rx_mr, *tx_mr;
+	unsigned char *rx_buf, *tx_buf;
+	uint32_t nslots, slot_size;
+	uint32_t gen;
+	int credits;		/* peer receive slots we may fill */
+	int credits_owed;	/* slots we reposted and have not announced */
+	int *tx_free;		/* stack of free send slots */
+	int ntx_free;
+	int marker_slot;	/* send slot of our marker, -1 none */
+	bool marker_posted, marker_done;
+	bool broken;
+	unsigned char *reasm;	/* reassembly of a multi-piece frame */
+	size_t reasm_len, reasm_cap;
+	uint8_t reasm_tag;
+} ninja_vep_t;
+
+static struct {
+	struct ibv_context *ctx;
+	struct ibv_pd *pd;
+	struct ibv_cq *cq;
+	uint8_t port;
+	int gid_index;
+	union ibv_gid gid;
+	uint16_t lid;
+	enum ibv_mtu mtu;
+	bool roce;
+	int nqp;
+	uint32_t gen;
+	char name[IBV_SYSFS_NAME_MAX];
+} V;
+
+bool mca_btl_ninja_verbs_available(void)
+{
+	return V.ctx != NULL;
+}
+
+static bool dev_allowed(const char *name)
+{
+	const char *list = mca_btl_ninja_component.verbs_devices;
+	char buf[256], *save = NULL, *tok;
+
+	if (!list || !list[0])
+		return true;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save))
+		if (!strcmp(tok, name))
+			return true;
+	return false;
+}
+
+/* GID to use: the parameter, else the first IPv4-mapped one (RoCE v2). */
+static int pick_gid(struct ibv_context *ctx, uint8_t port, int tbl_len)
+{
+	union ibv_gid gid;
+	int i, first = -1;
+
+	if (mca_btl_ninja_component.verbs_gid_index >= 0)
+		return mca_btl_ninja_component.verbs_gid_index;
+	for (i = 0; i < tbl_len && i < 64; i++) {
+		static const uint8_t v4[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+						0xff, 0xff };
+		static const uint8_t zero[16];
+
+		if (ibv_query_gid(ctx, port, i, &gid))
+			continue;
+		if (!memcmp(gid.raw, zero, 16))
+			continue;
+		if (!memcmp(gid.raw, v4, 12))
+			return i;
+		if (first < 0)
+			first = i;
+	}
+	return first < 0 ? 0 : first;
+}
+
+int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
+{
+	struct ibv_device **list;
+	int n, i;
+
+	snprintf(desc, desclen, "no RDMA device with an active port");
+	if (V.ctx)
+		return OPAL_SUCCESS;
+	list = ibv_get_device_list(&n);
+	if (!list)
+		return OPAL_ERR_NOT_AVAILABLE;
+	for (i = 0; i < n && !V.ctx; i++) {
+		const char *name = ibv_get_device_name(list[i]);
+		struct ibv_context *ctx;
+		struct ibv_device_attr da;
+		uint8_t p;
+
+		if (!dev_allowed(name))
+			continue;
+		ctx = ibv_open_device(list[i]);
+		if (!ctx)
+			continue;
+		if (ibv_query_device(ctx, &da)) {
+			ibv_close_device(ctx);
+			continue;
+		}
+		for (p = 1; p <= da.phys_port_cnt; p++) {
+			struct ibv_port_attr pa;
+
+			if (mca_btl_ninja_component.verbs_port > 0 &&
+			    p != mca_btl_ninja_component.verbs_port)
+				continue;
+			if (ibv_query_port(ctx, p, &pa) ||
+			    pa.state != IBV_PORT_ACTIVE)
+				continue;
+			V.ctx = ctx;
+			V.port = p;
+			V.lid = pa.lid;
+			V.mtu = pa.active_mtu;
+			V.roce = pa.link_layer == IBV_LINK_LAYER_ETHERNET;
+			V.gid_index = pick_gid(ctx, p, pa.gid_tbl_len);
+			if (ibv_query_gid(ctx, p, V.gid_index, &V.gid))
+				memset(&V.gid, 0, sizeof(V.gid));
+			snprintf(V.name, sizeof(V.name), "%s", name);
+			break;
+		}
+		if (!V.ctx)
+			ibv_close_device(ctx);
+	}
+	ibv_free_device_list(list);
+	if (!V.ctx)
+		return OPAL_ERR_NOT_AVAILABLE;
+	V.pd = ibv_alloc_pd(V.ctx);
+	V.cq = V.pd ? ibv_create_cq(V.ctx, 4096, NULL, NULL, 0) : NULL;
+	if (!V.cq) {
+		snprintf(desc, desclen, "%s: cannot allocate PD/CQ", V.name);
+		mca_btl_ninja_verbs_close();
+		return OPAL_ERR_NOT_AVAILABLE;
+	}
+	snprintf(desc, desclen, "%s port %u (%s, gid index %d, mtu %d)",
+		 V.name, V.port, V.roce ? "RoCE" : "InfiniBand", V.gid_index,
+		 128 << V.mtu);
+	return OPAL_SUCCESS;
+}
+
+void mca_btl_ninja_verbs_close(void)
+{
+	if (V.cq)
+		ibv_destroy_cq(V.cq);
+	if (V.pd)
+		ibv_dealloc_pd(V.pd);
+	if (V.ctx)
+		ibv_close_device(V.ctx);
+	V.cq = NULL;
+	V.pd = NULL;
+	V.ctx = NULL;
+	V.nqp = 0;
+}
+
+static uint64_t wr_id(mca_btl_ninja_endpoint_t *ep, bool recv, int slot)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+
+	return ((uint64_t)(v->gen & 0xffff) << 48) |
+	       ((uint64_t)ep->endpoint_index << 20) |
+	       ((uint64_t)recv << 19) | (uint64_t)slot;
+}
+
+static int post_recv(mca_btl_ninja_endpoint_t *ep, int slot)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)(v->rx_buf + (size_t)slot * v->slot_size),
+		.length = v->slot_size,
+		.lkey = v->rx_mr->lkey,
+	};
+	struct ibv_recv_wr wr = { .wr_id = wr_id(ep, true, slot),
+				  .sg_list = &sge, .num_sge = 1 }, *bad;
+
+	return ibv_post_recv(v->qp, &wr, &bad);
+}
+
+void mca_btl_ninja_verbs_ep_destroy(mca_btl_ninja_endpoint_t *ep)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+
+	if (!v)
+		return;
+	if (v->qp) {
+		ibv_destroy_qp(v->qp);
+		V.nqp--;
+	}
+	if (v->rx_mr)
+		ibv_dereg_mr(v->rx_mr);
+	if (v->tx_mr)
+		ibv_dereg_mr(v->tx_mr);
+	free(v->rx_buf);
+	free(v->tx_buf);
+	free(v->tx_free);
+	free(v->reasm);
+	free(v);
+	ep->endpoint_verbs = NULL;
+	ep->endpoint_rail = NINJA_RAIL_TCP;
+	ep->endpoint_verbs_ready = false;
+}
+
+int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
+				  ninja_verbs_info_t *mine)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct ibv_qp_init_attr qia;
+	struct ibv_qp_attr qa;
+	ninja_vep_t *v;
+	uint32_t i;
+
+	memset(mine, 0, sizeof(*mine));
+	if (!V.ctx)
+		return OPAL_ERR_NOT_AVAILABLE;
+	mca_btl_ninja_verbs_ep_destroy(ep);
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	ep->endpoint_verbs = v;
+	v->nslots = (uint32_t)c->verbs_slots;
+	v->slot_size = (uint32_t)c->verbs_slot_size;
+	v->gen = ++V.gen;
+	v->marker_slot = -1;
+	v->rx_buf = calloc(v->nslots, v->slot_size);
+	v->tx_buf = calloc(v->nslots, v->slot_size);
+	v->tx_free = calloc(v->nslots, sizeof(int));
+	if (!v->rx_buf || !v->tx_buf || !v->tx_free)
+		goto fail;
+	v->rx_mr = ibv_reg_mr(V.pd, v->rx_buf, (size_t)v->nslots * v->slot_size,
+			      IBV_ACCESS_LOCAL_WRITE);
+	v->tx_mr = ibv_reg_mr(V.pd, v->tx_buf, (size_t)v->nslots * v->slot_size,
+			      IBV_ACCESS_LOCAL_WRITE);
+	if (!v->rx_mr || !v->tx_mr)
+		goto fail;
+	for (i = 0; i < v->nslots; i++)
+		v->tx_free[v->ntx_free++] = (int)i;
+	memset(&qia, 0, sizeof(qia));
+	qia.send_cq = V.cq;
+	qia.recv_cq = V.cq;
+	qia.qp_type = IBV_QPT_RC;
+	qia.cap.max_send_wr = v->nslots;
+	qia.cap.max_recv_wr = v->nslots;
+	qia.cap.max_send_sge = 1;
+	qia.cap.max_recv_sge = 1;
+	v->qp = ibv_create_qp(V.pd, &qia);
+	if (!v->qp)
+		goto fail;
+	V.nqp++;
+	memset(&qa, 0, sizeof(qa));
+	qa.qp_state = IBV_QPS_INIT;
+	qa.pkey_index = 0;
+	qa.port_num = V.port;
+	qa.qp_access_flags = 0;
+	if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+			  IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+		goto fail;
+	for (i = 0; i < v->nslots; i++)
+		if (post_recv(ep, (int)i))
+			goto fail;
+	mine->valid = 1;
+	mine->port = V.port;
+	mine->lid = V.lid;
+	mine->qpn = v->qp->qp_num;
+	mine->psn = (uint32_t)(random() & 0xffffff);
+	mine->mtu = V.mtu;
+	mine->slots = v->nslots;
+	mine->slot_size = v->slot_size;
+	memcpy(mine->gid, V.gid.raw, 16);
+	ep->endpoint_verbs_psn = mine->psn;
+	return OPAL_SUCCESS;
+fail:
+	opal_output(0, "btl:ninja: verbs: cannot set up a queue pair to %u.%u on %s: %s",
+		    ep->endpoint_name.jobid, ep->endpoint_name.vpid, V.name,
+		    strerror(errno));
+	mca_btl_ninja_verbs_ep_destroy(ep);
+	memset(mine, 0, sizeof(*mine));
+	return OPAL_ERROR;
+}
+
+int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
+				   const ninja_verbs_info_t *peer)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	struct ibv_qp_attr qa;
+
+	if (!v || !peer->valid || peer->slots == 0 ||
+	    peer->slot_size != v->slot_size)
+		return OPAL_ERROR;
+	memset(&qa, 0, sizeof(qa));
+	qa.qp_state = IBV_QPS_RTR;
+	qa.path_mtu = peer->mtu < (uint32_t)V.mtu ? (enum ibv_mtu)peer->mtu : V.mtu;
+	qa.dest_qp_num = peer->qpn;
+	qa.rq_psn = peer->psn;
+	qa.max_dest_rd_atomic = 1;
+	qa.min_rnr_timer = 12;
+	qa.ah_attr.dlid = peer->lid;
+	qa.ah_attr.sl = 0;
+	qa.ah_attr.port_num = V.port;
+	if (V.roce || mca_btl_ninja_component.verbs_gid_index >= 0) {
+		qa.ah_attr.is_global = 1;
+		memcpy(qa.ah_attr.grh.dgid.raw, peer->gid, 16);
+		qa.ah_attr.grh.sgid_index = (uint8_t)V.gid_index;
+		qa.ah_attr.grh.hop_limit = 64;
+	}
+	if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
+			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
+		goto fail;
+	memset(&qa, 0, sizeof(qa));
+	qa.qp_state = IBV_QPS_RTS;
+	qa.timeout = 14;
+	qa.retry_cnt = 7;
+	qa.rnr_retry = 7;
+	qa.sq_psn = ep->endpoint_verbs_psn;
+	qa.max_rd_atomic = 1;
+	if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_TIMEOUT |
+			  IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+			  IBV_QP_MAX_QP_RD_ATOMIC))
+		goto fail;
+	v->credits = (int)peer->slots;
+	ep->endpoint_rail = NINJA_RAIL_VERBS;
+	return OPAL_SUCCESS;
+fail:
+	opal_output(0, "btl:ninja: verbs: cannot connect the queue pair to %u.%u: %s "
+		    "(RoCE needs a GID: btl_ninja_verbs_gid_index)",
+		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+		    strerror(errno));
+	return OPAL_ERROR;
+}
+
+/* Post one frame piece from a free send slot. */
+static int post_piece(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
+		      const struct iovec *iov, int iovcnt, size_t off,
+		      size_t len, int *slot_out)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	unsigned char *p;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr, *bad;
+	size_t done = 0;
+	int slot, i;
+
+	slot = v->tx_free[--v->ntx_free];
+	p = v->tx_buf + (size_t)slot * v->slot_size;
+	memcpy(p, h, sizeof(*h));
+	/* Copy [off, off+len) of the payload iovecs. */
+	for (i = 0; i < iovcnt && done < len; i++) {
+		size_t l = iov[i].iov_len;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		l -= off;
+		if (l > len - done)
+			l = len - done;
+		memcpy(p + sizeof(*h) + done, (char *)iov[i].iov_base + off, l);
+		done += l;
+		off = 0;
+	}
+	sge.addr = (uintptr_t)p;
+	sge.length = (uint32_t)(sizeof(*h) + len);
+	sge.lkey = v->tx_mr->lkey;
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = wr_id(ep, false, slot);
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = IBV_WR_SEND;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	if (ibv_post_send(v->qp, &wr, &bad)) {
+		v->tx_free[v->ntx_free++] = slot;
+		return -errno;
+	}
+	v->credits--;
+	if (slot_out)
+		*slot_out = slot;
+	return 0;
+}
+
+static uint16_t take_credits(ninja_vep_t *v)
+{
+	int n = v->credits_owed > CREDIT_MAX ? CREDIT_MAX : v->credits_owed;
+
+	v->credits_owed -= n;
+	return (uint16_t)(n << CREDIT_SHIFT);
+}
+
+int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
+			     mca_btl_ninja_frag_t *f)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	size_t total = f->hdr.len, room;
+
+	if (!v || v->broken)
+		return -EPIPE;
+	room = v->slot_size - sizeof(ninja_frame_hdr_t);
+	/* f->sent counts payload bytes posted (verbs). */
+	do {
+		ninja_frame_hdr_t h = f->hdr;
+		size_t piece = total - f->sent;
+		int r;
+
+		/* Keep one credit and one slot for markers and credits. */
+		if (v->credits < 2 || v->ntx_free < 2)
+			return 0;
+		if (piece > room)
+			piece = room;
+		h.len = (uint32_t)piece;
+		h.flags = (f->sent + piece < total ? FLAG_MORE : 0) |
+			  take_credits(v);
+		r = post_piece(ep, &h, f->iov + 1, f->iov_cnt - 1, f->sent,
+			       piece, NULL);
+		if (r)
+			return r;
+		f->sent += piece;
+	} while (f->sent < total);
+	f->sent = 0;
+	return 1;
+}
+
+static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_frame_hdr_t h;
+
+	if (v->credits < 1 || v->ntx_free < 1)
+		return 1;
+	memset(&h, 0, sizeof(h));
+	h.type = type;
+	h.epoch = mca_btl_ninja_component.epoch;
+	h.flags = take_credits(v);
+	return post_piece(ep, &h, NULL, 0, 0, 0, slot);
+}
+
+int mca_btl_ninja_verbs_send_marker(mca_btl_ninja_endpoint_t *ep)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	int r;
+
+	if (!v || v->broken) {
+		ep->endpoint_marker_sent = true;
+		if (v)
+			v->marker_done = true;
+		return -EPIPE;
+	}
+	if (v->marker_posted)
+		return 0;
+	r = send_ctl(ep, NINJA_FRAME_MARKER, &v->marker_slot);
+	if (r == 0) {
+		v->marker_posted = true;
+		ep->endpoint_marker_sent = true;
+	}
+	return r < 0 ? r : 0;
+}
+
+bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+
+	return !v || v->broken || (v->marker_done &&
+				   v->ntx_free == (int)v->nslots);
+}
+
+static void deliver(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
+		    size_t len, bool app)
+{
+	if (app)
+		mca_btl_ninja_endpoint_upcall(ep, tag, data, len);
+	else
+		mca_btl_ninja_endpoint_defer(ep, tag, data, len);
+	ep->endpoint_rx_frags++;
+	ep->endpoint_rx_bytes += len;
+}
+
+static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	ninja_vep_t *v = ep->endpoint_verbs;
+	unsigned char *p = v->rx_buf + (size_t)slot * v->slot_size;
+	ninja_frame_hdr_t h;
+
+	memcpy(&h, p, sizeof(h));
+	v->credits += h.flags >> CREDIT_SHIFT;
+	switch (h.type) {
+	case NINJA_FRAME_DATA:
+		if ((h.flags & FLAG_MORE) || v->reasm_len) {
+			if (v->reasm_len + h.len > v->reasm_cap) {
+				size_t cap = v->reasm_len + h.len + v->slot_size;
+				unsigned char *n = realloc(v->reasm, cap);
+
+				if (!n) {
+					opal_output(0, "btl:ninja: verbs: out of memory");
+					break;
+				}
+				v->reasm = n;
+				v->reasm_cap = cap;
+			}
+			memcpy(v->reasm + v->reasm_len, p + sizeof(h), h.len);
+			v->reasm_len += h.len;
+			v->reasm_tag = h.tag;
+			if (!(h.flags & FLAG_MORE)) {
+				size_t len = v->reasm_len;
+
+				v->reasm_len = 0;
+				deliver(ep, v->reasm_tag, v->reasm, len, app);
+			}
+		} else {
+			deliver(ep, h.tag, p + sizeof(h), h.len, app);
+		}
+		break;
+	case NINJA_FRAME_MARKER:
+		ep->endpoint_marker_rcvd = h.epoch;
+		if (app && h.epoch > c->epoch) {
+			if (h.epoch > c->drain_request)
+				c->drain_request = h.epoch;
+			mca_btl_ninja_wake();
+		}
+		break;
+	default:
+		break;
+	}
+	/* The upcall may have closed the endpoint. */
+	if (ep->endpoint_verbs != v)
+		return;
+	if (post_recv(ep, slot) == 0)
+		v->credits_owed++;
+	if (v->credits_owed >= (int)v->nslots / 2)
+		(void)send_ctl(ep, NINJA_FRAME_CREDIT, NULL);
+}
+
+int mca_btl_ninja_verbs_progress(bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct ibv_wc wc[16];
+	int n, i, count = 0;
+
+	if (!V.cq || !V.nqp)
+		return 0;
+	while ((n = ibv_poll_cq(V.cq, 16, wc)) > 0) {
+		for (i = 0; i < n; i++) {
+			int idx = (int)((wc[i].wr_id >> 20) & 0x7fffffff) & 0xfffffff;
+			int slot = (int)(wc[i].wr_id & 0x7ffff);
+			bool recv = (wc[i].wr_id >> 19) & 1;
+			mca_btl_ninja_endpoint_t *ep;
+			ninja_vep_t *v;
+
+			if (idx >= c->neps)
+				continue;
+			ep = c->eps[idx];
+			v = ep->endpoint_verbs;
+			if (!v || (wc[i].wr_id >> 48) != (v->gen & 0xffff))
+				continue;	/* a destroyed QP's leftovers */
+			if (wc[i].status != IBV_WC_SUCCESS) {
+				if (!v->broken)
+					opal_output(0, "btl:ninja: verbs: %s to %u.%u failed: %s",
+						    recv ? "receive" : "send",
+						    ep->endpoint_name.jobid,
+						    ep->endpoint_name.vpid,
+						    ibv_wc_status_str(wc[i].status));
+				v->broken = true;
+				continue;
+			}
+			if (recv) {
+				handle_recv(ep, slot, app);
+				count++;
+			} else {
+				v->tx_free[v->ntx_free++] = slot;
+				if (slot == v->marker_slot)
+					v->marker_done = true;
+			}
+		}
+		if (n < 16)
+			break;
+	}
+	/* Credits or slots came back: move queued frames. */
+	if (app && c->state == NINJA_RUNNING) {
+		for (i = 0; i < c->nconn; i++) {
+			mca_btl_ninja_endpoint_t *ep = c->conn[i];
+
+			if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
+			    ep->endpoint_verbs_ready && ep->endpoint_sq_head)
+				(void)mca_btl_ninja_endpoint_flush(ep, true, false);
+		}
+	}
+	return count;
+}
