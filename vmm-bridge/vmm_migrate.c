@@ -951,7 +951,12 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 	cprogress("drain: every guest SAFE for epoch %u (%.0f ms)", run->epoch,
 		  cluster_ms(run, VMM_PH_DRAIN));
 
-	/* 2. Workers. */
+	/* 2. Workers.  A link-up EVENT during a move can only come from a
+	 * device plugged back by a rollback: watch for it from now on. */
+	for (i = 0; i < run->n; i++) {
+		gs[i]->t_link_mark = vmm_now_ns();
+		gs[i]->t_link = 0;
+	}
 	for (i = 0; i < run->n; i++) {
 		struct vmm_vm *vm = &run->vms[i];
 
@@ -1046,6 +1051,24 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 		for (i = 0; i < run->n; i++)
 			if (run->vms[i].rollback_err[0])
 				broken = true;
+		/* Ranks resume on their old rails: let the plugged-back
+		 * device come up in the guest first (bounded). */
+		for (i = 0; i < run->n; i++) {
+			struct vmm_vm *vm = &run->vms[i];
+
+			if (!vm->rolled_back || !vm->unplugged || !vm->plugged ||
+			    gs[i]->failed)
+				continue;
+			if (vmm_guest_wait_link(gs[i], dl(cl->link_ms)) == 0) {
+				vmm_progress(vm, "rollback: device up again in the guest (EVENT %s)",
+					     gs[i]->link_event);
+			} else {
+				snprintf(vm->warn, sizeof(vm->warn),
+					 "no link-up/port-active EVENT within %.0f s of plugging the device back",
+					 cl->link_ms / 1000.0);
+				vmm_progress(vm, "warning: %s", vm->warn);
+			}
+		}
 		cancel_all(run, gs, run->n);
 		snprintf(run->error, sizeof(run->error), "%s; %s", run->abort_reason,
 			 broken ? "ROLLBACK FAILED on some VM: see below" :
