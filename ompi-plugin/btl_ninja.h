@@ -230,8 +230,30 @@ typedef struct mca_btl_ninja_component {
 OPAL_MODULE_DECLSPEC extern mca_btl_ninja_component_t mca_btl_ninja_component;
 extern mca_btl_ninja_module_t mca_btl_ninja_module;
 
-#define NINJA_VERBOSE(level, ...) \
-	opal_output_verbose((level), mca_btl_ninja_component.output, __VA_ARGS__)
+/*
+ * Output.  Both of our threads log; opal_output's own lock is a no-op in a
+ * MPI_THREAD_SINGLE process, so ours serializes them.  NINJA_VERBOSE
+ * evaluates nothing below the verbosity level.
+ */
+extern pthread_mutex_t mca_btl_ninja_log_lock;
+
+#define NINJA_VERBOSE(level, ...)						\
+	do {									\
+		if (mca_btl_ninja_component.verbose >= (level)) {		\
+			pthread_mutex_lock(&mca_btl_ninja_log_lock);		\
+			opal_output_verbose((level),				\
+					    mca_btl_ninja_component.output,	\
+					    __VA_ARGS__);			\
+			pthread_mutex_unlock(&mca_btl_ninja_log_lock);		\
+		}								\
+	} while (0)
+
+#define NINJA_ERROR(...)							\
+	do {									\
+		pthread_mutex_lock(&mca_btl_ninja_log_lock);			\
+		opal_output(0, __VA_ARGS__);					\
+		pthread_mutex_unlock(&mca_btl_ninja_log_lock);			\
+	} while (0)
 
 static inline void mca_btl_ninja_lock(void)
 {

@@ -43,6 +43,8 @@ mca_btl_ninja_component_t mca_btl_ninja_component = {
 	},
 };
 
+pthread_mutex_t mca_btl_ninja_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
 uint64_t mca_btl_ninja_now_ns(void)
 {
 	struct timespec ts;
@@ -206,7 +208,7 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	    OPAL_SUCCESS)
 		return NULL;
 	if (c->verbs_slots < 4 || c->verbs_slot_size < 4096) {
-		opal_output(0, "btl:ninja: btl_ninja_verbs_slots must be >= 4 and "
+		NINJA_ERROR("btl:ninja: btl_ninja_verbs_slots must be >= 4 and "
 			    "btl_ninja_verbs_slot_size >= 4096");
 		return NULL;
 	}
@@ -324,7 +326,7 @@ void mca_btl_ninja_rails_select(const char *hint)
 		snprintf(c->verbs_desc, sizeof(c->verbs_desc), "%s", desc);
 		NINJA_VERBOSE(10, "btl:ninja: verbs rail on %s", desc);
 	} else if (!list_has(c->rails, "tcp")) {
-		opal_output(0, "btl:ninja: btl_ninja_rails=%s but the verbs rail is "
+		NINJA_ERROR("btl:ninja: btl_ninja_rails=%s but the verbs rail is "
 			    "not available (%s): using tcp", c->rails, desc);
 	} else {
 		NINJA_VERBOSE(10, "btl:ninja: verbs rail not available: %s", desc);

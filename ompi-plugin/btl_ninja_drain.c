@@ -118,7 +118,7 @@ static void ctl_send(const char *fmt, ...)
 			(void)poll(&p, 1, 10);
 			continue;
 		}
-		opal_output(0, "btl:ninja: control channel %s: write failed: %s",
+		NINJA_ERROR("btl:ninja: control channel %s: write failed: %s",
 			    T.ctl_path, w < 0 ? strerror(errno) : "closed");
 		ctl_close();
 		return;
@@ -354,7 +354,7 @@ static bool drain_step(void)
 		if (ep->endpoint_marker_rcvd < c->epoch &&
 		    mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
 		    ep->endpoint_marker_rcvd < c->epoch) {
-			opal_output(0, "btl:ninja: peer %u.%u closed its connection "
+			NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
 				    "without a drain marker (epoch %u)",
 				    ep->endpoint_name.jobid,
 				    ep->endpoint_name.vpid, c->epoch);
@@ -428,7 +428,7 @@ static void do_resume(bool cancelled, bool timed_out)
 		memcpy(c->my_addr.ip, addr.ip, sizeof(addr.ip));
 		c->my_addr.naddr = addr.naddr;
 	} else {
-		opal_output(0, "btl:ninja: rank %u: no usable interface after the "
+		NINJA_ERROR("btl:ninja: rank %u: no usable interface after the "
 			    "migration (%s); keeping the old addresses", me.vpid,
 			    desc);
 	}
@@ -505,14 +505,14 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 	int rc;
 
 	if (err) {
-		opal_output(0, "btl:ninja: control channel: %s", ninja_strerror(err));
+		NINJA_ERROR("btl:ninja: control channel: %s", ninja_strerror(err));
 		return;
 	}
 	rc = ninja_parse_line(line, len, &m);
 	if (rc == -NINJA_EEMPTY)
 		return;
 	if (rc) {
-		opal_output(0, "btl:ninja: control channel: %s in \"%.*s\"",
+		NINJA_ERROR("btl:ninja: control channel: %s in \"%.*s\"",
 			    ninja_strerror(rc), (int)len, line);
 		ctl_send("ERR %s from-rank", ninja_err_name(rc));
 		return;
@@ -540,7 +540,7 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		snprintf(T.rails_hint, sizeof(T.rails_hint), "%.*s",
 			 v ? (int)vlen : 0, v ? v : "");
 		if (m.epoch != c->epoch) {
-			opal_output(0, "btl:ninja: %s %u but our epoch is %u",
+			NINJA_ERROR("btl:ninja: %s %u but our epoch is %u",
 				    ninja_verb_name(m.verb), m.epoch, c->epoch);
 			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
 				 c->my_addr.rail);
@@ -563,7 +563,7 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		NINJA_VERBOSE(10, "btl:ninja: device event: %.*s", (int)len, line);
 		break;
 	case NINJA_V_ERR:
-		opal_output(0, "btl:ninja: control channel says: %.*s", (int)len,
+		NINJA_ERROR("btl:ninja: control channel says: %.*s", (int)len,
 			    line);
 		break;
 	default:
@@ -586,7 +586,7 @@ static void ctl_read(void)
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
-		opal_output(0, "btl:ninja: control channel %s closed (%s); "
+		NINJA_ERROR("btl:ninja: control channel %s closed (%s); "
 			    "retrying every second", T.ctl_path,
 			    n < 0 ? strerror(errno) : "EOF");
 		ctl_close();
@@ -635,7 +635,7 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_conn_start = now;
 	if (now - ep->endpoint_conn_start >
 	    (uint64_t)c->connect_timeout * 1000000ull) {
-		opal_output(0, "btl:ninja: cannot connect to %u.%u within %d ms "
+		NINJA_ERROR("btl:ninja: cannot connect to %u.%u within %d ms "
 			    "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
 			    ep->endpoint_name.vpid, c->connect_timeout,
 			    ep->endpoint_addr.epoch, c->epoch);
@@ -758,7 +758,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		return;
 	if (ep->endpoint_hs.magic != NINJA_WIRE_MAGIC ||
 	    ep->endpoint_hs.version != NINJA_WIRE_VERSION) {
-		opal_output(0, "btl:ninja: bad handshake from %u.%u",
+		NINJA_ERROR("btl:ninja: bad handshake from %u.%u",
 			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
 		connect_failed(ep, true, "bad handshake");
 		return;
@@ -1082,7 +1082,7 @@ static void *ninja_thread(void *arg)
 		if (c->state == NINJA_DRAINING && !T.drain_warned &&
 		    mca_btl_ninja_now_ns() - c->cycle.t_start >
 		    (uint64_t)c->drain_timeout * 1000000000ull) {
-			opal_output(0, "btl:ninja: drain of epoch %u has waited %d s "
+			NINJA_ERROR("btl:ninja: drain of epoch %u has waited %d s "
 				    "for peer markers", c->epoch, c->drain_timeout);
 			T.drain_warned = true;
 		}
@@ -1096,7 +1096,7 @@ static void *ninja_thread(void *arg)
 				do_resume(T.cancel_pending, false);
 			} else if (mca_btl_ninja_now_ns() - c->cycle.t_closed >
 				   (uint64_t)c->resume_timeout * 1000000000ull) {
-				opal_output(0, "btl:ninja: no RESUME for epoch %u within "
+				NINJA_ERROR("btl:ninja: no RESUME for epoch %u within "
 					    "%d s: resuming on the old rails",
 					    c->epoch, c->resume_timeout);
 				c->n_timeouts++;

@@ -469,7 +469,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				continue;
 			}
 			if (hdr.type != NINJA_FRAME_DATA) {
-				opal_output(0, "btl:ninja: bad frame type %u from %u.%u",
+				NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u",
 					    hdr.type, ep->endpoint_name.jobid,
 					    ep->endpoint_name.vpid);
 				continue;
@@ -483,7 +483,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 							      hdr.len);
 			else if (mca_btl_ninja_endpoint_defer(ep, hdr.tag, p + sizeof(hdr),
 					     hdr.len) != OPAL_SUCCESS)
-				opal_output(0, "btl:ninja: out of memory deferring a frame");
+				NINJA_ERROR("btl:ninja: out of memory deferring a frame");
 			if (ep->endpoint_fd < 0)
 				goto out;	/* closed from the upcall */
 		}

@@ -216,7 +216,7 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 	if (rc == PMIX_SUCCESS && runtime)
 		rc = PMIx_Commit();
 	if (rc != PMIX_SUCCESS) {
-		opal_output(0, "btl:ninja: publishing the address for epoch %u failed: %s",
+		NINJA_ERROR("btl:ninja: publishing the address for epoch %u failed: %s",
 			    epoch, PMIx_Error_string(rc));
 		return OPAL_ERROR;
 	}

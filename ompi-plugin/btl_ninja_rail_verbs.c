@@ -299,7 +299,7 @@ int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
 	ep->endpoint_verbs_psn = mine->psn;
 	return OPAL_SUCCESS;
 fail:
-	opal_output(0, "btl:ninja: verbs: cannot set up a queue pair to %u.%u on %s: %s",
+	NINJA_ERROR("btl:ninja: verbs: cannot set up a queue pair to %u.%u on %s: %s",
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid, V.name,
 		    strerror(errno));
 	mca_btl_ninja_verbs_ep_destroy(ep);
@@ -351,7 +351,7 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 	ep->endpoint_rail = NINJA_RAIL_VERBS;
 	return OPAL_SUCCESS;
 fail:
-	opal_output(0, "btl:ninja: verbs: cannot connect the queue pair to %u.%u: %s "
+	NINJA_ERROR("btl:ninja: verbs: cannot connect the queue pair to %u.%u: %s "
 		    "(RoCE needs a GID: btl_ninja_verbs_gid_index)",
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
 		    strerror(errno));
@@ -519,7 +519,7 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot, bool app)
 				unsigned char *n = realloc(v->reasm, cap);
 
 				if (!n) {
-					opal_output(0, "btl:ninja: verbs: out of memory");
+					NINJA_ERROR("btl:ninja: verbs: out of memory");
 					break;
 				}
 				v->reasm = n;
@@ -582,7 +582,7 @@ int mca_btl_ninja_verbs_progress(bool app)
 				continue;	/* a destroyed QP's leftovers */
 			if (wc[i].status != IBV_WC_SUCCESS) {
 				if (!v->broken)
-					opal_output(0, "btl:ninja: verbs: %s to %u.%u failed: %s",
+					NINJA_ERROR("btl:ninja: verbs: %s to %u.%u failed: %s",
 						    recv ? "receive" : "send",
 						    ep->endpoint_name.jobid,
 						    ep->endpoint_name.vpid,
