@@ -302,6 +302,37 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 	if (header_size + payload_size > btl->btl_eager_limit)
 		return OPAL_ERR_RESOURCE_BUSY;
 	mca_btl_ninja_lock();
+	if (!payload_size || !opal_convertor_need_buffers(convertor)) {
+		/* Contiguous: write header and user data in place. */
+		void *payload = NULL;
+
+		if (payload_size) {
+			iov.iov_base = NULL;
+			iov.iov_len = payload_size;
+			if (opal_convertor_pack(convertor, &iov, &iov_count,
+						&max_data) < 0) {
+				mca_btl_ninja_unlock();
+				return OPAL_ERROR;
+			}
+			payload = iov.iov_base;
+		}
+		rc = mca_btl_ninja_endpoint_sendi(ep, header, header_size,
+						  payload, max_data, tag);
+		if (rc != OPAL_ERR_RESOURCE_BUSY) {
+			mca_btl_ninja_unlock();
+			return rc;
+		}
+		/* Not connected or busy: queue a copy, as below. */
+		frag = mca_btl_ninja_frag_alloc(header_size + max_data);
+		if (!frag) {
+			mca_btl_ninja_unlock();
+			return OPAL_ERR_RESOURCE_BUSY;
+		}
+		memcpy(frag->data, header, header_size);
+		if (max_data)
+			memcpy(frag->data + header_size, payload, max_data);
+		goto queue;
+	}
 	frag = mca_btl_ninja_frag_alloc(header_size + payload_size);
 	if (!frag) {
 		mca_btl_ninja_unlock();
@@ -318,6 +349,7 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 			return OPAL_ERROR;
 		}
 	}
+queue:
 	frag->segments[0].seg_addr.pval = frag->data;
 	frag->segments[0].seg_len = header_size + max_data;
 	frag->base.des_segments = frag->segments;

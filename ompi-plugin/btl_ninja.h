@@ -286,6 +286,10 @@ void mca_btl_ninja_frag_pools_fini(void);
 /* btl_ninja_endpoint.c - data path. */
 int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 				mca_btl_ninja_frag_t *frag, bool app);
+int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
+				 const void *header, size_t header_size,
+				 const void *payload, size_t payload_size,
+				 uint8_t tag);
 int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 				 bool drain);
 int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app);

@@ -300,6 +300,84 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 }
 
 /*
+ * sendi fast path (TCP, connected, nothing queued, RUNNING): one sendmsg
+ * of our header, ob1's header and the payload in place, no fragment and no
+ * copy.  Only what the socket did not take is copied into a fragment and
+ * queued (already partly written).  Returns OPAL_SUCCESS when the frame is
+ * on the wire or queued, OPAL_ERR_RESOURCE_BUSY when the fast path does not
+ * apply (the caller then copies as usual).
+ */
+int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
+				 const void *header, size_t header_size,
+				 const void *payload, size_t payload_size,
+				 uint8_t tag)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	ninja_frame_hdr_t hdr;
+	struct iovec iov[3];
+	struct msghdr msg;
+	mca_btl_ninja_frag_t *f;
+	size_t total = sizeof(hdr) + header_size + payload_size;
+	ssize_t r;
+
+	if (c->state != NINJA_RUNNING || ep->endpoint_rail != NINJA_RAIL_TCP ||
+	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head)
+		return OPAL_ERR_RESOURCE_BUSY;
+	hdr.type = NINJA_FRAME_DATA;
+	hdr.tag = tag;
+	hdr.flags = 0;
+	hdr.len = (uint32_t)(header_size + payload_size);
+	hdr.epoch = c->epoch;
+	hdr.seq = ep->endpoint_tx_seq++;
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)header;
+	iov[1].iov_len = header_size;
+	iov[2].iov_base = (void *)payload;
+	iov[2].iov_len = payload_size;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = payload_size ? 3 : 2;
+	r = sendmsg(ep->endpoint_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r == (ssize_t)total) {
+		ep->endpoint_tx_frags++;
+		ep->endpoint_tx_bytes += total;
+		return OPAL_SUCCESS;
+	}
+	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		ep->endpoint_tx_seq--;	/* nothing written: the slow path resends */
+		return OPAL_ERR_RESOURCE_BUSY;
+	}
+	/* Partly written (or not at all): keep the rest, in order. */
+	f = mca_btl_ninja_frag_alloc(header_size + payload_size);
+	if (!f) {
+		NINJA_ERROR("btl:ninja: out of fragments with a frame half-written");
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	}
+	memcpy(f->data, header, header_size);
+	if (payload_size)
+		memcpy(f->data + header_size, payload, payload_size);
+	f->segments[0].seg_addr.pval = f->data;
+	f->segments[0].seg_len = header_size + payload_size;
+	f->base.des_segments = f->segments;
+	f->base.des_segment_count = 1;
+	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
+	f->base.des_cbfunc = NULL;
+	f->endpoint = ep;
+	f->hdr = hdr;
+	f->iov[0].iov_base = &f->hdr;
+	f->iov[0].iov_len = sizeof(f->hdr);
+	f->iov[1].iov_base = f->data;
+	f->iov[1].iov_len = header_size + payload_size;
+	f->iov_cnt = 2;
+	f->size = total;
+	sq_append(ep, f);
+	f->sent = r > 0 ? (size_t)r : 0;
+	mca_btl_ninja_endpoint_update_out(ep);
+	return OPAL_SUCCESS;
+}
+
+/*
  * Write queued frames.  In a drain only the frame already started is
  * finished (the byte stream must end on a frame boundary) and then the
  * marker goes out; everything else stays queued for after the resume.

@@ -558,6 +558,37 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot, bool app)
 		(void)send_ctl(ep, NINJA_FRAME_CREDIT, NULL);
 }
 
+/* Debug (btl_ninja_verbose >= 30): every endpoint's verbs state, at most every 2 s. */
+static void dump_state(bool app)
+{
+	static uint64_t last;
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	uint64_t now = mca_btl_ninja_now_ns();
+	int i;
+
+	if (now - last < 2000000000ull)
+		return;
+	last = now;
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+		ninja_vep_t *v = ep->endpoint_verbs;
+
+		if (!v)
+			continue;
+		NINJA_VERBOSE(30, "btl:ninja: verbs %s state=%d epoch=%u to %u.%u: credits=%d owed=%d "
+			      "tx_free=%d marker posted=%d done=%d rcvd=%u sent=%d ready=%d "
+			      "sq=%zu head_sent=%zu reasm=%zu broken=%d",
+			      app ? "app" : "drain", (int)c->state, c->epoch,
+			      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			      v->credits, v->credits_owed, v->ntx_free,
+			      v->marker_posted, v->marker_done, ep->endpoint_marker_rcvd,
+			      ep->endpoint_marker_sent, ep->endpoint_verbs_ready,
+			      ep->endpoint_sq_len,
+			      ep->endpoint_sq_head ? ep->endpoint_sq_head->sent : 0,
+			      v->reasm_len, v->broken);
+	}
+}
+
 int mca_btl_ninja_verbs_progress(bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
@@ -566,6 +597,8 @@ int mca_btl_ninja_verbs_progress(bool app)
 
 	if (!V.cq || !V.nqp)
 		return 0;
+	if (mca_btl_ninja_component.verbose >= 30)
+		dump_state(app);
 	while ((n = ibv_poll_cq(V.cq, 16, wc)) > 0) {
 		for (i = 0; i < n; i++) {
 			int idx = (int)((wc[i].wr_id >> 20) & 0x7fffffff) & 0xfffffff;
