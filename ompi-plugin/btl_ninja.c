@@ -322,51 +322,29 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 			mca_btl_ninja_unlock();
 			return rc;
 		}
-		/* Not connected or busy: queue a copy, as below. */
-		frag = mca_btl_ninja_frag_alloc(header_size + max_data);
-		if (!frag) {
-			mca_btl_ninja_unlock();
-			return OPAL_ERR_RESOURCE_BUSY;
+		/* Not connected, busy or migrating: queue a copy. */
+		frag = mca_btl_ninja_frag_copy(header, header_size, payload,
+					       max_data, tag);
+	} else {
+		frag = mca_btl_ninja_frag_copy(header, header_size, NULL,
+					       payload_size, tag);
+		if (frag) {
+			iov.iov_base = (IOVBASE_TYPE *)(frag->data + header_size);
+			iov.iov_len = payload_size;
+			if (opal_convertor_pack(convertor, &iov, &iov_count,
+						&max_data) < 0 ||
+			    max_data != payload_size) {
+				mca_btl_ninja_frag_return(frag);
+				mca_btl_ninja_unlock();
+				return OPAL_ERROR;
+			}
 		}
-		memcpy(frag->data, header, header_size);
-		if (max_data)
-			memcpy(frag->data + header_size, payload, max_data);
-		goto queue;
 	}
-	frag = mca_btl_ninja_frag_alloc(header_size + payload_size);
 	if (!frag) {
 		mca_btl_ninja_unlock();
 		return OPAL_ERR_RESOURCE_BUSY;
 	}
-	memcpy(frag->data, header, header_size);
-	if (payload_size) {
-		iov.iov_base = (IOVBASE_TYPE *)(frag->data + header_size);
-		iov.iov_len = payload_size;
-		if (opal_convertor_pack(convertor, &iov, &iov_count,
-					&max_data) < 0) {
-			mca_btl_ninja_frag_return(frag);
-			mca_btl_ninja_unlock();
-			return OPAL_ERROR;
-		}
-	}
-queue:
-	frag->segments[0].seg_addr.pval = frag->data;
-	frag->segments[0].seg_len = header_size + max_data;
-	frag->base.des_segments = frag->segments;
-	frag->base.des_segment_count = 1;
-	frag->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
-	frag->base.des_cbfunc = NULL;
 	frag->endpoint = ep;
-	frag->iov[0].iov_base = &frag->hdr;
-	frag->iov[0].iov_len = sizeof(frag->hdr);
-	frag->iov[1].iov_base = frag->data;
-	frag->iov[1].iov_len = header_size + max_data;
-	frag->iov_cnt = 2;
-	frag->hdr.type = NINJA_FRAME_DATA;
-	frag->hdr.tag = tag;
-	frag->hdr.flags = 0;
-	frag->hdr.len = (uint32_t)(header_size + max_data);
-	frag->size = sizeof(frag->hdr) + frag->hdr.len;
 	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
 	mca_btl_ninja_unlock();
 	return rc < 0 ? rc : OPAL_SUCCESS;

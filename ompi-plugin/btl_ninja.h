@@ -281,6 +281,10 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl);
 /* btl_ninja_frag.c */
 mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload);
 void mca_btl_ninja_frag_return(mca_btl_ninja_frag_t *frag);
+mca_btl_ninja_frag_t *mca_btl_ninja_frag_copy(const void *header,
+					      size_t header_size,
+					      const void *payload,
+					      size_t payload_size, uint8_t tag);
 void mca_btl_ninja_frag_pools_fini(void);
 
 /* btl_ninja_endpoint.c - data path. */

@@ -250,6 +250,17 @@ static void report_cycle(void)
  * Drain
  */
 
+/* Lock held: this connection takes part in the drain of epoch. */
+static void marker_arm(mca_btl_ninja_endpoint_t *ep, uint32_t epoch)
+{
+	ep->endpoint_was_connected = true;
+	ep->endpoint_marker_sent = false;
+	ep->endpoint_marker_off = 0;
+	memset(&ep->endpoint_marker, 0, sizeof(ep->endpoint_marker));
+	ep->endpoint_marker.type = NINJA_FRAME_MARKER;
+	ep->endpoint_marker.epoch = epoch;
+}
+
 /* Lock held. */
 static void drain_start(uint32_t epoch, const char *why)
 {
@@ -275,13 +286,7 @@ static void drain_start(uint32_t epoch, const char *why)
 		c->cycle.frags_held += ep->endpoint_sq_len;
 		switch (ep->endpoint_state) {
 		case NINJA_EP_CONNECTED:
-			ep->endpoint_was_connected = true;
-			ep->endpoint_marker_sent = false;
-			ep->endpoint_marker_off = 0;
-			memset(&ep->endpoint_marker, 0,
-			       sizeof(ep->endpoint_marker));
-			ep->endpoint_marker.type = NINJA_FRAME_MARKER;
-			ep->endpoint_marker.epoch = epoch;
+			marker_arm(ep, epoch);
 			break;
 		case NINJA_EP_CONNECTING:
 			/* No HELLO went out: nothing can be in flight. */
@@ -313,13 +318,7 @@ static bool drain_step(void)
 			continue;
 		if (!ep->endpoint_was_connected) {
 			/* Connected during the drain (late ACK): drain it too. */
-			ep->endpoint_was_connected = true;
-			ep->endpoint_marker_sent = false;
-			ep->endpoint_marker_off = 0;
-			memset(&ep->endpoint_marker, 0,
-			       sizeof(ep->endpoint_marker));
-			ep->endpoint_marker.type = NINJA_FRAME_MARKER;
-			ep->endpoint_marker.epoch = c->epoch;
+			marker_arm(ep, c->epoch);
 		}
 		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
 			if (!ep->endpoint_verbs_ready) {

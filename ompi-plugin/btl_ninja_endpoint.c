@@ -248,34 +248,19 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 				mca_btl_ninja_frag_t *f, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool verbs;
 	int r;
 
 	f->endpoint = ep;
 	f->sent = 0;
 	f->hdr.epoch = c->epoch;
 	f->hdr.seq = ep->endpoint_tx_seq++;
-	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-		if (c->state == NINJA_RUNNING && ep->endpoint_verbs_ready &&
-		    ep->endpoint_state == NINJA_EP_CONNECTED &&
-		    !ep->endpoint_sq_head) {
-			r = mca_btl_ninja_verbs_send(ep, f);
-			if (r == 1) {
-				f->queued = false;
-				frag_complete(f, app);
-				return 1;
-			}
-			sq_append(ep, f);
-			if (r < 0)
-				ep_failed(ep, r, "verbs send failed");
-			return 0;
-		}
-		sq_append(ep, f);
-		return 0;
-	}
+	verbs = ep->endpoint_rail == NINJA_RAIL_VERBS;
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
-	    !ep->endpoint_sq_head) {
-		r = frag_write(ep->endpoint_fd, f);
+	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready)) {
+		r = verbs ? mca_btl_ninja_verbs_send(ep, f) :
+			    frag_write(ep->endpoint_fd, f);
 		if (r == 1) {
 			f->queued = false;
 			frag_complete(f, app);
@@ -283,8 +268,8 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 		}
 		sq_append(ep, f);
 		if (r < 0)
-			ep_failed(ep, r, "write failed");
-		else
+			ep_failed(ep, r, verbs ? "verbs send failed" : "write failed");
+		else if (!verbs)
 			mca_btl_ninja_endpoint_update_out(ep);
 		return 0;
 	}
@@ -349,28 +334,14 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 		return OPAL_ERR_RESOURCE_BUSY;
 	}
 	/* Partly written (or not at all): keep the rest, in order. */
-	f = mca_btl_ninja_frag_alloc(header_size + payload_size);
+	f = mca_btl_ninja_frag_copy(header, header_size, payload, payload_size,
+				    tag);
 	if (!f) {
 		NINJA_ERROR("btl:ninja: out of fragments with a frame half-written");
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
-	memcpy(f->data, header, header_size);
-	if (payload_size)
-		memcpy(f->data + header_size, payload, payload_size);
-	f->segments[0].seg_addr.pval = f->data;
-	f->segments[0].seg_len = header_size + payload_size;
-	f->base.des_segments = f->segments;
-	f->base.des_segment_count = 1;
-	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
-	f->base.des_cbfunc = NULL;
 	f->endpoint = ep;
 	f->hdr = hdr;
-	f->iov[0].iov_base = &f->hdr;
-	f->iov[0].iov_len = sizeof(f->hdr);
-	f->iov[1].iov_base = f->data;
-	f->iov[1].iov_len = header_size + payload_size;
-	f->iov_cnt = 2;
-	f->size = total;
 	sq_append(ep, f);
 	f->sent = r > 0 ? (size_t)r : 0;
 	mca_btl_ninja_endpoint_update_out(ep);

@@ -81,3 +81,38 @@ void mca_btl_ninja_frag_pools_fini(void)
 		}
 	}
 }
+
+/*
+ * A fragment owning a copy of header + payload, framed for tag (lock
+ * held).  payload NULL: the caller fills data + header_size itself.
+ */
+mca_btl_ninja_frag_t *mca_btl_ninja_frag_copy(const void *header,
+					      size_t header_size,
+					      const void *payload,
+					      size_t payload_size, uint8_t tag)
+{
+	size_t len = header_size + payload_size;
+	mca_btl_ninja_frag_t *f = mca_btl_ninja_frag_alloc(len);
+
+	if (!f)
+		return NULL;
+	memcpy(f->data, header, header_size);
+	if (payload && payload_size)
+		memcpy(f->data + header_size, payload, payload_size);
+	f->segments[0].seg_addr.pval = f->data;
+	f->segments[0].seg_len = len;
+	f->base.des_segments = f->segments;
+	f->base.des_segment_count = 1;
+	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
+	f->iov[0].iov_base = &f->hdr;
+	f->iov[0].iov_len = sizeof(f->hdr);
+	f->iov[1].iov_base = f->data;
+	f->iov[1].iov_len = len;
+	f->iov_cnt = 2;
+	f->hdr.type = NINJA_FRAME_DATA;
+	f->hdr.tag = tag;
+	f->hdr.flags = 0;
+	f->hdr.len = (uint32_t)len;
+	f->size = sizeof(f->hdr) + len;
+	return f;
+}
