@@ -74,6 +74,19 @@ int main(int argc, char **argv)
 	}
 	/* A dying peer must give EPIPE, not kill us mid-rollback. */
 	signal(SIGPIPE, SIG_IGN);
+	/* ^C or a kill: roll back cleanly before the commit point; finish
+	 * the switch-over after it.  A second one is not special: the
+	 * operation already winds down, bounded by its deadlines. */
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = vmm_migrate_interrupt;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
 	cl = calloc(1, sizeof(*cl));
 	if (!cl) {
 		fprintf(stderr, "ninja-migrate: out of memory\n");

@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,6 +63,13 @@ struct vmm_run {
 };
 
 static int64_t g_t_start;
+/* Set from a signal handler (SIGINT, SIGTERM, SIGHUP). */
+static volatile sig_atomic_t g_signal;
+
+void vmm_migrate_interrupt(int signo)
+{
+	g_signal = signo;
+}
 /* Serializes progress output of the threads. */
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -229,11 +237,19 @@ static void worker_failed(struct vmm_vm *vm, enum vmm_phase p)
 		 vmm_phase_name(p));
 	if (!vm->err[0])
 		snprintf(vm->err, sizeof(vm->err), "failed");
-	if (!vmm_vm_aborting(vm) || strcmp(vm->err, "aborted") != 0)
-		vmm_progress(vm, "FAILED in %s: %s", vmm_phase_name(p), vm->err);
-	else
-		vmm_progress(vm, "stopping in %s (another VM failed)",
-			     vmm_phase_name(p));
+	if (strcmp(vm->err, "aborted") == 0) {
+		/* Stopped because of something else: say what. */
+		pthread_mutex_lock(&vm->run->lock);
+		if (vm->run->abort_reason[0])
+			snprintf(vm->err, sizeof(vm->err), "aborted (%s)",
+				 vm->run->abort_reason);
+		pthread_mutex_unlock(&vm->run->lock);
+		vmm_progress(vm, "stopping in %s: %s", vmm_phase_name(p),
+			     vm->err);
+	} else {
+		vmm_progress(vm, "FAILED in %s: %s", vmm_phase_name(p),
+			     vm->err);
+	}
 	set_state(vm, VMM_VM_FAILED);
 	set_aborting(vm->run, "%s: %s failed: %s", vm->conf->name,
 		     vmm_phase_name(p), vm->err);
@@ -950,6 +966,16 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 	}
 	cprogress("drain: every guest SAFE for epoch %u (%.0f ms)", run->epoch,
 		  cluster_ms(run, VMM_PH_DRAIN));
+	if (g_signal) {
+		snprintf(run->error, sizeof(run->error),
+			 "interrupted by signal %d before anything moved; cancelled, the job continues",
+			 (int)g_signal);
+		cancel_all(run, gs, run->n);
+		run->result = "cancelled";
+		run->exit_code = VMM_EXIT_ROLLBACK;
+		fprintf(stderr, "ninja-migrate: %s\n", run->error);
+		goto report;
+	}
 
 	/* 2. Workers.  A link-up EVENT during a move can only come from a
 	 * device plugged back by a rollback: watch for it from now on. */
@@ -982,6 +1008,8 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 		pthread_mutex_unlock(&run->lock);
 		if (!waiting || o->switch_only)
 			break;
+		if (g_signal && !vmm_vm_aborting(&run->vms[0]))
+			set_aborting(run, "interrupted by signal %d", (int)g_signal);
 		vmm_guests_pump(gs, run->n, vmm_now_ns() + 100000000LL);
 		for (i = 0; i < run->n; i++) {
 			if (gs[i]->unsafe && !vmm_vm_aborting(&run->vms[i]))

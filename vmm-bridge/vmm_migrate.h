@@ -93,6 +93,13 @@ struct vmm_opts {
 /* Run the whole operation; returns an enum vmm_exit. */
 int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o);
 
+/*
+ * Async-signal-safe: ask the running operation to stop.  Before the
+ * commit point it rolls everything back (CANCEL, exit 3); after it, the
+ * switch-over is finished first.
+ */
+void vmm_migrate_interrupt(int signo);
+
 /* For backends: true once the run is being aborted (stop waiting). */
 bool vmm_vm_aborting(const struct vmm_vm *vm);
 /* For backends: a progress line "[  1.2s] vm0: ..." on stdout. */
