@@ -164,9 +164,16 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 	}
 	case NINJA_V_EVENT:
 		g->n_events++;
+		/*
+		 * The device is usable when its link is up - or, when this
+		 * site offers the verbs rail, when its RDMA port is ACTIVE:
+		 * the RDMA device can come after the NIC's link-up, and a
+		 * RESUME sent in between finds no verbs rail.
+		 */
 		if (m.ntok >= 3 && !g->t_link && g->t_link_mark &&
-		    (tok_is(&m.tok[2], "link-up") ||
-		     tok_is(&m.tok[2], "port-active"))) {
+		    (tok_is(&m.tok[2], "port-active") ||
+		     (!strstr(g->rails, "verbs") &&
+		      tok_is(&m.tok[2], "link-up")))) {
 			g->t_link = vmm_now_ns();
 			tokcpy(g->link_event, sizeof(g->link_event),
 			       m.tok[2].p, m.tok[2].len);

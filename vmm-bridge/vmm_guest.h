@@ -77,7 +77,8 @@ int vmm_guests_finish(struct vmm_guest **gs, int n, uint32_t epoch,
  */
 int vmm_guests_pump(struct vmm_guest **gs, int n, int64_t until);
 
-/* Wait until g has seen a link-up/port-active EVENT (t_link set). */
+/* Wait until g has seen a link-up EVENT, or port-active when its rails
+ * include verbs (t_link set). */
 int vmm_guest_wait_link(struct vmm_guest *g, int64_t deadline);
 
 #endif /* NINJA_VMM_GUEST_H */
