@@ -79,29 +79,60 @@ static bool dev_allowed(const char *name)
 	return false;
 }
 
-/* GID to use: the parameter, else the first IPv4-mapped one (RoCE v2). */
+/*
+ * GID to use: the parameter, else by preference an IPv4-mapped RoCE v2
+ * GID, any RoCE v2 GID, an IPv4-mapped GID, the first non-zero one.  A
+ * ConnectX lists a RoCE v1 and a RoCE v2 entry for every address (rxe only
+ * v2): both ends must pick the same type, and v2 is the routable one.
+ */
+static int gid_rank(const uint8_t *raw, bool v2)
+{
+	static const uint8_t v4[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t zero[16];
+
+	if (!memcmp(raw, zero, 16))
+		return 0;
+	return 1 + (v2 ? 2 : 0) + (!memcmp(raw, v4, 12) ? 1 : 0);
+}
+
 static int pick_gid(struct ibv_context *ctx, uint8_t port, int tbl_len)
 {
-	union ibv_gid gid;
-	int i, first = -1;
+	struct ibv_gid_entry *e;
+	int i, n, best = -1, best_rank = 0;
 
 	if (mca_btl_ninja_component.verbs_gid_index >= 0)
 		return mca_btl_ninja_component.verbs_gid_index;
-	for (i = 0; i < tbl_len && i < 64; i++) {
-		static const uint8_t v4[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-						0xff, 0xff };
-		static const uint8_t zero[16];
+	/* One call for the whole table (every port of the device). */
+	e = calloc(256, sizeof(*e));
+	n = e ? (int)ibv_query_gid_table(ctx, e, 256, 0) : -1;
+	for (i = 0; i < n; i++) {
+		int r;
 
-		if (ibv_query_gid(ctx, port, i, &gid))
+		if (e[i].port_num != port)
 			continue;
-		if (!memcmp(gid.raw, zero, 16))
-			continue;
-		if (!memcmp(gid.raw, v4, 12))
-			return i;
-		if (first < 0)
-			first = i;
+		r = gid_rank(e[i].gid.raw, e[i].gid_type == IBV_GID_TYPE_ROCE_V2);
+		if (r > best_rank) {
+			best = (int)e[i].gid_index;
+			best_rank = r;
+		}
 	}
-	return first < 0 ? 0 : first;
+	free(e);
+	if (n < 0) {
+		/* Older kernel: the plain query, no GID types. */
+		for (i = 0; i < tbl_len && i < 256; i++) {
+			union ibv_gid gid;
+			int r;
+
+			if (ibv_query_gid(ctx, port, i, &gid))
+				continue;
+			r = gid_rank(gid.raw, false);
+			if (r > best_rank) {
+				best = i;
+				best_rank = r;
+			}
+		}
+	}
+	return best < 0 ? 0 : best;
 }
 
 int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
@@ -109,9 +140,11 @@ int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 	struct ibv_device **list;
 	int n, i;
 
-	snprintf(desc, desclen, "no RDMA device with an active port");
-	if (V.ctx)
+	if (V.ctx) {
+		snprintf(desc, desclen, "%s port %u (already open)", V.name, V.port);
 		return OPAL_SUCCESS;
+	}
+	snprintf(desc, desclen, "no RDMA device with an active port");
 	list = ibv_get_device_list(&n);
 	if (!list)
 		return OPAL_ERR_NOT_AVAILABLE;
@@ -338,7 +371,15 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 		goto fail;
 	memset(&qa, 0, sizeof(qa));
 	qa.qp_state = IBV_QPS_RTS;
-	qa.timeout = 14;
+	/*
+	 * Local ACK timeout 4.096 us * 2^18 = 1.07 s (Open MPI's openib used
+	 * 2^20).  With 2^14 (67 ms) soft-RoCE under TCG retransmitted all
+	 * the time (ACKs late, not lost), and 6.1's rxe then failed QPs with
+	 * "local QP operation error" / "remote invalid request error" on
+	 * multi-packet sends.  On a lossless fabric this only bounds the
+	 * time to detect a dead peer (x retry_cnt 7).
+	 */
+	qa.timeout = 18;
 	qa.retry_cnt = 7;
 	qa.rnr_retry = 7;
 	qa.sq_psn = ep->endpoint_verbs_psn;
@@ -452,6 +493,7 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 	ninja_frame_hdr_t h;
+	int r;
 
 	if (v->credits < 1 || v->ntx_free < 1)
 		return 1;
@@ -459,7 +501,10 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 	h.type = type;
 	h.epoch = mca_btl_ninja_component.epoch;
 	h.flags = take_credits(v);
-	return post_piece(ep, &h, NULL, 0, 0, 0, slot);
+	r = post_piece(ep, &h, NULL, 0, 0, 0, slot);
+	if (r)
+		v->credits_owed += h.flags >> CREDIT_SHIFT;
+	return r;
 }
 
 int mca_btl_ninja_verbs_send_marker(mca_btl_ninja_endpoint_t *ep)
@@ -487,8 +532,13 @@ bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 
-	return !v || v->broken || (v->marker_done &&
-				   v->ntx_free == (int)v->nslots);
+	/*
+	 * The marker's completion means the peer acknowledged everything
+	 * posted before it (RC completes a send queue in order).  A CREDIT
+	 * posted after it need not complete: the peer may already have
+	 * destroyed its QP, and destroying ours cancels it.
+	 */
+	return !v || v->broken || v->marker_done;
 }
 
 static void deliver(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
@@ -502,14 +552,28 @@ static void deliver(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
 	ep->endpoint_rx_bytes += len;
 }
 
-static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot, bool app)
+static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
+			uint32_t byte_len, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	ninja_vep_t *v = ep->endpoint_verbs;
 	unsigned char *p = v->rx_buf + (size_t)slot * v->slot_size;
 	ninja_frame_hdr_t h;
 
+	if ((uint32_t)slot >= v->nslots || byte_len < sizeof(h)) {
+		NINJA_ERROR("btl:ninja: verbs: bad receive completion from %u.%u",
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		v->broken = true;
+		return;
+	}
 	memcpy(&h, p, sizeof(h));
+	if (sizeof(h) + (size_t)h.len > byte_len) {
+		NINJA_ERROR("btl:ninja: verbs: truncated frame from %u.%u (%u of %u bytes)",
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			    byte_len, (unsigned int)(sizeof(h) + h.len));
+		v->broken = true;
+		return;
+	}
 	v->credits += h.flags >> CREDIT_SHIFT;
 	switch (h.type) {
 	case NINJA_FRAME_DATA:
@@ -592,11 +656,18 @@ static void dump_state(bool app)
 int mca_btl_ninja_verbs_progress(bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	static bool polling;
 	struct ibv_wc wc[16];
 	int n, i, count = 0;
 
-	if (!V.cq || !V.nqp)
+	/*
+	 * Not re-entrant: an upcall made from a receive slot or from the
+	 * reassembly buffer must not see that buffer reposted or reallocated
+	 * by a nested poll.
+	 */
+	if (!V.cq || !V.nqp || polling)
 		return 0;
+	polling = true;
 	if (mca_btl_ninja_component.verbose >= 30)
 		dump_state(app);
 	while ((n = ibv_poll_cq(V.cq, 16, wc)) > 0) {
@@ -614,6 +685,17 @@ int mca_btl_ninja_verbs_progress(bool app)
 			if (!v || (wc[i].wr_id >> 48) != (v->gen & 0xffff))
 				continue;	/* a destroyed QP's leftovers */
 			if (wc[i].status != IBV_WC_SUCCESS) {
+				if (!recv)
+					v->tx_free[v->ntx_free++] = slot;
+				if (v->marker_done && !recv) {
+					/* A CREDIT after our marker to a peer that
+					 * has finished its drain: expected. */
+					NINJA_VERBOSE(20, "btl:ninja: verbs: late send to %u.%u: %s",
+						      ep->endpoint_name.jobid,
+						      ep->endpoint_name.vpid,
+						      ibv_wc_status_str(wc[i].status));
+					continue;
+				}
 				if (!v->broken)
 					NINJA_ERROR("btl:ninja: verbs: %s to %u.%u failed: %s",
 						    recv ? "receive" : "send",
@@ -624,7 +706,7 @@ int mca_btl_ninja_verbs_progress(bool app)
 				continue;
 			}
 			if (recv) {
-				handle_recv(ep, slot, app);
+				handle_recv(ep, slot, wc[i].byte_len, app);
 				count++;
 			} else {
 				v->tx_free[v->ntx_free++] = slot;
@@ -634,6 +716,20 @@ int mca_btl_ninja_verbs_progress(bool app)
 		}
 		if (n < 16)
 			break;
+	}
+	/*
+	 * Owed credits whose CREDIT frame could not be posted in handle_recv
+	 * (no free send slot or credit at that moment): retry now that
+	 * completions may have freed some, else a peer that waits for them
+	 * and sends nothing more would wait forever.
+	 */
+	for (i = 0; i < c->nconn; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->conn[i];
+		ninja_vep_t *v = ep->endpoint_verbs;
+
+		if (v && !v->broken && ep->endpoint_rail == NINJA_RAIL_VERBS &&
+		    v->credits_owed >= (int)v->nslots / 2)
+			(void)send_ctl(ep, NINJA_FRAME_CREDIT, NULL);
 	}
 	/* Credits or slots came back: move queued frames. */
 	if (app && c->state == NINJA_RUNNING) {
@@ -645,5 +741,6 @@ int mca_btl_ninja_verbs_progress(bool app)
 				(void)mca_btl_ninja_endpoint_flush(ep, true, false);
 		}
 	}
+	polling = false;
 	return count;
 }
