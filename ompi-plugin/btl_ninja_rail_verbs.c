@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <infiniband/verbs.h>
 
@@ -365,10 +366,23 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 		qa.ah_attr.grh.sgid_index = (uint8_t)V.gid_index;
 		qa.ah_attr.grh.hop_limit = 64;
 	}
-	if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-		goto fail;
+	/*
+	 * RoCE resolves the peer's MAC (neighbour lookup) here.  Right after
+	 * a hot-plug the peer's interface may not answer yet (seen with rxe:
+	 * ETIMEDOUT while its link came up): the QP stays in INIT after a
+	 * failed transition, so retry for up to about 2 s.
+	 */
+	for (int tries = 0;; tries++) {
+		if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_AV |
+				  IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+				  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+				  IBV_QP_MIN_RNR_TIMER) == 0)
+			break;
+		if ((errno != ETIMEDOUT && errno != EHOSTUNREACH &&
+		     errno != EAGAIN) || tries >= 10)
+			goto fail;
+		usleep(200000);
+	}
 	memset(&qa, 0, sizeof(qa));
 	qa.qp_state = IBV_QPS_RTS;
 	/*
