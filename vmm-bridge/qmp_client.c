@@ -93,47 +93,18 @@ void qmp_close(struct qmp *q)
 	q->len = q->cap = 0;
 }
 
-static int remaining_ms(int64_t deadline)
-{
-	int64_t left = deadline - vmm_now_ns();
-
-	if (left <= 0)
-		return 0;
-	left = (left + 999999) / 1000000;
-	return left > 1000000 ? 1000000 : (int)left;
-}
-
 /* Write a whole message (with CRLF). 0 / -1 / -2. */
 static int qmp_write(struct qmp *q, const char *s, size_t n, int64_t deadline)
 {
-	size_t off = 0;
+	int r = vmm_write_all(q->fd, s, n, deadline);
 
-	while (off < n) {
-		ssize_t w = send(q->fd, s + off, n - off, MSG_NOSIGNAL);
-
-		if (w > 0) {
-			off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = q->fd, .events = POLLOUT };
-			int ms = remaining_ms(deadline);
-
-			if (ms == 0) {
-				qmp_fail(q, QMP_ERR_TIMEOUT,
-					 "QEMU is not reading its monitor (send timed out)");
-				return -2;
-			}
-			poll(&p, 1, ms);
-			continue;
-		}
+	if (r == -2)
+		qmp_fail(q, QMP_ERR_TIMEOUT,
+			 "QEMU is not reading its monitor (send timed out)");
+	else if (r < 0)
 		qmp_fail(q, QMP_ERR_IO, "send: %s",
-			 w < 0 ? strerror(errno) : "connection closed");
-		return -1;
-	}
-	return 0;
+			 errno == EPIPE ? "connection closed" : strerror(errno));
+	return r;
 }
 
 /*
@@ -185,7 +156,7 @@ static int qmp_fill(struct qmp *q, int64_t deadline, bool wait)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			struct pollfd p = { .fd = q->fd, .events = POLLIN };
-			int ms = wait ? remaining_ms(deadline) : 0;
+			int ms = wait ? vmm_remaining_ms(deadline) : 0;
 			int pr;
 
 			if (ms == 0) {

@@ -162,7 +162,7 @@ void vmm_chan_close(struct vmm_chan *c)
 	c->head = c->count = c->cap = 0;
 }
 
-static int remaining_ms(int64_t deadline)
+int vmm_remaining_ms(int64_t deadline)
 {
 	int64_t left = deadline - vmm_now_ns();
 
@@ -173,12 +173,44 @@ static int remaining_ms(int64_t deadline)
 	return left > 1000000 ? 1000000 : (int)left;
 }
 
+int vmm_write_all(int fd, const void *buf, size_t len, int64_t deadline)
+{
+	const char *p = buf;
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t w = send(fd, p + off, len - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == ENOTSOCK)
+			w = write(fd, p + off, len - off);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			int ms = vmm_remaining_ms(deadline);
+
+			if (ms == 0)
+				return -2;
+			poll(&pf, 1, ms);
+			continue;
+		}
+		if (w == 0)
+			errno = EPIPE;
+		return -1;
+	}
+	return 0;
+}
+
 int vmm_chan_sendv(struct vmm_chan *c, int64_t deadline, const char *fmt,
 		   va_list ap)
 {
 	char buf[NINJA_LINE_MAX + 1];
-	size_t off = 0, len;
-	int n;
+	size_t len;
+	int n, r;
 
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (n < 0 || n > NINJA_LINE_MAX - 1) {
@@ -196,32 +228,15 @@ int vmm_chan_sendv(struct vmm_chan *c, int64_t deadline, const char *fmt,
 		vmm_log("%s > %s", c->name, buf);
 	buf[n] = '\n';
 	len = (size_t)n + 1;
-	while (off < len) {
-		ssize_t w = send(c->fd, buf + off, len - off, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == ENOTSOCK)
-			w = write(c->fd, buf + off, len - off);
-		if (w > 0) {
-			off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = c->fd, .events = POLLOUT };
-			int ms = remaining_ms(deadline);
-
-			if (ms == 0) {
-				snprintf(c->errmsg, sizeof(c->errmsg),
-					 "%s: peer is not reading (send timed out)",
-					 c->name);
-				return -2;
-			}
-			poll(&p, 1, ms);
-			continue;
-		}
+	r = vmm_write_all(c->fd, buf, len, deadline);
+	if (r == -2) {
+		snprintf(c->errmsg, sizeof(c->errmsg),
+			 "%s: peer is not reading (send timed out)", c->name);
+		return -2;
+	}
+	if (r < 0) {
 		snprintf(c->errmsg, sizeof(c->errmsg), "%s: send: %s", c->name,
-			 w < 0 ? strerror(errno) : "closed");
+			 errno == EPIPE ? "closed" : strerror(errno));
 		c->eof = true;
 		return -1;
 	}
@@ -343,7 +358,7 @@ static int chan_wait(struct vmm_chan **cs, int n, int64_t deadline,
 		}
 		if (np == 0)
 			return 0;	/* everyone is at EOF: let the caller see */
-		r = poll(pfd, (nfds_t)n, remaining_ms(deadline));
+		r = poll(pfd, (nfds_t)n, vmm_remaining_ms(deadline));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)

@@ -54,6 +54,14 @@ struct vmm_chan {
 /* CLOCK_MONOTONIC in nanoseconds (deadlines) / CLOCK_REALTIME (EVENT). */
 int64_t vmm_now_ns(void);
 int64_t vmm_wall_ns(void);
+/* Milliseconds left until deadline for poll(): 0 when past, rounded up. */
+int vmm_remaining_ms(int64_t deadline);
+/*
+ * Write all of buf to fd (socket, or any fd), waiting for room until the
+ * deadline.  0 done, -1 error (errno set; EPIPE when the peer closed), -2
+ * deadline.
+ */
+int vmm_write_all(int fd, const void *buf, size_t len, int64_t deadline);
 /* "HH:MM:SS.mmm prog: message\n" to stderr (debug log). */
 void vmm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vmm_set_progname(const char *name);
