@@ -225,8 +225,6 @@ static void sq_pop(mca_btl_ninja_endpoint_t *ep)
 /* The connection broke outside a drain: close it and reconnect lazily. */
 static void ep_failed(mca_btl_ninja_endpoint_t *ep, int err, const char *what)
 {
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-
 	NINJA_VERBOSE(10, "btl:ninja: connection to %u.%u %s (%s)%s",
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, what,
 		      err ? strerror(-err) : "closed by peer",
@@ -237,7 +235,6 @@ static void ep_failed(mca_btl_ninja_endpoint_t *ep, int err, const char *what)
 		ep->endpoint_conn_start = 0;
 		mca_btl_ninja_wake();
 	}
-	(void)c;
 }
 
 /*
