@@ -88,6 +88,7 @@ void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd)
 	ep->endpoint_state = NINJA_EP_CONNECTED;
 	ep->endpoint_want_connect = false;
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+	ep->endpoint_rx_put_left = 0;
 	ep->endpoint_marker_sent = false;
 	ep->endpoint_marker_off = 0;
 	ep->endpoint_connects++;
@@ -137,6 +138,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 	if (ep->endpoint_sq_head)
 		ep->endpoint_sq_head->sent = 0;
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+	ep->endpoint_rx_put_left = 0;
 }
 
 /* Write what is left of a frame.  1: complete, 0: would block, <0: error. */
@@ -419,6 +421,17 @@ void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	mca_btl_base_segment_t seg;
 	mca_btl_base_descriptor_t des;
 
+	if (NINJA_TAG_PUT == tag) {
+		/* A put that came whole (verbs rail, deferred frame). */
+		ninja_put_hdr_t ph;
+
+		if (len < sizeof(ph))
+			return;
+		memcpy(&ph, data, sizeof(ph));
+		memcpy((void *)(uintptr_t)ph.addr, (char *)data + sizeof(ph),
+		       len - sizeof(ph));
+		return;
+	}
 	seg.seg_addr.pval = data;
 	seg.seg_len = len;
 	memset(&des, 0, sizeof(des));
@@ -452,6 +465,33 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 }
 
 /*
+ * A put frame's header and destination are in the buffer at p: copy the
+ * part of its data that came with them, read the rest in place later
+ * (endpoint_rx_put).  Whichever thread reads it writes the destination:
+ * ob1 does not look at it before the FIN, which follows on this stream.
+ */
+static void rx_put_start(mca_btl_ninja_endpoint_t *ep,
+			 const ninja_frame_hdr_t *hdr, unsigned char *p,
+			 size_t avail)
+{
+	size_t dlen = hdr->len - sizeof(ninja_put_hdr_t);
+	size_t have = avail - sizeof(*hdr) - sizeof(ninja_put_hdr_t);
+	ninja_put_hdr_t ph;
+
+	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
+	if (have > dlen)
+		have = dlen;
+	memcpy((void *)(uintptr_t)ph.addr,
+	       p + sizeof(*hdr) + sizeof(ph), have);
+	ep->endpoint_rx_off += sizeof(*hdr) + sizeof(ph) + have;
+	ep->endpoint_rx_seq++;
+	ep->endpoint_rx_frags++;
+	ep->endpoint_rx_bytes += sizeof(*hdr) + hdr->len;
+	ep->endpoint_rx_put = (unsigned char *)(uintptr_t)ph.addr + have;
+	ep->endpoint_rx_put_left = dlen - have;
+}
+
+/*
  * Read and dispatch frames.  app: upcall into ob1 (application thread,
  * RUNNING); otherwise defer (control thread, drain).  Returns the number
  * of frames handled, or <0 if the connection is gone.
@@ -477,6 +517,14 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 
 			memcpy(&hdr, p, sizeof(hdr));
 			need = sizeof(hdr) + hdr.len;
+			if (NINJA_FRAME_DATA == hdr.type &&
+			    NINJA_TAG_PUT == hdr.tag &&
+			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
+				rx_put_start(ep, &hdr, p, avail);
+				avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+				count++;
+				continue;
+			}
 			if (avail < need)
 				break;
 			ep->endpoint_rx_off += need;
@@ -536,8 +584,13 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
 			ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
 		} else if (avail >= sizeof(hdr)) {
-			/* A partial frame: make room for all of it. */
+			/* A partial frame: make room for all of it (of a put,
+			 * for the part before its data). */
 			size_t need = sizeof(hdr) + hdr.len;
+
+			if (NINJA_FRAME_DATA == hdr.type &&
+			    NINJA_TAG_PUT == hdr.tag)
+				need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
 
 			if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
 				memmove(ep->endpoint_rx_buf,
@@ -567,12 +620,24 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		}
 		if (loops++ >= 8)
 			break;
-		n = recv(ep->endpoint_fd,
-			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
-			 ep->endpoint_rx_cap - ep->endpoint_rx_len, MSG_DONTWAIT);
-		if (n > 0) {
-			ep->endpoint_rx_len += (size_t)n;
-			continue;
+		if (ep->endpoint_rx_put_left) {
+			/* The rest of a put: straight into its destination. */
+			n = recv(ep->endpoint_fd, ep->endpoint_rx_put,
+				 ep->endpoint_rx_put_left, MSG_DONTWAIT);
+			if (n > 0) {
+				ep->endpoint_rx_put += n;
+				ep->endpoint_rx_put_left -= (size_t)n;
+				continue;
+			}
+		} else {
+			n = recv(ep->endpoint_fd,
+				 ep->endpoint_rx_buf + ep->endpoint_rx_len,
+				 ep->endpoint_rx_cap - ep->endpoint_rx_len,
+				 MSG_DONTWAIT);
+			if (n > 0) {
+				ep->endpoint_rx_len += (size_t)n;
+				continue;
+			}
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 			      errno == EINTR))
