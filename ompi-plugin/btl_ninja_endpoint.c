@@ -519,6 +519,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			need = sizeof(hdr) + hdr.len;
 			if (NINJA_FRAME_DATA == hdr.type &&
 			    NINJA_TAG_PUT == hdr.tag &&
+			    hdr.len >= sizeof(ninja_put_hdr_t) &&
 			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
 				rx_put_start(ep, &hdr, p, avail);
 				avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
