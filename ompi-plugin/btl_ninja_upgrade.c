@@ -220,7 +220,7 @@ void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
 		if (hdr->epoch != c->epoch || c->state != NINJA_RUNNING)
 			return;
 		/* Try again with this peer at the next step. */
-		ep->endpoint_upg_gen = 0;
+		ep->endpoint_upg_gen = U.gen - 1;
 		mca_btl_ninja_wake();
 		break;
 	default:
@@ -541,13 +541,16 @@ void mca_btl_ninja_upgrade_reset(const char *hint)
 	int i;
 
 	mca_btl_ninja_lock();
+	/* Only a device opened live (try_open: a new generation) starts
+	 * upgrades; a connection the resume made on tcp with verbs open
+	 * here has a peer without verbs (it sends UPGRADE_REQ when it gets
+	 * them). */
 	for (i = 0; i < c->neps; i++) {
 		c->eps[i]->endpoint_upg = UPG_NONE;
 		c->eps[i]->endpoint_upg_t_hold = 0;
-		c->eps[i]->endpoint_upg_gen = 0;
+		c->eps[i]->endpoint_upg_gen = U.gen;
 	}
 	snprintf(U.hint, sizeof(U.hint), "%s", hint ? hint : "");
-	U.gen++;
 	U.dirty = false;
 	U.upgraded = U.refused = U.failed = 0;
 	U.stall_max_ns = U.stall_sum_ns = 0;
