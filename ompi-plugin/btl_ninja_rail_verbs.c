@@ -321,17 +321,8 @@ int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
 	for (i = 0; i < v->nslots; i++)
 		if (post_recv(ep, (int)i))
 			goto fail;
-	mine->valid = 1;
-	mine->port = V.port;
-	mine->lid = V.lid;
-	mine->qpn = v->qp->qp_num;
-	mine->psn = (uint32_t)(random() & 0xffffff);
-	mine->mtu = V.mtu;
-	mine->slots = v->nslots;
-	mine->slot_size = v->slot_size;
-	memcpy(mine->gid, V.gid.raw, 16);
-	ep->endpoint_verbs_psn = mine->psn;
-	return OPAL_SUCCESS;
+	ep->endpoint_verbs_psn = (uint32_t)(random() & 0xffffff);
+	return mca_btl_ninja_verbs_ep_info(ep, mine);
 fail:
 	NINJA_ERROR("btl:ninja: verbs: cannot set up a queue pair to %u.%u on %s: %s",
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid, V.name,
@@ -339,6 +330,26 @@ fail:
 	mca_btl_ninja_verbs_ep_destroy(ep);
 	memset(mine, 0, sizeof(*mine));
 	return OPAL_ERROR;
+}
+
+int mca_btl_ninja_verbs_ep_info(mca_btl_ninja_endpoint_t *ep,
+				ninja_verbs_info_t *mine)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+
+	memset(mine, 0, sizeof(*mine));
+	if (!v || !v->qp || v->broken || !V.ctx)
+		return OPAL_ERROR;
+	mine->valid = 1;
+	mine->port = V.port;
+	mine->lid = V.lid;
+	mine->qpn = v->qp->qp_num;
+	mine->psn = ep->endpoint_verbs_psn;
+	mine->mtu = V.mtu;
+	mine->slots = v->nslots;
+	mine->slot_size = v->slot_size;
+	memcpy(mine->gid, V.gid.raw, 16);
+	return OPAL_SUCCESS;
 }
 
 int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,

@@ -288,8 +288,10 @@ static void answer(mca_btl_ninja_endpoint_t *ep)
 	ninja_verbs_info_t mine;
 
 	memset(&mine, 0, sizeof(mine));
+	/* The QP made when our device opened (prepare()), else a new one. */
 	if (c->verbs_on && ep->endpoint_rail == NINJA_RAIL_TCP &&
-	    mca_btl_ninja_verbs_ep_create(ep, &mine) == OPAL_SUCCESS &&
+	    (mca_btl_ninja_verbs_ep_info(ep, &mine) == OPAL_SUCCESS ||
+	     mca_btl_ninja_verbs_ep_create(ep, &mine) == OPAL_SUCCESS) &&
 	    mca_btl_ninja_verbs_ep_connect(ep, &ep->endpoint_upg_peer) !=
 	    OPAL_SUCCESS) {
 		mca_btl_ninja_verbs_ep_destroy(ep);
@@ -456,10 +458,21 @@ void mca_btl_ninja_upgrade_step(void)
 				break;
 			ep->endpoint_upg_gen = U.gen;
 			ep->endpoint_upg_conn = ep->endpoint_connects;
-			if (name_cmp(me, ep->endpoint_name) < 0)
+			if (name_cmp(me, ep->endpoint_name) < 0) {
 				initiate(ep);
-			else
+			} else {
+				/*
+				 * Make the QP now (registration is the slow
+				 * part): the initiator's hold then only covers
+				 * the QP transitions.
+				 */
+				if (!ep->endpoint_verbs) {
+					ninja_verbs_info_t mine;
+
+					(void)mca_btl_ninja_verbs_ep_create(ep, &mine);
+				}
 				(void)queue_ctl(ep, NINJA_FRAME_UPGRADE_REQ, NULL);
+			}
 			break;
 		case UPG_GOT_ACK:
 			finish_ack(ep);
