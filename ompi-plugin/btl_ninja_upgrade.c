@@ -427,12 +427,11 @@ void mca_btl_ninja_upgrade_step(void)
 
 	if (c->state != NINJA_RUNNING)
 		return;
-	if (U.event && !c->verbs_on && mca_btl_ninja_upgrade_live() &&
-	    mca_btl_ninja_rail_wanted("verbs", U.hint) &&
-	    mca_btl_ninja_now_ns() >= U.next_try)
+	if (U.event && (c->verbs_on || !mca_btl_ninja_upgrade_live() ||
+			!mca_btl_ninja_rail_wanted("verbs", U.hint)))
+		U.event = false;	/* nothing to do with it */
+	if (U.event && mca_btl_ninja_now_ns() >= U.next_try)
 		try_open();
-	else if (U.event && c->verbs_on)
-		U.event = false;
 	mca_btl_ninja_lock();
 	if (c->state != NINJA_RUNNING) {
 		mca_btl_ninja_unlock();
