@@ -357,6 +357,8 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 	struct ibv_qp_attr qa;
+	uint64_t t0;
+	int tries;
 
 	if (!v || !peer->valid || peer->slots == 0 ||
 	    peer->slot_size != v->slot_size)
@@ -381,19 +383,25 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 	 * RoCE resolves the peer's MAC (neighbour lookup) here.  Right after
 	 * a hot-plug the peer's interface may not answer yet (seen with rxe:
 	 * ETIMEDOUT while its link came up): the QP stays in INIT after a
-	 * failed transition, so retry for up to about 2 s.
+	 * failed transition, so retry for up to about 2 s, in short steps:
+	 * a live upgrade holds the connection's frames meanwhile.
 	 */
-	for (int tries = 0;; tries++) {
+	t0 = mca_btl_ninja_now_ns();
+	for (tries = 0;; tries++) {
 		if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_AV |
 				  IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
 				  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
 				  IBV_QP_MIN_RNR_TIMER) == 0)
 			break;
 		if ((errno != ETIMEDOUT && errno != EHOSTUNREACH &&
-		     errno != EAGAIN) || tries >= 10)
+		     errno != EAGAIN) ||
+		    mca_btl_ninja_now_ns() - t0 > 2000000000ull)
 			goto fail;
-		usleep(200000);
+		usleep(10000);
 	}
+	NINJA_VERBOSE(20, "btl:ninja: verbs: QP to %u.%u at RTR after %d retries, %.1f ms",
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, tries,
+		      (mca_btl_ninja_now_ns() - t0) / 1e6);
 	memset(&qa, 0, sizeof(qa));
 	qa.qp_state = IBV_QPS_RTS;
 	/*

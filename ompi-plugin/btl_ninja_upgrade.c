@@ -261,8 +261,15 @@ static int send_ready(mca_btl_ninja_endpoint_t *ep, bool ok)
 /* I, ACK read: QP to RTS, READY, frames go on the QP. */
 static void finish_ack(mca_btl_ninja_endpoint_t *ep)
 {
+	uint64_t t0 = mca_btl_ninja_now_ns();
 	bool ok = mca_btl_ninja_verbs_ep_connect(ep, &ep->endpoint_upg_peer) ==
 		  OPAL_SUCCESS;
+
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: ACK from %u.%u after %.1f ms of hold, QP %s in %.1f ms",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid,
+		      (t0 - ep->endpoint_upg_t_hold) / 1e6,
+		      ok ? "at RTS" : "FAILED", (mca_btl_ninja_now_ns() - t0) / 1e6);
 
 	if (send_ready(ep, ok) != 0) {
 		done(ep, false, "READY not sent");
@@ -285,6 +292,7 @@ static void finish_ack(mca_btl_ninja_endpoint_t *ep)
 static void answer(mca_btl_ninja_endpoint_t *ep)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	uint64_t t0 = mca_btl_ninja_now_ns();
 	ninja_verbs_info_t mine;
 
 	memset(&mine, 0, sizeof(mine));
@@ -307,11 +315,12 @@ static void answer(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_upg = UPG_NONE;
 		mca_btl_ninja_verbs_ep_destroy(ep);
 	}
-	NINJA_VERBOSE(10, "btl:ninja: rank %u: upgrade asked by %u.%u: %s",
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: upgrade asked by %u.%u: %s (%.1f ms)",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
 		      ep->endpoint_name.vpid,
 		      mine.valid ? "answered with our queue pair" :
-		      "not now (no verbs rail here yet)");
+		      "not now (no verbs rail here yet)",
+		      (mca_btl_ninja_now_ns() - t0) / 1e6);
 }
 
 /* I: QP, UPGRADE. */
