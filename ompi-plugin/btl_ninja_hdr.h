@@ -31,7 +31,8 @@ enum {
 	NINJA_FRAME_UPGRADE_ACK = 9,	/* answerer's ninja_verbs_info_t (valid
 					 * 0: not now); valid 1: its QP is at
 					 * RTS, it sends nothing more on TCP */
-	NINJA_FRAME_UPGRADE_REQ = 10,	/* "my verbs rail is up": the lower-
+	NINJA_FRAME_UPGRADE_REQ = 10,	/* "my verbs rail is up" (and its
+					 * ninja_verbs_info_t): the lower-
 					 * named peer should start one */
 };
 
