@@ -94,6 +94,8 @@ void mca_btl_ninja_upgrade_event(const char *kind, uint64_t t_ns)
 {
 	if (strcmp(kind, "port-active") != 0)
 		return;
+	if (mca_btl_ninja_component.verbs_on && U.event_at)
+		return;		/* a repeat (rxe sends two), already acted upon */
 	U.event = true;
 	U.event_t_ns = t_ns;
 	U.event_at = mca_btl_ninja_now_ns();
