@@ -312,6 +312,22 @@ int ninja_agg_rank_line(struct ninja_agg *a, int slot, const char *line,
 		r->state = NINJA_RS_RUNNING;
 		check_all_resumed(a);
 		return 0;
+	case NINJA_V_UPGRADED:
+		/*
+		 * A rank moved its connections to a better rail by itself
+		 * (btl/ninja's live upgrade, after a port became ACTIVE): no
+		 * state changes, the host gets it as a REPORT of the rank's
+		 * epoch (the node's if the rank says 0; none before the first
+		 * epoch: no host can be waiting for it then).
+		 */
+		if (!m.epoch && !a->epoch)
+			return 0;
+		n = rank_prefix(buf, sizeof(buf), "REPORT",
+				m.epoch ? m.epoch : a->epoch, r);
+		n += snprintf(buf + n, sizeof(buf) - n, " event=upgraded");
+		n = append_kv(buf, n, sizeof(buf), &m);
+		emit(a, TO_HOST, buf, n);
+		return 0;
 	default:
 		return reply_err(a, slot, NINJA_EROLE, ninja_verb_name(m.verb));
 	}

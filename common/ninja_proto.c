@@ -28,6 +28,7 @@ static const struct ninja_verb_desc verbs[NINJA_V_COUNT] = {
 	[NINJA_V_STATUS]   = { "STATUS",   1, 0, 0 },
 	[NINJA_V_EVENT]    = { "EVENT",    3, 0, 0 },
 	[NINJA_V_ERR]      = { "ERR",      2, 0, 1 },
+	[NINJA_V_UPGRADED] = { "UPGRADED", 2, 0, 0 },
 };
 
 static const char *const err_names[NINJA_EERRCOUNT] = {
@@ -218,6 +219,14 @@ int ninja_parse_line(const char *line, size_t len, struct ninja_msg *m)
 		if (ninja_parse_u64(m->tok[1].p, m->tok[1].len, &num))
 			return -NINJA_ENUM;
 		m->num = num;
+		break;
+	case NINJA_V_UPGRADED:
+		/* The rank's epoch: 0 for a job that never drained. */
+		if (ninja_parse_u64(m->tok[1].p, m->tok[1].len, &num) ||
+		    num > UINT32_MAX)
+			return -NINJA_ENUM;
+		m->num = num;
+		m->epoch = (uint32_t)num;
 		break;
 	default:
 		break;

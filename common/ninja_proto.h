@@ -70,6 +70,7 @@ enum ninja_verb {
 	NINJA_V_STATUS,		/* H->N   STATUS ; N->H STATUS k=v...              */
 	NINJA_V_EVENT,		/* N->H,R EVENT <t_ns> <kind> [k=v]...             */
 	NINJA_V_ERR,		/* any    ERR <code> [free text]                   */
+	NINJA_V_UPGRADED,	/* R->N   UPGRADED <epoch|0> [rail=R] [k=v]...     */
 	NINJA_V_COUNT
 };
 
@@ -102,7 +103,7 @@ struct ninja_tok {
 struct ninja_msg {
 	enum ninja_verb verb;
 	uint32_t epoch;		/* verbs with an <epoch> argument */
-	uint64_t num;		/* REGISTER: rank; EVENT: t_ns */
+	uint64_t num;		/* REGISTER: rank; EVENT: t_ns; UPGRADED: epoch */
 	bool crlf;		/* line ended in "\r\n" (tty echo, see docs) */
 	int ntok;		/* tokens, the verb included */
 	struct ninja_tok tok[NINJA_MAX_TOKS];

@@ -129,6 +129,13 @@ struct mca_btl_base_endpoint_t {
 	struct ninja_vep *endpoint_verbs;
 	bool endpoint_verbs_ready;	/* acceptor: connector said READY */
 	uint32_t endpoint_verbs_psn;
+	/* Live upgrade to verbs (btl_ninja_upgrade.c). */
+	int endpoint_upg;		/* enum in btl_ninja_upgrade.c */
+	uint32_t endpoint_upg_epoch;	/* epoch of the exchange in progress */
+	uint32_t endpoint_upg_gen;	/* device generation last tried */
+	uint64_t endpoint_upg_conn;	/* endpoint_connects it belongs to */
+	uint64_t endpoint_upg_t_hold;	/* ns: new frames queued since */
+	ninja_verbs_info_t endpoint_upg_peer;
 	/* Counters. */
 	uint64_t endpoint_tx_frags, endpoint_rx_frags;
 	uint64_t endpoint_tx_bytes, endpoint_rx_bytes;
@@ -193,6 +200,8 @@ typedef struct mca_btl_ninja_component {
 	int verbs_port;
 	int verbs_slots;
 	int verbs_slot_size;
+	char *upgrade;			/* live | wait */
+	int upgrade_wait;		/* s: wait mode's bound at RESUME */
 	bool verbs_on;			/* the verbs rail is in use this epoch */
 	char verbs_desc[128];
 
@@ -335,6 +344,37 @@ void mca_btl_ninja_tcp_tune(int fd);
 /* btl_ninja_drain.c - control thread. */
 int mca_btl_ninja_thread_start(void);
 void mca_btl_ninja_thread_stop(void);
+void mca_btl_ninja_ctl_send(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+void mca_btl_ninja_report_json(const char *json);
+
+/*
+ * btl_ninja_upgrade.c - live upgrade of TCP connections to verbs when a
+ * port becomes ACTIVE after the resume (docs/design.md "Live upgrade").
+ * Every function runs with the component lock held, except where noted.
+ */
+bool mca_btl_ninja_upgrade_live(void);
+/* Control thread, unlocked: an EVENT line from the node. */
+void mca_btl_ninja_upgrade_event(const char *kind, uint64_t t_ns);
+/* Control thread, unlocked, RUNNING: open, start, answer, report. */
+void mca_btl_ninja_upgrade_step(void);
+/* Control thread: ms until upgrade_step wants to run again (-1: idle). */
+int mca_btl_ninja_upgrade_timeout(void);
+/* Any thread: an UPGRADE* frame read from ep's TCP stream. */
+void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
+				 const ninja_frame_hdr_t *hdr,
+				 const void *payload, bool app);
+/* Any thread: a READY frame was handled for ep. */
+void mca_btl_ninja_upgrade_ready(mca_btl_ninja_endpoint_t *ep);
+/* Any thread: a control frame of ours is completely written. */
+void mca_btl_ninja_upgrade_sent(mca_btl_ninja_frag_t *f);
+/* Drain hooks (control thread). */
+void mca_btl_ninja_upgrade_drain_start(void);
+void mca_btl_ninja_upgrade_drain(mca_btl_ninja_endpoint_t *ep);
+/* Resume (control thread, unlocked): forget every exchange; hint = RESUME rails=. */
+void mca_btl_ninja_upgrade_reset(const char *hint);
+/* Wait mode (control thread, unlocked): hold this RESUME for the port? */
+bool mca_btl_ninja_upgrade_hold_resume(const char *hint, uint64_t since);
 
 END_C_DECLS
 

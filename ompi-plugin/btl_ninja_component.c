@@ -144,6 +144,16 @@ static int ninja_register(void)
 	reg_int("verbs_slot_size",
 		"Bytes per verbs slot (frames larger than a slot are sent in pieces)",
 		64 * 1024, OPAL_INFO_LVL_5, &c->verbs_slot_size);
+	reg_string("upgrade",
+		   "When an RDMA port becomes ACTIVE after a resume: live = resume on tcp at "
+		   "once and move each connection to verbs in place when the port is ACTIVE "
+		   "(no drain, no VMM round trip); wait = a RESUME whose rails= lists verbs "
+		   "waits for the ACTIVE port (at most btl_ninja_upgrade_wait s), as before",
+		   "live", OPAL_INFO_LVL_4, &c->upgrade);
+	reg_int("upgrade_wait",
+		"Seconds a RESUME waits for an ACTIVE RDMA port with btl_ninja_upgrade=wait "
+		"before resuming on tcp",
+		60, OPAL_INFO_LVL_4, &c->upgrade_wait);
 	reg_int("port_min",
 		"Lowest TCP port to listen on (0: any ephemeral port)", 0,
 		OPAL_INFO_LVL_2, &c->port_min);
@@ -222,6 +232,11 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	if (c->verbs_slots < 4 || c->verbs_slot_size < 4096) {
 		NINJA_ERROR("btl:ninja: btl_ninja_verbs_slots must be >= 4 and "
 			    "btl_ninja_verbs_slot_size >= 4096");
+		return NULL;
+	}
+	if (strcmp(c->upgrade, "live") && strcmp(c->upgrade, "wait")) {
+		NINJA_ERROR("btl:ninja: btl_ninja_upgrade must be live or wait, not '%s'",
+			    c->upgrade);
 		return NULL;
 	}
 	if (c->if_include[0] && strcmp(c->if_exclude, "127.0.0.1/8") &&

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -59,6 +60,8 @@ static struct {
 	bool report_pending;		/* RESUMED owed after reconnect */
 	bool drain_warned;
 	uint64_t reconnect_deadline;
+	uint64_t resume_at;		/* RESUME arrived (wait mode) */
+	uint64_t link_wait_us;		/* wait mode: RESUME held for the port */
 	char rails_hint[64];
 	pending_accept_t pending[NINJA_MAX_PENDING];
 	int npending;
@@ -182,9 +185,35 @@ static void ctl_setup(void)
 	ctl_open();
 }
 
+void mca_btl_ninja_ctl_send(const char *fmt, ...)
+{
+	char line[NINJA_LINE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	ctl_send("%s", line);
+}
+
 /* ---------------------------------------------------------------------
  * Reporting
  */
+
+/* Append one JSON line to btl_ninja_report (if set). */
+void mca_btl_ninja_report_json(const char *json)
+{
+	const char *path = mca_btl_ninja_component.report;
+	FILE *f;
+
+	if (!path || !path[0])
+		return;
+	f = fopen(path, "a");
+	if (f) {
+		fprintf(f, "%s\n", json);
+		fclose(f);
+	}
+}
 
 static double us(uint64_t a, uint64_t b)
 {
@@ -197,7 +226,6 @@ static void report_cycle(void)
 	mca_btl_ninja_cycle_t *y = &c->cycle;
 	opal_process_name_t me = OPAL_PROC_MY_NAME;
 	char json[768];
-	FILE *f;
 
 	if (!y->t_reconnected)
 		y->t_reconnected = mca_btl_ninja_now_ns();
@@ -227,22 +255,20 @@ static void report_cycle(void)
 		      (unsigned long long)y->frames_deferred,
 		      (unsigned long long)y->frags_held);
 	NINJA_VERBOSE(1, "%s", json);
-	if (c->report && c->report[0]) {
-		f = fopen(c->report, "a");
-		if (f) {
-			fprintf(f, "%s\n", json);
-			fclose(f);
-		}
-	}
+	mca_btl_ninja_report_json(json);
 	ctl_send("RESUMED %u rail=%s cancelled=%d%s drain_us=%.0f teardown_us=%.0f "
-		 "wait_us=%.0f rediscover_us=%.0f reconnect_us=%.0f deferred=%llu held=%llu",
+		 "wait_us=%.0f rediscover_us=%.0f reconnect_us=%.0f deferred=%llu held=%llu "
+		 "upgrade=%s link_wait_us=%llu",
 		 y->epoch, y->rail, y->cancelled,
 		 y->timed_out ? " reason=timeout" : "",
 		 us(y->t_start, y->t_drained), us(y->t_drained, y->t_closed),
 		 us(y->t_closed, y->t_resume), us(y->t_resume, y->t_published),
 		 us(y->t_published, y->t_reconnected),
 		 (unsigned long long)y->frames_deferred,
-		 (unsigned long long)y->frags_held);
+		 (unsigned long long)y->frags_held,
+		 mca_btl_ninja_upgrade_live() ? "live" : "wait",
+		 (unsigned long long)T.link_wait_us);
+	T.link_wait_us = 0;
 	c->n_cycles++;
 }
 
@@ -297,6 +323,7 @@ static void drain_start(uint32_t epoch, const char *why)
 			break;
 		}
 	}
+	mca_btl_ninja_upgrade_drain_start();
 	NINJA_VERBOSE(20, "btl:ninja: drain epoch %u started (%s)", epoch, why);
 }
 
@@ -320,6 +347,8 @@ static bool drain_step(void)
 			/* Connected during the drain (late ACK): drain it too. */
 			marker_arm(ep, c->epoch);
 		}
+		/* A live upgrade half-way: finish it or give it up. */
+		mca_btl_ninja_upgrade_drain(ep);
 		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
 			if (!ep->endpoint_verbs_ready) {
 				/* READY still on its way on the TCP socket. */
@@ -414,6 +443,7 @@ static void do_resume(bool cancelled, bool timed_out)
 	uint64_t now;
 	int i;
 
+	mca_btl_ninja_upgrade_reset(T.rails_hint);
 	mca_btl_ninja_lock();
 	c->cycle.t_resume = mca_btl_ninja_now_ns();
 	c->cycle.cancelled = cancelled;
@@ -545,8 +575,17 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 				 c->my_addr.rail);
 			break;
 		}
-		if (c->state == NINJA_DRAINED) {
+		if (!T.resume_pending)
+			T.resume_at = mca_btl_ninja_now_ns();
+		if (c->state == NINJA_DRAINED && (m.verb == NINJA_V_CANCEL ||
+		    !mca_btl_ninja_upgrade_hold_resume(T.rails_hint, T.resume_at))) {
 			do_resume(m.verb == NINJA_V_CANCEL, false);
+		} else if (c->state == NINJA_DRAINED) {
+			/* btl_ninja_upgrade=wait: the loop resumes once the
+			 * site's RDMA port is ACTIVE (or the wait ends). */
+			T.resume_pending = true;
+			NINJA_VERBOSE(10, "btl:ninja: RESUME %u: waiting for an ACTIVE RDMA port "
+				      "(btl_ninja_upgrade=wait)", m.epoch);
 		} else if (c->state == NINJA_DRAINING) {
 			/* Finish the drain first (data may be in flight). */
 			if (m.verb == NINJA_V_CANCEL)
@@ -558,9 +597,14 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 				 c->my_addr.rail);
 		}
 		break;
-	case NINJA_V_EVENT:
+	case NINJA_V_EVENT: {
+		char kind[32];
+
 		NINJA_VERBOSE(10, "btl:ninja: device event: %.*s", (int)len, line);
+		snprintf(kind, sizeof(kind), "%.*s", (int)m.tok[2].len, m.tok[2].p);
+		mca_btl_ninja_upgrade_event(kind, m.num);
 		break;
+	}
 	case NINJA_V_ERR:
 		NINJA_ERROR("btl:ninja: control channel says: %.*s", (int)len,
 			    line);
@@ -1018,6 +1062,11 @@ static void *ninja_thread(void *arg)
 
 		if (T.report_pending && next > now + 1000000ull)
 			next = now + 1000000ull;
+		i = mca_btl_ninja_upgrade_timeout();
+		if (i < 0 && c->state == NINJA_DRAINED && T.resume_pending)
+			i = 100;	/* wait mode: try the port again */
+		if (i >= 0 && next > now + (uint64_t)i * 1000000ull)
+			next = now + (uint64_t)i * 1000000ull;
 		timeout = next > now ? (int)((next - now + 999999) / 1000000) : 0;
 		if (c->state == NINJA_DRAINING)
 			timeout = timeout > 100 ? 100 : timeout;
@@ -1091,8 +1140,17 @@ static void *ninja_thread(void *arg)
 			if (!T.have_control) {
 				/* Nobody to ask: resume right away. */
 				do_resume(true, false);
-			} else if (T.cancel_pending || T.resume_pending) {
-				do_resume(T.cancel_pending, false);
+			} else if (T.cancel_pending) {
+				do_resume(true, false);
+			} else if (T.resume_pending) {
+				if (!T.resume_at)
+					T.resume_at = mca_btl_ninja_now_ns();
+				if (!mca_btl_ninja_upgrade_hold_resume(T.rails_hint,
+								       T.resume_at)) {
+					T.link_wait_us = (mca_btl_ninja_now_ns() -
+							  T.resume_at) / 1000;
+					do_resume(false, false);
+				}
 			} else if (mca_btl_ninja_now_ns() - c->cycle.t_closed >
 				   (uint64_t)c->resume_timeout * 1000000000ull) {
 				NINJA_ERROR("btl:ninja: no RESUME for epoch %u within "
@@ -1103,6 +1161,7 @@ static void *ninja_thread(void *arg)
 			}
 		}
 		check_reconnected();
+		mca_btl_ninja_upgrade_step();
 	}
 	ctl_close();
 	for (int i = 0; i < T.npending; i++)

@@ -182,6 +182,8 @@ static void frag_complete(mca_btl_ninja_frag_t *f, bool app)
 		  (f->queued ||
 		   (f->base.des_flags & MCA_BTL_DES_SEND_ALWAYS_CALLBACK));
 
+	if (f->hdr.type != NINJA_FRAME_DATA)
+		mca_btl_ninja_upgrade_sent(f);	/* may start a hold */
 	ep->endpoint_tx_frags++;
 	ep->endpoint_tx_bytes += f->size;
 	if (cb && !app) {
@@ -391,6 +393,8 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 			break;
 		sq_pop(ep);
 		frag_complete(f, app);
+		if (ep->endpoint_rail != NINJA_RAIL_TCP)
+			return 0;	/* live upgrade: nothing more on TCP */
 	}
 	if (drain && !ep->endpoint_marker_sent &&
 	    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0)) {
@@ -561,6 +565,12 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 					      ep->endpoint_name.vpid,
 					      ep->endpoint_rail == NINJA_RAIL_VERBS ?
 					      "verbs" : "tcp");
+				mca_btl_ninja_upgrade_ready(ep);
+				continue;
+			}
+			if (hdr.type >= NINJA_FRAME_UPGRADE) {
+				mca_btl_ninja_upgrade_frame(ep, &hdr,
+							    p + sizeof(hdr), app);
 				continue;
 			}
 			if (hdr.type != NINJA_FRAME_DATA) {

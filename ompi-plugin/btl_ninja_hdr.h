@@ -21,7 +21,19 @@ enum {
 	NINJA_FRAME_MARKER = 2,	/* drain marker: nothing follows in this epoch */
 	/* 3: CREDIT, verbs rail only (btl_ninja_rail_verbs.c) */
 	NINJA_FRAME_READY = 4,	/* TCP: connector's QP is ready (flags 1) or
-				 * failed (flags 0: stay on TCP) */
+				 * failed (flags 0: stay on TCP); also ends a
+				 * live upgrade (initiator -> answerer) */
+	/* 5-7: reserved (sequence numbers and acknowledgements) */
+	/* Live upgrade of a TCP connection to verbs (btl_ninja_upgrade.c),
+	 * on the TCP stream only; DATA frames never use these numbers. */
+	NINJA_FRAME_UPGRADE = 8,	/* initiator's ninja_verbs_info_t; it
+					 * sends nothing more on TCP but READY */
+	NINJA_FRAME_UPGRADE_ACK = 9,	/* answerer's ninja_verbs_info_t (valid
+					 * 0: not now); valid 1: its QP is at
+					 * RTS, it sends nothing more on TCP */
+	NINJA_FRAME_UPGRADE_REQ = 10,	/* "my verbs rail is up" (and its
+					 * ninja_verbs_info_t): the lower-
+					 * named peer should start one */
 };
 
 /*

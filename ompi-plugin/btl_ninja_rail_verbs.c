@@ -321,17 +321,8 @@ int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
 	for (i = 0; i < v->nslots; i++)
 		if (post_recv(ep, (int)i))
 			goto fail;
-	mine->valid = 1;
-	mine->port = V.port;
-	mine->lid = V.lid;
-	mine->qpn = v->qp->qp_num;
-	mine->psn = (uint32_t)(random() & 0xffffff);
-	mine->mtu = V.mtu;
-	mine->slots = v->nslots;
-	mine->slot_size = v->slot_size;
-	memcpy(mine->gid, V.gid.raw, 16);
-	ep->endpoint_verbs_psn = mine->psn;
-	return OPAL_SUCCESS;
+	ep->endpoint_verbs_psn = (uint32_t)(random() & 0xffffff);
+	return mca_btl_ninja_verbs_ep_info(ep, mine);
 fail:
 	NINJA_ERROR("btl:ninja: verbs: cannot set up a queue pair to %u.%u on %s: %s",
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid, V.name,
@@ -341,11 +332,92 @@ fail:
 	return OPAL_ERROR;
 }
 
+/*
+ * Resolve the peer's address now, outside any hold: a scratch QP taken to
+ * RTR towards its GID makes the kernel resolve the neighbour (RoCE), and
+ * its ARP request teaches the peer's kernel ours, so both ends' later
+ * transitions find the entry.  Best effort; returns ms spent, -1 if none.
+ */
+double mca_btl_ninja_verbs_warm(const ninja_verbs_info_t *peer)
+{
+	struct ibv_qp_init_attr qia;
+	struct ibv_qp_attr qa;
+	struct ibv_qp *qp;
+	uint64_t t0 = mca_btl_ninja_now_ns();
+	int tries, r = -1;
+
+	if (!V.ctx || !V.roce || !peer->valid)
+		return -1;
+	memset(&qia, 0, sizeof(qia));
+	qia.send_cq = V.cq;
+	qia.recv_cq = V.cq;
+	qia.qp_type = IBV_QPT_RC;
+	qia.cap.max_send_wr = 1;
+	qia.cap.max_recv_wr = 1;
+	qia.cap.max_send_sge = 1;
+	qia.cap.max_recv_sge = 1;
+	qp = ibv_create_qp(V.pd, &qia);
+	if (!qp)
+		return -1;
+	memset(&qa, 0, sizeof(qa));
+	qa.qp_state = IBV_QPS_INIT;
+	qa.port_num = V.port;
+	if (ibv_modify_qp(qp, &qa, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+			  IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+		goto out;
+	memset(&qa, 0, sizeof(qa));
+	qa.qp_state = IBV_QPS_RTR;
+	qa.path_mtu = V.mtu;
+	qa.dest_qp_num = peer->qpn;
+	qa.max_dest_rd_atomic = 1;
+	qa.min_rnr_timer = 12;
+	qa.ah_attr.port_num = V.port;
+	qa.ah_attr.is_global = 1;
+	memcpy(qa.ah_attr.grh.dgid.raw, peer->gid, 16);
+	qa.ah_attr.grh.sgid_index = (uint8_t)V.gid_index;
+	qa.ah_attr.grh.hop_limit = 64;
+	for (tries = 0; tries < 200; tries++) {
+		r = ibv_modify_qp(qp, &qa, IBV_QP_STATE | IBV_QP_AV |
+				  IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+				  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+				  IBV_QP_MIN_RNR_TIMER);
+		if (r == 0 || (errno != ETIMEDOUT && errno != EHOSTUNREACH &&
+			       errno != EAGAIN))
+			break;
+		usleep(10000);
+	}
+out:
+	ibv_destroy_qp(qp);
+	return r == 0 ? (mca_btl_ninja_now_ns() - t0) / 1e6 : -1;
+}
+
+int mca_btl_ninja_verbs_ep_info(mca_btl_ninja_endpoint_t *ep,
+				ninja_verbs_info_t *mine)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+
+	memset(mine, 0, sizeof(*mine));
+	if (!v || !v->qp || v->broken || !V.ctx)
+		return OPAL_ERROR;
+	mine->valid = 1;
+	mine->port = V.port;
+	mine->lid = V.lid;
+	mine->qpn = v->qp->qp_num;
+	mine->psn = ep->endpoint_verbs_psn;
+	mine->mtu = V.mtu;
+	mine->slots = v->nslots;
+	mine->slot_size = v->slot_size;
+	memcpy(mine->gid, V.gid.raw, 16);
+	return OPAL_SUCCESS;
+}
+
 int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 				   const ninja_verbs_info_t *peer)
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 	struct ibv_qp_attr qa;
+	uint64_t t0;
+	int tries;
 
 	if (!v || !peer->valid || peer->slots == 0 ||
 	    peer->slot_size != v->slot_size)
@@ -370,19 +442,25 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 	 * RoCE resolves the peer's MAC (neighbour lookup) here.  Right after
 	 * a hot-plug the peer's interface may not answer yet (seen with rxe:
 	 * ETIMEDOUT while its link came up): the QP stays in INIT after a
-	 * failed transition, so retry for up to about 2 s.
+	 * failed transition, so retry for up to about 2 s, in short steps:
+	 * a live upgrade holds the connection's frames meanwhile.
 	 */
-	for (int tries = 0;; tries++) {
+	t0 = mca_btl_ninja_now_ns();
+	for (tries = 0;; tries++) {
 		if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_AV |
 				  IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
 				  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
 				  IBV_QP_MIN_RNR_TIMER) == 0)
 			break;
 		if ((errno != ETIMEDOUT && errno != EHOSTUNREACH &&
-		     errno != EAGAIN) || tries >= 10)
+		     errno != EAGAIN) ||
+		    mca_btl_ninja_now_ns() - t0 > 2000000000ull)
 			goto fail;
-		usleep(200000);
+		usleep(10000);
 	}
+	NINJA_VERBOSE(20, "btl:ninja: verbs: QP to %u.%u at RTR after %d retries, %.1f ms",
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, tries,
+		      (mca_btl_ninja_now_ns() - t0) / 1e6);
 	memset(&qa, 0, sizeof(qa));
 	qa.qp_state = IBV_QPS_RTS;
 	/*

@@ -37,6 +37,11 @@ int mca_btl_ninja_verbs_ep_create(struct mca_btl_base_endpoint_t *ep,
 int mca_btl_ninja_verbs_ep_connect(struct mca_btl_base_endpoint_t *ep,
 				   const ninja_verbs_info_t *peer);
 void mca_btl_ninja_verbs_ep_destroy(struct mca_btl_base_endpoint_t *ep);
+/* Resolve a peer's address ahead of an upgrade (ms spent, -1: not done). */
+double mca_btl_ninja_verbs_warm(const ninja_verbs_info_t *peer);
+/* Our half of the handshake for ep's existing QP (still in INIT). */
+int mca_btl_ninja_verbs_ep_info(struct mca_btl_base_endpoint_t *ep,
+				ninja_verbs_info_t *mine);
 /* Post as much of the head frame as credits allow: 1 done, 0 later, <0 error. */
 int mca_btl_ninja_verbs_send(struct mca_btl_base_endpoint_t *ep,
 			     struct mca_btl_ninja_frag *frag);
@@ -65,6 +70,15 @@ static inline int mca_btl_ninja_verbs_ep_connect(struct mca_btl_base_endpoint_t 
 	return -1;
 }
 static inline void mca_btl_ninja_verbs_ep_destroy(struct mca_btl_base_endpoint_t *ep) { }
+static inline double mca_btl_ninja_verbs_warm(const ninja_verbs_info_t *peer)
+{
+	return -1;
+}
+static inline int mca_btl_ninja_verbs_ep_info(struct mca_btl_base_endpoint_t *ep,
+					      ninja_verbs_info_t *mine)
+{
+	return -1;
+}
 static inline int mca_btl_ninja_verbs_send(struct mca_btl_base_endpoint_t *ep,
 					   struct mca_btl_ninja_frag *frag)
 {

@@ -32,6 +32,9 @@ static void usage(FILE *f)
 "  --switch-only    detach and re-attach each VM's device at the source\n"
 "                   (fabric maintenance), ranks drained around it\n"
 "  --report FILE    write the result and phase timings as JSON\n"
+"  --upgrade live|wait  live (default; cluster key 'upgrade'): RESUME as soon\n"
+"                   as the device is plugged, the ranks move to verbs by\n"
+"                   themselves at port-active; wait: RESUME after port-active\n"
 "  --verbose        log every QMP message and guest line with timestamps\n"
 "                   (stderr)\n"
 "  --help\n"
@@ -48,6 +51,7 @@ int main(int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "switch-only", no_argument, NULL, 's' },
 		{ "report", required_argument, NULL, 'r' },
+		{ "upgrade", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -58,8 +62,15 @@ int main(int argc, char **argv)
 	int c, r;
 
 	vmm_set_progname(argv[0]);
-	while ((c = getopt_long(argc, argv, "nsr:vh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nsr:u:vh", lopts, NULL)) != -1) {
 		switch (c) {
+		case 'u':
+			if (strcmp(optarg, "live") && strcmp(optarg, "wait")) {
+				fprintf(stderr, "ninja-migrate: --upgrade: expected live or wait\n");
+				return VMM_EXIT_USAGE;
+			}
+			o.upgrade = optarg;
+			break;
 		case 'n': o.dry_run = true; break;
 		case 's': o.switch_only = true; break;
 		case 'r': o.report = optarg; break;
@@ -97,6 +108,8 @@ int main(int argc, char **argv)
 		free(cl);
 		return VMM_EXIT_USAGE;
 	}
+	if (o.upgrade)
+		cl->link_wait = !strcmp(o.upgrade, "wait");
 	r = vmm_migrate_run(cl, &o);
 	free(cl);
 	return r;

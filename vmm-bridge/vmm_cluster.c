@@ -223,6 +223,15 @@ static int cluster_key(struct parser *p, int line, const char *k,
 				    v);
 		return 0;
 	}
+	if (strcmp(k, "upgrade") == 0) {
+		if (strcmp(v, "live") == 0)
+			c->link_wait = false;
+		else if (strcmp(v, "wait") == 0)
+			c->link_wait = true;
+		else
+			return perr(p, line, "upgrade: expected live or wait, got '%s'", v);
+		return 0;
+	}
 	if (strcmp(k, "quit-source") == 0) {
 		if (strcmp(v, "yes") == 0)
 			c->quit_source = true;

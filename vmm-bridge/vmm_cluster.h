@@ -80,6 +80,7 @@ struct vmm_cluster {
 		switch_ms, plug_ms, link_ms, resume_ms;
 	uint64_t max_bandwidth;		/* bytes/s, 0 = QEMU's default */
 	bool quit_source;		/* quit the source QEMU after success */
+	bool link_wait;			/* upgrade = wait: port-active before RESUME */
 	struct vmm_site sites[VMM_MAX_SITES];
 	int nsites;
 	struct vmm_vm_conf vms[VMM_MAX_VMS];

@@ -21,6 +21,7 @@ void vmm_guest_init(struct vmm_guest *g, const char *vm, bool verbose)
 	memset(g, 0, sizeof(*g));
 	snprintf(g->vm, sizeof(g->vm), "%s", vm);
 	g->verbose = verbose;
+	g->app_stall_us = g->upgrade_stall_us = -1;
 	vmm_chan_init(&g->ch);
 }
 
@@ -53,6 +54,48 @@ static void tokcpy(char *dst, size_t size, const char *p, size_t n)
 static bool tok_is(const struct ninja_tok *t, const char *s)
 {
 	return t->len == strlen(s) && memcmp(t->p, s, t->len) == 0;
+}
+
+static double kv_us(const struct ninja_msg *m, const char *key)
+{
+	uint64_t v;
+
+	return ninja_msg_get_u64(m, key, &v) ? 0 : (double)v;
+}
+
+/*
+ * What the application saw, from a rank's REPORT: a RESUMED one stalled
+ * it for drain + teardown + rediscover + reconnect (+ the wait for the
+ * port with btl_ninja_upgrade=wait), not for wait_us (the VM's move,
+ * during which the whole guest is stopped or idle); an event=upgraded
+ * one for its stall_us.
+ */
+static void report_stats(struct vmm_guest *g, const struct ninja_msg *m)
+{
+	size_t el = 0, rl = 0;
+	const char *ev = ninja_msg_get(m, "event", &el);
+	const char *rail = ninja_msg_get(m, "rail", &rl);
+	double s;
+
+	if (ev && el == 8 && !memcmp(ev, "upgraded", 8)) {
+		if (!rail || rl != 5 || memcmp(rail, "verbs", 5))
+			return;
+		g->n_upgraded++;
+		g->t_upgraded = vmm_now_ns();
+		s = kv_us(m, "stall_us");
+		if (s > g->upgrade_stall_us)
+			g->upgrade_stall_us = s;
+		return;
+	}
+	if (ev || !ninja_msg_get(m, "drain_us", &el))
+		return;
+	if (rail && rl == 3 && !memcmp(rail, "tcp", 3))
+		g->n_resumed_tcp++;
+	s = kv_us(m, "drain_us") + kv_us(m, "teardown_us") +
+	    kv_us(m, "rediscover_us") + kv_us(m, "reconnect_us") +
+	    kv_us(m, "link_wait_us");
+	if (s > g->app_stall_us)
+		g->app_stall_us = s;
 }
 
 /* Handle one received line for request req. */
@@ -122,6 +165,8 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 		}
 		break;
 	case NINJA_V_REPORT:
+		if (m.epoch == g->epoch)
+			report_stats(g, &m);
 		if (m.epoch == g->epoch &&
 		    g->nreports < VMM_GUEST_MAX_REPORTS) {
 			char **nr = realloc(g->reports, sizeof(char *) *
@@ -306,6 +351,9 @@ static int group_request(struct vmm_guest **gs, int n, uint32_t epoch,
 		if (req != REQ_QUIESCE) {
 			/* Keep the quiesce's REPORTs? No: a new epoch phase. */
 			vmm_guest_clear_reports(g);
+			g->n_resumed_tcp = g->n_upgraded = 0;
+			g->app_stall_us = g->upgrade_stall_us = -1;
+			g->t_upgraded = 0;
 		}
 		g->t_sent = vmm_now_ns();
 		if (req == REQ_QUIESCE)

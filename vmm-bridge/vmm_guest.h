@@ -42,6 +42,13 @@ struct vmm_guest {
 	int64_t t_link_mark, t_link;
 	char link_event[128];
 	unsigned long n_events;
+	/* From this epoch's REPORTs: ranks that resumed on tcp, ranks that
+	 * then upgraded in place (event=upgraded rail=verbs), the largest
+	 * application stall each says (us; -1 none) and the host time of
+	 * the last upgrade REPORT. */
+	unsigned int n_resumed_tcp, n_upgraded;
+	double app_stall_us, upgrade_stall_us;
+	int64_t t_upgraded;
 	/* REPORT lines of the current epoch (allocated). */
 	char **reports;
 	int nreports;

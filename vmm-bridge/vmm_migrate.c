@@ -279,6 +279,12 @@ static void plug_and_link(struct vmm_vm *vm, const char *spec,
 	vm->t0[VMM_PH_LINK] = vm->t0[VMM_PH_PLUG];
 	if (!g->open)
 		return;
+	if (!vm->cl->link_wait) {
+		/* upgrade = live: RESUME now, on whatever rail is up; the
+		 * ranks move to verbs by themselves at port-active, and the
+		 * link-up is timed after the RESUME (await_upgrades). */
+		return;
+	}
 	r = vmm_guest_wait_link(g, dl(vm->cl->link_ms));
 	if (r == 0) {
 		vm->t1[VMM_PH_LINK] = g->t_link;
@@ -430,6 +436,89 @@ static void *worker_switch(void *arg)
 	return NULL;
 }
 
+/*
+ * upgrade = live, after RESUMED: wait (bounded by link-timeout from the
+ * plug, plus 10 s for the ranks) for each plugged device's link-up EVENT
+ * and, at a site with verbs, for an event=upgraded REPORT from every rank
+ * that resumed on tcp, so that the phase table has the link-up time and
+ * the upgrade's stall.  A miss is a warning: the job runs on tcp.
+ */
+static void await_upgrades(struct vmm_run *run, struct vmm_guest **gs)
+{
+	const struct vmm_cluster *cl = run->cl;
+	int64_t deadline = 0;
+	int i;
+
+	if (cl->link_wait)
+		return;
+	for (i = 0; i < run->n; i++) {
+		struct vmm_vm *vm = &run->vms[i];
+		int64_t d = vm->t0[VMM_PH_LINK] + cl->link_ms * 1000000LL +
+			    10000000000LL;
+
+		if (gs[i] && vm->plugged && vm->t0[VMM_PH_LINK] && d > deadline)
+			deadline = d;
+	}
+	if (!deadline)
+		return;
+	cprogress("upgrade live: waiting for link-up and the ranks' upgrade reports");
+	for (;;) {
+		bool all = true;
+
+		for (i = 0; i < run->n; i++) {
+			struct vmm_vm *vm = &run->vms[i];
+			struct vmm_guest *g = gs[i];
+
+			if (!g || !vm->plugged || !vm->t0[VMM_PH_LINK] || g->failed)
+				continue;
+			if (!g->t_link || (strstr(g->rails, "verbs") &&
+					   g->n_upgraded < g->n_resumed_tcp))
+				all = false;
+		}
+		if (all || vmm_now_ns() >= deadline || g_signal)
+			break;
+		vmm_guests_pump(gs, run->n, vmm_now_ns() + 100000000LL);
+	}
+	for (i = 0; i < run->n; i++) {
+		struct vmm_vm *vm = &run->vms[i];
+		struct vmm_guest *g = gs[i];
+
+		if (!g || !vm->plugged || !vm->t0[VMM_PH_LINK])
+			continue;
+		if (g->t_link) {
+			vm->t1[VMM_PH_LINK] = g->t_link;
+			vmm_progress(vm, "link-up: guest EVENT %s (%.0f ms after device_add)",
+				     g->link_event, ph_ms(vm, VMM_PH_LINK));
+		} else {
+			vm->t0[VMM_PH_LINK] = 0;
+			snprintf(vm->warn, sizeof(vm->warn),
+				 "no link-up/port-active EVENT from the guest within %.0f s of device_add: the ranks stay on tcp",
+				 cl->link_ms / 1000.0);
+			vmm_progress(vm, "warning: %s", vm->warn);
+			continue;
+		}
+		if (g->n_resumed_tcp)
+			vmm_progress(vm, "upgrade: %u of %u rank(s) that resumed on tcp moved to verbs in place (stall %.1f ms max)",
+				     g->n_upgraded, g->n_resumed_tcp,
+				     g->upgrade_stall_us < 0 ? 0 : g->upgrade_stall_us / 1000);
+	}
+}
+
+/* Per VM: the ranks' own account of the application's stall. */
+static void take_stalls(struct vmm_run *run, struct vmm_guest **gs)
+{
+	int i;
+
+	for (i = 0; i < run->n; i++) {
+		struct vmm_vm *vm = &run->vms[i];
+
+		vm->app_stall_ms = gs[i] && gs[i]->app_stall_us >= 0 ?
+				   gs[i]->app_stall_us / 1000 : -1;
+		vm->upgrade_stall_ms = gs[i] && gs[i]->upgrade_stall_us >= 0 ?
+				       gs[i]->upgrade_stall_us / 1000 : -1;
+	}
+}
+
 /* ---- lock ---- */
 
 static int take_lock(const struct vmm_cluster *cl, bool probe_only,
@@ -542,6 +631,42 @@ static const char *vm_result(const struct vmm_vm *vm, const struct vmm_run *run)
 	return vm->err[0] ? "failed" : "not-moved";
 }
 
+/* Columns that are not host-timed phases. */
+#define COL_DOWNTIME	(VMM_PH_COUNT)
+#define COL_APP_STALL	(VMM_PH_COUNT + 1)
+#define COL_UPG_STALL	(VMM_PH_COUNT + 2)
+
+static double vm_col(const struct vmm_vm *vm, int col)
+{
+	switch (col) {
+	case COL_DOWNTIME:
+		return vm->at_dest && vm->downtime_ms >= 0 ?
+		       (double)vm->downtime_ms : -1;
+	case COL_APP_STALL:
+		return vm->app_stall_ms;
+	case COL_UPG_STALL:
+		return vm->upgrade_stall_ms;
+	default:
+		return col >= 0 && col < VMM_PH_COUNT ?
+		       ph_ms(vm, (enum vmm_phase)col) : -1;
+	}
+}
+
+/* Cluster row of a column that is not a span: the largest. */
+static double max_col(const struct vmm_run *run, int col)
+{
+	double m = -1;
+	int i;
+
+	for (i = 0; i < run->n; i++) {
+		double v = vm_col(&run->vms[i], col);
+
+		if (v > m)
+			m = v;
+	}
+	return m;
+}
+
 static json_object *build_report(const struct vmm_run *run)
 {
 	const struct vmm_cluster *cl = run->cl;
@@ -588,7 +713,13 @@ static json_object *build_report(const struct vmm_run *run)
 			add_ms(vp, phase_names[p], ph_ms(vm, p));
 		add_ms(vp, "downtime", vm->downtime_ms >= 0 && vm->at_dest ?
 		       (double)vm->downtime_ms : -1);
+		add_ms(vp, "app_stall", vm->app_stall_ms);
+		add_ms(vp, "upgrade_stall", vm->upgrade_stall_ms);
 		json_object_object_add(v, "phases_ms", vp);
+		json_object_object_add(v, "ranks_upgraded",
+				       json_object_new_int((int)g->n_upgraded));
+		json_object_object_add(v, "ranks_resumed_tcp",
+				       json_object_new_int((int)g->n_resumed_tcp));
 		add_ms(v, "paused_ms", vm->paused_ns > 0 ? vm->paused_ns / 1e6 : -1);
 		json_object_object_add(v, "mode_used", json_object_new_string(
 			vm->mode_used[0] ? vm->mode_used : "none"));
@@ -623,6 +754,10 @@ static json_object *build_report(const struct vmm_run *run)
 		add_ms(ph, phase_names[p], p == VMM_PH_TOTAL ?
 		       (run->t_end - run->t_start) / 1e6 : cluster_ms(run, p));
 	add_ms(ph, "downtime", down);
+	add_ms(ph, "app_stall", max_col(run, COL_APP_STALL));
+	add_ms(ph, "upgrade_stall", max_col(run, COL_UPG_STALL));
+	json_object_object_add(top, "upgrade", json_object_new_string(
+		cl->link_wait ? "wait" : "live"));
 	json_object_object_add(top, "phases_ms", ph);
 	json_object_object_add(top, "vms", vms);
 	return top;
@@ -640,19 +775,21 @@ static void cell(char *buf, size_t size, double ms)
 
 static void print_table(const struct vmm_run *run)
 {
-	static const enum vmm_phase cols[] = {
+	static const int cols[] = {
 		VMM_PH_DRAIN, VMM_PH_UNPLUG, VMM_PH_START, VMM_PH_STORAGE,
-		VMM_PH_RAM, VMM_PH_COUNT /* downtime */, VMM_PH_SWITCH,
-		VMM_PH_PLUG, VMM_PH_LINK, VMM_PH_RECONNECT, VMM_PH_TOTAL,
+		VMM_PH_RAM, COL_DOWNTIME, VMM_PH_SWITCH,
+		VMM_PH_PLUG, VMM_PH_LINK, VMM_PH_RECONNECT, COL_APP_STALL,
+		COL_UPG_STALL, VMM_PH_TOTAL,
 	};
 	const int nc = (int)(sizeof(cols) / sizeof(cols[0]));
 	char c[32];
-	double down = -1;
 	int i, k;
 
 	printf("\nphase times (ms)  ");
 	for (k = 0; k < nc; k++)
-		printf("%10s", cols[k] == VMM_PH_COUNT ? "downtime" :
+		printf("%10s", cols[k] == COL_DOWNTIME ? "downtime" :
+		       cols[k] == COL_APP_STALL ? "app-stall" :
+		       cols[k] == COL_UPG_STALL ? "upg-stall" :
 		       phase_names[cols[k]]);
 	printf("\n");
 	for (i = 0; i < run->n; i++) {
@@ -660,23 +797,14 @@ static void print_table(const struct vmm_run *run)
 
 		printf("%-18.18s", vm->conf->name);
 		for (k = 0; k < nc; k++) {
-			double ms;
-
-			if (cols[k] == VMM_PH_COUNT)
-				ms = vm->at_dest && vm->downtime_ms >= 0 ?
-				     (double)vm->downtime_ms : -1;
-			else
-				ms = ph_ms(vm, cols[k]);
-			cell(c, sizeof(c), ms);
+			cell(c, sizeof(c), vm_col(vm, cols[k]));
 			printf("%10s", c);
 		}
 		printf("\n");
-		if (vm->at_dest && vm->downtime_ms > down)
-			down = (double)vm->downtime_ms;
 	}
 	printf("%-18s", "cluster");
 	for (k = 0; k < nc; k++) {
-		double ms = cols[k] == VMM_PH_COUNT ? down :
+		double ms = cols[k] >= VMM_PH_COUNT ? max_col(run, cols[k]) :
 			    cols[k] == VMM_PH_TOTAL ?
 			    (run->t_end - run->t_start) / 1e6 :
 			    cluster_ms(run, cols[k]);
@@ -684,7 +812,10 @@ static void print_table(const struct vmm_run *run)
 		cell(c, sizeof(c), ms);
 		printf("%10s", c);
 	}
-	printf("\n\n");
+	printf("\n(app-stall: the ranks' drain+teardown+rediscover+reconnect(+link wait), "
+	       "not the VM's move; upg-stall: their live upgrade to verbs; link-up: "
+	       "device_add to port-active; upgrade %s)\n\n",
+	       run->cl->link_wait ? "wait" : "live");
 	for (i = 0; i < run->n; i++) {
 		const struct vmm_vm *vm = &run->vms[i];
 		const struct vmm_guest *g = vm->at_dest ? &vm->dst : &vm->src;
@@ -733,6 +864,7 @@ static void vm_setup(struct vmm_run *run, struct vmm_vm *vm, int i)
 	vm->be = &vmm_backend_qemu;
 	vm->verbose = run->o->verbose;
 	vm->downtime_ms = -1;
+	vm->app_stall_ms = vm->upgrade_stall_ms = -1;
 	vm->overlay_bytes = vm->base_bytes = -1;
 	vmm_guest_init(&vm->src, c->name, run->o->verbose);
 	vmm_guest_init(&vm->dst, c->name, run->o->verbose);
@@ -1066,6 +1198,8 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 					    gs[i]->errmsg : "deadline");
 			}
 		}
+		await_upgrades(run, ok);
+		take_stalls(run, gs);
 		run->result = failed ? "failed" : "switched";
 		run->exit_code = failed ? VMM_EXIT_ROLLBACK : VMM_EXIT_OK;
 		if (failed)
@@ -1145,6 +1279,8 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			if (!vm->at_dest || vm->err[0])
 				failed++;
 		}
+		await_upgrades(run, rg);
+		take_stalls(run, rg);
 		if (failed) {
 			snprintf(run->error, sizeof(run->error),
 				 "%d VM(s) had trouble after the switch-over (see below)",

@@ -72,6 +72,9 @@ struct vmm_vm {
 	long dest_pid;
 	bool at_dest;			/* switched over: runs at destination */
 	bool unplugged, plugged;
+	/* From the ranks' REPORT lines, ms (-1 unknown): the application's
+	 * stall in the drain/reconnect, and in the live upgrade. */
+	double app_stall_ms, upgrade_stall_ms;
 	/* Outcome. */
 	enum vmm_vm_state state;
 	char err[1024];
@@ -88,6 +91,7 @@ struct vmm_opts {
 	bool switch_only;
 	bool verbose;
 	const char *report;		/* JSON report file or NULL */
+	const char *upgrade;		/* "live"/"wait": overrides the file */
 };
 
 /* Run the whole operation; returns an enum vmm_exit. */

@@ -268,7 +268,50 @@ static void test_quiesce_safe(void)
 	CHECK_INT(rl(s[2], "RESUMED 1 rail=verbs"), -NINJA_EDUP);
 	RANK_PREFIX(s[2], "ERR duplicate ");
 	NO_HOST();
+
+	nt_group("UPGRADED -> REPORT event=upgraded, no state change");
+	CHECK_INT(rl(s[0], "UPGRADED 1 rail=verbs from=tcp conns=2 verbs=2 stall_us=640"), 0);
+	HOST("REPORT 1 job=77 rank=0 event=upgraded rail=verbs from=tcp conns=2 verbs=2 stall_us=640");
+	NO_RANK();
+	CHECK_INT(agg.phase, NINJA_PH_RUNNING);
+	CHECK_INT(ninja_agg_count(&agg, NINJA_RS_RUNNING), 3);
+	/* Epoch 0 (the rank never drained): the node's epoch. */
+	CHECK_INT(rl(s[1], "UPGRADED 0 rail=verbs"), 0);
+	HOST("REPORT 1 job=77 rank=1 event=upgraded rail=verbs");
+	/* Repeats are fine (more connections upgraded later). */
+	CHECK_INT(rl(s[1], "UPGRADED 1 rail=verbs verbs=3"), 0);
+	HOST("REPORT 1 job=77 rank=1 event=upgraded rail=verbs verbs=3");
+	NO_HOST();
 	CHECK(cap.bad == 0);
+}
+
+static void test_upgraded_edges(void)
+{
+	int s0, s1;
+
+	nt_group("UPGRADED: before the first epoch, unregistered, from the host");
+	reset();
+	s0 = ninja_agg_open(&agg);
+	s1 = ninja_agg_open(&agg);
+	CHECK_INT(rl(s0, "REGISTER j 0"), 0);
+	RANK_PREFIX(s0, "OK REGISTER ");
+	/* No epoch yet: nobody to report to, silently dropped. */
+	CHECK_INT(rl(s0, "UPGRADED 0 rail=verbs"), 0);
+	NO_HOST();
+	NO_RANK();
+	CHECK_INT(rl(s1, "UPGRADED 1 rail=verbs"), -NINJA_EUNREG);
+	RANK_PREFIX(s1, "ERR not-registered ");
+	NO_HOST();
+	CHECK(hl("UPGRADED 1 rail=verbs") < 0);
+	HOST_PREFIX("ERR not-allowed ");
+	/* During a drain: forwarded, the drain goes on. */
+	CHECK_INT(hl("QUIESCE 4"), 0);
+	RANK(NINJA_AGG_ALL, "QUIESCE 4");
+	CHECK_INT(rl(s0, "UPGRADED 3 rail=verbs"), 0);
+	HOST("REPORT 3 job=j rank=0 event=upgraded rail=verbs");
+	CHECK_INT(agg.phase, NINJA_PH_QUIESCING);
+	CHECK_INT(rl(s0, "SAFE 4"), 0);
+	HOST("SAFE 4 ranks=1");
 }
 
 static void test_dup_stale(void)
@@ -791,5 +834,6 @@ int main(void)
 	test_idempotent();
 	test_zero_full();
 	test_misc();
+	test_upgraded_edges();
 	return nt_done();
 }

@@ -106,6 +106,20 @@ static void test_valid(void)
 	CHECK_INT(m.verb, NINJA_V_REPORT);
 	CHECK_INT(m.epoch, 8);
 
+	nt_group("valid: UPGRADED (epoch 0 allowed)");
+	CHECK_INT(pl("UPGRADED 9 rail=verbs from=tcp conns=1 verbs=1 stall_us=812", &m), 0);
+	CHECK_INT(m.verb, NINJA_V_UPGRADED);
+	CHECK_INT(m.epoch, 9);
+	CHECK_MEM(ninja_msg_get(&m, "rail", &vl), vl, "verbs");
+	CHECK_INT(ninja_msg_get_u64(&m, "stall_us", &v), 0);
+	CHECK_INT(v, 812);
+	CHECK_INT(pl("UPGRADED 0 rail=verbs", &m), 0);
+	CHECK_INT(m.epoch, 0);
+	CHECK_INT(pl("UPGRADED", &m), -NINJA_EARGS);
+	CHECK_INT(pl("UPGRADED x rail=verbs", &m), -NINJA_ENUM);
+	CHECK_INT(pl("UPGRADED 4294967296", &m), -NINJA_ENUM);
+	CHECK_INT(pl("UPGRADED 3 verbs", &m), -NINJA_EARGS);
+
 	nt_group("valid: STATUS, EVENT, ERR");
 	CHECK_INT(pl("STATUS", &m), 0);
 	CHECK_INT(m.verb, NINJA_V_STATUS);
@@ -509,6 +523,7 @@ static void test_names(void)
 	nt_group("verb and error names");
 	CHECK_STR(ninja_verb_name(NINJA_V_QUIESCE), "QUIESCE");
 	CHECK_STR(ninja_verb_name(NINJA_V_RESUMED), "RESUMED");
+	CHECK_STR(ninja_verb_name(NINJA_V_UPGRADED), "UPGRADED");
 	CHECK_STR(ninja_verb_name(NINJA_V_COUNT), "?");
 	CHECK_STR(ninja_verb_name((enum ninja_verb)-1), "?");
 	for (i = NINJA_V_NONE + 1; i < NINJA_V_COUNT; i++) {

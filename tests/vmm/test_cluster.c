@@ -27,6 +27,7 @@ static const char good[] =
 	"link-timeout = 1500ms\n"
 	"ram-timeout = 2m\n"
 	"max-bandwidth = 100M\n"
+	"upgrade = wait\n"
 	"lock = /tmp/x.lock\n"
 	"\n"
 	"[site ib]\n"
@@ -72,6 +73,7 @@ static void t_good(void)
 	CHECK(c.quiesce_ms == 5000 && c.link_ms == 1500 && c.ram_ms == 120000);
 	CHECK(c.resume_ms == 30000);
 	CHECK(c.max_bandwidth == 100ull << 20);
+	CHECK(c.link_wait);
 	CHECK(strcmp(c.lock, "/tmp/x.lock") == 0);
 	CHECK(c.nsites == 2 && c.nvms == 2);
 	CHECK(strcmp(v0->name, "vm0") == 0 && strcmp(v1->name, "vm1") == 0);
@@ -123,7 +125,7 @@ static void t_errors(void)
 	nt_group("cluster: missing fields, unknown keys/sections, bad values");
 	/* Missing required keys. */
 	bad("source-qmp = unix:{run}/{name}.qmp\n", "", "[vm vm0]: missing 'source-qmp'");
-	bad("dest-command = ", "x-dest-command = ", "t.conf:28: unknown key 'x-dest-command' in [defaults]");
+	bad("dest-command = ", "x-dest-command = ", "t.conf:29: unknown key 'x-dest-command' in [defaults]");
 	bad("dest-site = cloud\n", "", "needs source-site and dest-site");
 	bad("run-dir = /run/ninja\n", "", "needs run-dir");
 	bad("[site cloud]", "[site cloud2]", "dest-site cloud has no [site cloud] section");
@@ -132,7 +134,7 @@ static void t_errors(void)
 	/* Unknown keys and sections, with line numbers. */
 	bad("name = demo\n", "name = demo\nfrob = 1\n", "t.conf:4: unknown key 'frob' in [cluster]");
 	bad("source-overlay = /images/vm0.qcow2\n", "source-overlay = x\nsource_qmp = y\n",
-	    "t.conf:32: unknown key 'source_qmp' in [vm vm0]");
+	    "t.conf:33: unknown key 'source_qmp' in [vm vm0]");
 	bad("[site ib]\n", "[site ib]\nspeed = 100G\n", "unknown key 'speed' in [site ib]");
 	bad("[defaults]", "[default]", "unknown section [default]");
 	bad("[vm vm0]", "[vm vm/0]", "bad VM name 'vm/0'");
@@ -144,13 +146,14 @@ static void t_errors(void)
 	bad("quiesce-timeout = 5s", "quiesce-timeout = soon", "quiesce-timeout: expected a duration");
 	bad("quiesce-timeout = 5s", "quiesce-timeout = -3", "quiesce-timeout: expected a duration");
 	bad("max-bandwidth = 100M", "max-bandwidth = lots", "max-bandwidth");
+	bad("upgrade = wait", "upgrade = soon", "upgrade: expected live or wait, got 'soon'");
 	bad("{run}/{name}.qmp", "{run}/{nme}.qmp", "unknown placeholder {nme}");
 	bad("{run}/{name}.qmp", "{run}/{name.qmp", "unclosed '{'");
 	bad("device = vfio-pci,host=0000:81:00.0,id=hca0,bus=rp1",
 	    "device = vfio-pci,host=0000:81:00.0,bus=rp1", "has no id=");
 	bad("base = /images/base.qcow2\n", "", "needs 'base'");
 	bad("dest-command = qemu-system-x86_64 -name {name}\n", "",
-	    "t.conf:28: dest-command: placeholder {disk-node} has no value here");
+	    "t.conf:29: dest-command: placeholder {disk-node} has no value here");
 	bad("migrate-uri = tcp:10.0.0.2:4444", "migrate-uri = exec:cat", "migrate-uri/nbd-uri must be");
 }
 
