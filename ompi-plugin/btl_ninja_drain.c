@@ -450,7 +450,9 @@ static void do_resume(bool cancelled, bool timed_out)
 		ep->endpoint_conn_start = 0;
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			continue;
-		if (ep->endpoint_sq_head ||
+		if (ep->endpoint_failed_at)
+			ep->endpoint_failed_at = now;	/* the drain does not count */
+		if (ep->endpoint_sq_head || ep->endpoint_rt_head ||
 		    (ep->endpoint_was_connected &&
 		     name_cmp(me, ep->endpoint_name) < 0))
 			ep->endpoint_want_connect = true;
@@ -687,6 +689,28 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		      inet_ntoa(sin.sin_addr), ntohs(sin.sin_port), c->epoch);
 }
 
+/*
+ * Lock held: a connection lost outside a drain did not come back within
+ * btl_ninja_replay_timeout: the peer is taken as gone.  Stop retrying;
+ * the application's thread tells ob1 (a fatal BTL error, as a dead peer
+ * has always been).
+ */
+static void peer_lost(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	NINJA_ERROR("btl:ninja: rank %u: peer %u.%u unreachable for %d ms after "
+		    "its connection failed (%zu frames unacknowledged, %zu queued)",
+		    OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		    ep->endpoint_name.vpid, c->replay_timeout,
+		    ep->endpoint_rt_len, ep->endpoint_sq_len);
+	ep->endpoint_lost = true;
+	ep->endpoint_want_connect = false;
+	ep->endpoint_failed_at = 0;
+	c->peer_lost = 1;
+	c->app_work = 1;
+}
+
 /* Lock held: the connection attempt failed; retry later. */
 static void connect_failed(mca_btl_ninja_endpoint_t *ep, bool retry,
 			   const char *why)
@@ -730,6 +754,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			return;
 		}
 		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
+		ep->endpoint_hs.ack = ep->endpoint_rx_seq;	/* replay point */
 		if (c->verbs_on)
 			(void)mca_btl_ninja_verbs_ep_create(ep,
 							    &ep->endpoint_hs.verbs);
@@ -780,6 +805,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			mca_btl_ninja_verbs_ep_destroy(ep);
 		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
 		ep->endpoint_verbs_ready = verbs;
+		mca_btl_ninja_endpoint_replay(ep, ep->endpoint_hs.ack);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
 			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
 			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
@@ -845,6 +871,7 @@ static void accept_hello(int i)
 	opal_process_name_t me = OPAL_PROC_MY_NAME, peer;
 	mca_btl_ninja_endpoint_t *ep;
 	ninja_handshake_t reply;
+	uint32_t peer_ack;
 	int fd = p->fd;
 
 	if (p->hs.magic != NINJA_WIRE_MAGIC ||
@@ -878,6 +905,7 @@ static void accept_hello(int i)
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
 		hs_fill(&reply, NINJA_HS_ACK, 0);
+		reply.ack = ep->endpoint_rx_seq;	/* replay point */
 		if (p->hs.verbs.valid && c->verbs_on &&
 		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
 		    OPAL_SUCCESS &&
@@ -892,10 +920,12 @@ static void accept_hello(int i)
 			pending_drop(i, true);
 			return;
 		}
+		peer_ack = p->hs.ack;
 		pending_drop(i, false);
 		mca_btl_ninja_endpoint_attach(ep, fd);
 		/* Frames go on the QP once the connector says READY. */
 		ep->endpoint_verbs_ready = false;
+		mca_btl_ninja_endpoint_replay(ep, peer_ack);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
 			      me.vpid, peer.jobid, peer.vpid);
 		return;
@@ -960,6 +990,13 @@ static void *ninja_thread(void *arg)
 			for (i = 0; i < c->neps && nwant < MAXFDS; i++) {
 				mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
+				if (ep->endpoint_want_connect &&
+				    ep->endpoint_state == NINJA_EP_CLOSED &&
+				    ep->endpoint_failed_at && c->replay_timeout > 0 &&
+				    now > ep->endpoint_failed_at &&
+				    now - ep->endpoint_failed_at >
+				    (uint64_t)c->replay_timeout * 1000000ull)
+					peer_lost(ep);
 				if (ep->endpoint_want_connect &&
 				    ep->endpoint_state == NINJA_EP_CLOSED)
 					fdep[nwant++] = ep;

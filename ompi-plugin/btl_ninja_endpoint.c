@@ -18,6 +18,8 @@
 
 #include "btl_ninja.h"
 
+static void frag_callback(mca_btl_ninja_frag_t *f, bool app, bool release);
+
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
@@ -139,25 +141,36 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
 }
 
-/* Write what is left of a frame.  1: complete, 0: would block, <0: error. */
-static int frag_write(int fd, mca_btl_ninja_frag_t *f)
+/*
+ * Write what is left of a frame, up to byte limit of it (the whole frame
+ * but for fault injection).  1: complete, 0: would block, <0: error.
+ */
+static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 {
 	struct iovec v[3];
 	struct msghdr msg;
-	size_t skip = f->sent;
+	size_t skip = f->sent, room = limit > f->sent ? limit - f->sent : 0;
 	int i, n = 0;
 	ssize_t r;
 
-	for (i = 0; i < f->iov_cnt; i++) {
-		if (skip >= f->iov[i].iov_len) {
-			skip -= f->iov[i].iov_len;
+	for (i = 0; i < f->iov_cnt && room; i++) {
+		size_t l = f->iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
 			continue;
 		}
+		l -= skip;
+		if (l > room)
+			l = room;
 		v[n].iov_base = (char *)f->iov[i].iov_base + skip;
-		v[n].iov_len = f->iov[i].iov_len - skip;
+		v[n].iov_len = l;
+		room -= l;
 		skip = 0;
 		n++;
 	}
+	if (!n)
+		return f->sent == f->size;
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = v;
 	msg.msg_iovlen = n;
@@ -171,22 +184,141 @@ static int frag_write(int fd, mca_btl_ninja_frag_t *f)
 	return f->sent == f->size;
 }
 
-/* A frame is on the wire: account, call back ob1 now or later, recycle. */
-static void frag_complete(mca_btl_ninja_frag_t *f, bool app)
+/*
+ * Owned: every byte of the frame is in our memory and ob1 handed the
+ * descriptor over (BTL_OWNERSHIP).  Such a frame is retained as it is and
+ * ob1 may complete at once; any other (payload in place in the user's
+ * buffer, or a descriptor ob1 frees itself) completes only when the peer
+ * has acknowledged it, since a replay would read that memory again.
+ */
+static inline bool frag_owned(const mca_btl_ninja_frag_t *f)
+{
+	return (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP) &&
+	       f->base.des_segment_count == 1;
+}
+
+/* A retained DATA frame may go out: the window has room (or is empty). */
+static inline bool window_open(mca_btl_ninja_endpoint_t *ep,
+			       mca_btl_ninja_frag_t *f)
+{
+	return !ep->endpoint_rt_head || f->hdr.type != NINJA_FRAME_DATA ||
+	       ep->endpoint_rt_bytes + f->size <=
+	       (size_t)mca_btl_ninja_component.replay_window;
+}
+
+/* The first byte of f goes on the wire: stamp the current ack. */
+static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
+			       mca_btl_ninja_frag_t *f)
+{
+	f->hdr.ack = ep->endpoint_rx_seq;
+	ep->endpoint_ack_sent = ep->endpoint_rx_seq;
+	ep->endpoint_ack_owed = 0;
+	ep->endpoint_ack_req = false;
+	if (f->hdr.type == NINJA_FRAME_DATA &&
+	    ep->endpoint_rt_bytes + f->size >
+	    (size_t)mca_btl_ninja_component.replay_window / 2)
+		f->hdr.flags |= NINJA_FLAG_ACK_REQ;
+}
+
+/*
+ * Fault injection (btl_ninja_fault_inject = N, a test knob): about one in
+ * N frames written, or reads that returned data, on the application's
+ * thread while RUNNING breaks the connection with a reset.
+ */
+static bool fault_due(bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	mca_btl_ninja_endpoint_t *ep = f->endpoint;
-	bool cb = f->base.des_cbfunc &&
+	uint64_t x = c->fault_rng;
+
+	if (!app || c->fault_inject <= 0 || c->state != NINJA_RUNNING)
+		return false;
+	if (!x)
+		x = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + mca_btl_ninja_now_ns();
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	c->fault_rng = x;
+	return x % (uint64_t)c->fault_inject == 0;
+}
+
+static void fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	mca_btl_ninja_component.n_faults++;
+	(void)setsockopt(ep->endpoint_fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: fault injected (%s) on the "
+		      "connection to %u.%u", OPAL_PROC_MY_NAME.vpid, where,
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+}
+
+/*
+ * Write a frame on a TCP connection, maybe with an injected fault: half
+ * of it, then a reset.
+ */
+static int tcp_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		     bool app)
+{
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
+	    fault_due(app)) {
+		(void)frag_write(ep->endpoint_fd, f, f->size / 2);
+		fault_reset(ep, "send");
+		return -ECONNRESET;
+	}
+	return frag_write(ep->endpoint_fd, f, f->size);
+}
+
+/*
+ * A frame is on the wire.  DATA is retained until acknowledged (owned
+ * frames complete towards ob1 now, others at the ack); our own ACK
+ * frames go back to the pool.
+ */
+static void frag_sent(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		      bool app)
+{
+	ep->endpoint_tx_frags++;
+	ep->endpoint_tx_bytes += f->size;
+	if (f->hdr.type != NINJA_FRAME_DATA) {
+		mca_btl_ninja_frag_return(f);
+		return;
+	}
+	f->next = NULL;
+	if (ep->endpoint_rt_tail)
+		ep->endpoint_rt_tail->next = f;
+	else
+		ep->endpoint_rt_head = f;
+	ep->endpoint_rt_tail = f;
+	ep->endpoint_rt_bytes += f->size;
+	ep->endpoint_rt_len++;
+	if (frag_owned(f))
+		frag_callback(f, app, false);
+}
+
+/*
+ * ob1's callback, if one is owed and not made yet: now (application
+ * thread) or through the completion queue (control thread).  release:
+ * the frame is acknowledged, recycle it after the callback.
+ */
+static void frag_callback(mca_btl_ninja_frag_t *f, bool app, bool release)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool cb = !f->cb_done && f->base.des_cbfunc &&
 		  (f->queued ||
 		   (f->base.des_flags & MCA_BTL_DES_SEND_ALWAYS_CALLBACK));
 
-	ep->endpoint_tx_frags++;
-	ep->endpoint_tx_bytes += f->size;
+	f->cb_done = true;
+	if (f->in_cq) {
+		/* Its callback is still queued: recycle it after that. */
+		f->cq_release = f->cq_release || release;
+		return;
+	}
 	if (cb && !app) {
 		/* Upcalls only on the application's thread. */
-		f->next = NULL;
+		f->in_cq = true;
+		f->cq_release = release;
+		f->cq_next = NULL;
 		if (c->cq_tail)
-			c->cq_tail->next = f;
+			c->cq_tail->cq_next = f;
 		else
 			c->cq_head = f;
 		c->cq_tail = f;
@@ -194,10 +326,81 @@ static void frag_complete(mca_btl_ninja_frag_t *f, bool app)
 		return;
 	}
 	if (cb)
-		f->base.des_cbfunc(&mca_btl_ninja_module.super, ep, &f->base,
-				   OPAL_SUCCESS);
-	if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+		f->base.des_cbfunc(&mca_btl_ninja_module.super, f->endpoint,
+				   &f->base, OPAL_SUCCESS);
+	if (release && (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP))
 		mca_btl_ninja_frag_return(f);
+}
+
+/*
+ * The peer has every DATA frame before ack: release what it covers.
+ * app: on the application's thread (callbacks now).  May call into ob1,
+ * which may send and even close the endpoint.
+ */
+void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
+				  bool app)
+{
+	mca_btl_ninja_frag_t *f;
+
+	if (!ninja_seq_before(ep->endpoint_tx_acked, ack))
+		return;
+	if (ninja_seq_before(ep->endpoint_tx_seq, ack)) {
+		NINJA_ERROR("btl:ninja: %u.%u acknowledges seq %u, we sent up to %u",
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			    ack, ep->endpoint_tx_seq);
+		return;
+	}
+	ep->endpoint_tx_acked = ack;
+	while ((f = ep->endpoint_rt_head) &&
+	       ninja_seq_before(f->hdr.seq, ack)) {
+		ep->endpoint_rt_head = f->next;
+		if (!ep->endpoint_rt_head)
+			ep->endpoint_rt_tail = NULL;
+		ep->endpoint_rt_bytes -= f->size;
+		ep->endpoint_rt_len--;
+		frag_callback(f, app, true);
+	}
+}
+
+/*
+ * A DATA frame arrived: 1 deliver it (the next in sequence), 0 drop it (a
+ * duplicate from a replay), -1 a gap (frames lost: must not happen).
+ */
+int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
+				     const ninja_frame_hdr_t *hdr)
+{
+	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq)) {
+		ep->endpoint_rx_seq++;
+		ep->endpoint_ack_owed += sizeof(*hdr) + hdr->len;
+		if (hdr->flags & NINJA_FLAG_ACK_REQ)
+			ep->endpoint_ack_req = true;
+		return 1;
+	}
+	if (ninja_seq_before(hdr->seq, ep->endpoint_rx_seq)) {
+		ep->endpoint_dups++;
+		return 0;
+	}
+	NINJA_ERROR("btl:ninja: frame %u from %u.%u but %u expected: frames "
+		    "lost, reconnecting to replay", hdr->seq,
+		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+		    ep->endpoint_rx_seq);
+	return -1;
+}
+
+/* Every retained frame back to ob1 and the pool (finalize). */
+void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_frag_t *f;
+
+	while ((f = ep->endpoint_rt_head)) {
+		ep->endpoint_rt_head = f->next;
+		if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP &&
+		    !f->in_cq)
+			mca_btl_ninja_frag_return(f);
+	}
+	ep->endpoint_rt_tail = NULL;
+	ep->endpoint_rt_bytes = 0;
+	ep->endpoint_rt_len = 0;
 }
 
 static void sq_append(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f)
@@ -222,24 +425,85 @@ static void sq_pop(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_sq_len--;
 }
 
-/* The connection broke outside a drain: close it and reconnect lazily. */
-static void ep_failed(mca_btl_ninja_endpoint_t *ep, int err, const char *what)
+/*
+ * A new connection is up (control thread, lock held; peer_ack from its
+ * handshake): release what the peer has, and queue every retained frame
+ * it has not received in front of the send queue, in sequence order, to
+ * be written again.
+ */
+void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
+				   uint32_t peer_ack)
 {
-	NINJA_VERBOSE(10, "btl:ninja: connection to %u.%u %s (%s)%s",
+	mca_btl_ninja_frag_t *f;
+	uint64_t n = ep->endpoint_rt_len;
+
+	mca_btl_ninja_endpoint_acked(ep, peer_ack, false);
+	n -= ep->endpoint_rt_len;
+	/* Defensive: nothing queued can be older than the peer's ack. */
+	while ((f = ep->endpoint_sq_head) && f->sent == 0 &&
+	       f->hdr.type == NINJA_FRAME_DATA &&
+	       ninja_seq_before(f->hdr.seq, peer_ack)) {
+		sq_pop(ep);
+		frag_callback(f, false, true);
+	}
+	if (ep->endpoint_sq_head)
+		ep->endpoint_sq_head->sent = 0;
+	if (ep->endpoint_rt_head) {
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: replaying %zu frames "
+			      "(seq %u..) to %u.%u, %llu acknowledged at reconnect",
+			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_rt_len,
+			      ep->endpoint_rt_head->hdr.seq,
+			      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			      (unsigned long long)n);
+		ep->endpoint_replayed += ep->endpoint_rt_len;
+		ep->endpoint_rt_tail->next = ep->endpoint_sq_head;
+		if (!ep->endpoint_sq_head)
+			ep->endpoint_sq_tail = ep->endpoint_rt_tail;
+		ep->endpoint_sq_head = ep->endpoint_rt_head;
+		ep->endpoint_sq_len += ep->endpoint_rt_len;
+		for (f = ep->endpoint_rt_head; f != ep->endpoint_rt_tail->next;
+		     f = f->next)
+			f->sent = 0;
+		ep->endpoint_rt_head = ep->endpoint_rt_tail = NULL;
+		ep->endpoint_rt_bytes = 0;
+		ep->endpoint_rt_len = 0;
+	}
+	ep->endpoint_failed_at = 0;
+	ep->endpoint_lost = false;
+	ep->endpoint_ack_sent = ep->endpoint_rx_seq;	/* the handshake said */
+	ep->endpoint_ack_owed = 0;
+	ep->endpoint_ack_req = false;
+	mca_btl_ninja_endpoint_update_out(ep);
+}
+
+/* The connection broke outside a drain: close it, reconnect and replay. */
+void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
+				   const char *what)
+{
+	bool owed = ep->endpoint_sq_head || ep->endpoint_rt_head;
+
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u %s (%s)%s",
+		      OPAL_PROC_MY_NAME.vpid,
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, what,
 		      err ? strerror(-err) : "closed by peer",
-		      ep->endpoint_sq_head ? ", reconnecting" : "");
+		      owed ? ", reconnecting" : "");
 	mca_btl_ninja_endpoint_close(ep);
-	if (ep->endpoint_sq_head) {
+	ep->endpoint_failures++;
+	if (owed) {
+		if (!ep->endpoint_failed_at)
+			ep->endpoint_failed_at = mca_btl_ninja_now_ns();
 		ep->endpoint_want_connect = true;
 		ep->endpoint_conn_start = 0;
 		mca_btl_ninja_wake();
 	}
 }
 
+#define ep_failed mca_btl_ninja_endpoint_failed
+
 /*
- * Queue or write one frame.  Returns 1 if it is on the wire already (ob1
- * then completes the request itself), 0 if queued (callback owed).
+ * Queue or write one frame.  Returns 1 if it is on the wire already and
+ * ob1 may complete the request itself, 0 if ob1's callback is owed
+ * (queued, or retained in place until acknowledged).
  */
 int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 				mca_btl_ninja_frag_t *f, bool app)
@@ -250,18 +514,23 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 
 	f->endpoint = ep;
 	f->sent = 0;
-	f->hdr.epoch = c->epoch;
 	f->hdr.seq = ep->endpoint_tx_seq++;
+	if (!frag_owned(f))
+		f->hdr.flags |= NINJA_FLAG_ACK_REQ;
 	verbs = ep->endpoint_rail == NINJA_RAIL_VERBS;
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
-	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready)) {
+	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready) &&
+	    window_open(ep, f)) {
+		frame_start(ep, f);
 		r = verbs ? mca_btl_ninja_verbs_send(ep, f) :
-			    frag_write(ep->endpoint_fd, f);
+			    tcp_write(ep, f, app);
 		if (r == 1) {
-			f->queued = false;
-			frag_complete(f, app);
-			return 1;
+			bool owned = frag_owned(f);
+
+			f->queued = !owned;
+			frag_sent(ep, f, app);
+			return owned ? 1 : 0;
 		}
 		sq_append(ep, f);
 		if (r < 0)
@@ -273,7 +542,7 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	sq_append(ep, f);
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CLOSED &&
-	    !ep->endpoint_want_connect) {
+	    !ep->endpoint_want_connect && !ep->endpoint_lost) {
 		ep->endpoint_want_connect = true;
 		ep->endpoint_conn_start = 0;
 		mca_btl_ninja_wake();
@@ -282,12 +551,14 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 }
 
 /*
- * sendi fast path (TCP, connected, nothing queued, RUNNING): one sendmsg
- * of our header, ob1's header and the payload in place, no fragment and no
- * copy.  Only what the socket did not take is copied into a fragment and
- * queued (already partly written).  Returns OPAL_SUCCESS when the frame is
- * on the wire or queued, OPAL_ERR_RESOURCE_BUSY when the fast path does not
- * apply (the caller then copies as usual).
+ * sendi fast path (TCP, connected, nothing queued, RUNNING, room in the
+ * replay window): one sendmsg of our header, ob1's header and the payload
+ * in place; then a copy of the frame is retained for replay (ob1 treats
+ * the send as done and may reuse its buffer).  What the socket did not
+ * take is queued in that copy (already partly written).  Returns
+ * OPAL_SUCCESS when the frame is on the wire or queued,
+ * OPAL_ERR_RESOURCE_BUSY when the fast path does not apply (the caller
+ * then copies as usual).
  */
 int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 				 const void *header, size_t header_size,
@@ -303,14 +574,17 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 	ssize_t r;
 
 	if (c->state != NINJA_RUNNING || ep->endpoint_rail != NINJA_RAIL_TCP ||
-	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head)
+	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head ||
+	    (ep->endpoint_rt_head && ep->endpoint_rt_bytes + total >
+	     (size_t)c->replay_window / 2) ||
+	    OPAL_UNLIKELY(c->fault_inject))
 		return OPAL_ERR_RESOURCE_BUSY;
 	hdr.type = NINJA_FRAME_DATA;
 	hdr.tag = tag;
 	hdr.flags = 0;
 	hdr.len = (uint32_t)(header_size + payload_size);
-	hdr.epoch = c->epoch;
-	hdr.seq = ep->endpoint_tx_seq++;
+	hdr.ack = ep->endpoint_rx_seq;
+	hdr.seq = ep->endpoint_tx_seq;
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
 	iov[1].iov_base = (void *)header;
@@ -321,28 +595,100 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 	msg.msg_iov = iov;
 	msg.msg_iovlen = payload_size ? 3 : 2;
 	r = sendmsg(ep->endpoint_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r == (ssize_t)total) {
-		ep->endpoint_tx_frags++;
-		ep->endpoint_tx_bytes += total;
-		return OPAL_SUCCESS;
-	}
-	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-		ep->endpoint_tx_seq--;	/* nothing written: the slow path resends */
-		return OPAL_ERR_RESOURCE_BUSY;
-	}
-	/* Partly written (or not at all): keep the rest, in order. */
+	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return OPAL_ERR_RESOURCE_BUSY;	/* nothing written: slow path */
+	ep->endpoint_tx_seq++;
+	ep->endpoint_ack_sent = hdr.ack;
+	ep->endpoint_ack_owed = 0;
+	ep->endpoint_ack_req = false;
+	/* The copy that a replay (or the rest of this write) needs. */
 	f = mca_btl_ninja_frag_copy(header, header_size, payload, payload_size,
 				    tag);
 	if (!f) {
-		NINJA_ERROR("btl:ninja: out of fragments with a frame half-written");
+		NINJA_ERROR("btl:ninja: out of fragments with a frame written");
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
 	f->endpoint = ep;
 	f->hdr = hdr;
+	f->cb_done = true;
+	if (r == (ssize_t)total) {
+		f->sent = total;
+		frag_sent(ep, f, true);
+		return OPAL_SUCCESS;
+	}
+	/* Partly written (or not at all): keep the rest, in order. */
 	sq_append(ep, f);
 	f->sent = r > 0 ? (size_t)r : 0;
 	mca_btl_ninja_endpoint_update_out(ep);
 	return OPAL_SUCCESS;
+}
+
+/*
+ * An acknowledgement is owed (a frame asked for one, or a quarter of the
+ * window arrived without one going back): send a standalone ACK frame at
+ * the next frame boundary.  Lock held.
+ */
+void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_frag_t *f, *h;
+	int r;
+
+	if (ep->endpoint_ack_sent == ep->endpoint_rx_seq ||
+	    (!ep->endpoint_ack_req &&
+	     ep->endpoint_ack_owed < (size_t)c->replay_window / 4) ||
+	    c->state != NINJA_RUNNING ||
+	    ep->endpoint_state != NINJA_EP_CONNECTED)
+		return;
+	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+		if (ep->endpoint_verbs_ready)
+			(void)mca_btl_ninja_verbs_send_ack(ep);
+		return;
+	}
+	h = ep->endpoint_sq_head;
+	if (h && ((h->sent == 0 && h->hdr.type == NINJA_FRAME_ACK) ||
+		  (h->next && h->next->hdr.type == NINJA_FRAME_ACK)))
+		return;		/* one is queued already */
+	f = mca_btl_ninja_frag_alloc(0);
+	if (!f)
+		return;
+	memset(&f->hdr, 0, sizeof(f->hdr));
+	f->hdr.type = NINJA_FRAME_ACK;
+	f->iov[0].iov_base = &f->hdr;
+	f->iov[0].iov_len = sizeof(f->hdr);
+	f->iov_cnt = 1;
+	f->size = sizeof(f->hdr);
+	f->endpoint = ep;
+	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
+	f->base.des_segment_count = 0;
+	f->cb_done = true;
+	if (!h) {
+		frame_start(ep, f);
+		r = frag_write(ep->endpoint_fd, f, f->size);
+		if (r == 1) {
+			frag_sent(ep, f, app);
+			return;
+		}
+		sq_append(ep, f);
+		if (r < 0 && app)
+			ep_failed(ep, r, "write failed");
+		else
+			mca_btl_ninja_endpoint_update_out(ep);
+		return;
+	}
+	/* At the next frame boundary: before the head or right after it. */
+	f->queued = true;
+	if (h->sent == 0) {
+		f->next = h;
+		ep->endpoint_sq_head = f;
+	} else {
+		f->next = h->next;
+		h->next = f;
+		if (ep->endpoint_sq_tail == h)
+			ep->endpoint_sq_tail = f;
+	}
+	ep->endpoint_sq_len++;
+	mca_btl_ninja_endpoint_update_out(ep);
 }
 
 /*
@@ -363,13 +709,20 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		while ((f = ep->endpoint_sq_head)) {
 			if (drain && f->sent == 0)
 				break;
-			r = mca_btl_ninja_verbs_send(ep, f);
+			if (f->sent == 0) {
+				if (!window_open(ep, f))
+					break;
+				frame_start(ep, f);
+			}
+			r = f->hdr.type == NINJA_FRAME_ACK ?
+			    mca_btl_ninja_verbs_send_ack(ep) :
+			    mca_btl_ninja_verbs_send(ep, f);
 			if (r < 0 && !drain)
 				ep_failed(ep, r, "verbs send failed");
 			if (r <= 0)
 				return r;
 			sq_pop(ep);
-			frag_complete(f, app);
+			frag_sent(ep, f, app);
 		}
 		if (drain && !ep->endpoint_marker_sent &&
 		    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0))
@@ -379,7 +732,12 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	while ((f = ep->endpoint_sq_head)) {
 		if (drain && f->sent == 0)
 			break;
-		r = frag_write(ep->endpoint_fd, f);
+		if (f->sent == 0) {
+			if (!window_open(ep, f))
+				break;	/* back-pressure: wait for acks */
+			frame_start(ep, f);
+		}
+		r = tcp_write(ep, f, app && !drain);
 		if (r < 0) {
 			if (!drain)
 				ep_failed(ep, r, "write failed");
@@ -388,7 +746,7 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		if (r == 0)
 			break;
 		sq_pop(ep);
-		frag_complete(f, app);
+		frag_sent(ep, f, app);
 	}
 	if (drain && !ep->endpoint_marker_sent &&
 	    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0)) {
@@ -481,7 +839,12 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				break;
 			ep->endpoint_rx_off += need;
 			avail -= need;
-			ep->endpoint_rx_seq++;
+			if (hdr.type == NINJA_FRAME_ACK) {
+				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
+				if (ep->endpoint_fd < 0)
+					goto out;	/* closed from a callback */
+				continue;
+			}
 			if (hdr.type == NINJA_FRAME_MARKER) {
 				ep->endpoint_marker_rcvd = hdr.epoch;
 				NINJA_VERBOSE(20, "btl:ninja: marker %u from %u.%u",
@@ -519,6 +882,20 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 					    hdr.type, ep->endpoint_name.jobid,
 					    ep->endpoint_name.vpid);
 				continue;
+			}
+			mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
+			if (ep->endpoint_fd < 0)
+				goto out;	/* closed from a callback */
+			switch (mca_btl_ninja_endpoint_rx_accept(ep, &hdr)) {
+			case 1:
+				break;
+			case 0:
+				continue;	/* duplicate of a replay */
+			default:
+				ep->endpoint_rx_busy = false;
+				if (app)
+					ep_failed(ep, -EPROTO, "out of sequence");
+				return -1;
 			}
 			ep->endpoint_rx_frags++;
 			ep->endpoint_rx_bytes += need;
@@ -571,6 +948,13 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
 			 ep->endpoint_rx_cap - ep->endpoint_rx_len, MSG_DONTWAIT);
 		if (n > 0) {
+			if (OPAL_UNLIKELY(c->fault_inject) && fault_due(app)) {
+				/* Bytes read, maybe half a frame: reset. */
+				fault_reset(ep, "receive");
+				ep->endpoint_rx_busy = false;
+				ep_failed(ep, -ECONNRESET, "fault injected");
+				return -1;
+			}
 			ep->endpoint_rx_len += (size_t)n;
 			continue;
 		}
@@ -588,6 +972,8 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 	}
 out:
 	ep->endpoint_rx_busy = false;
+	if (count > 0 && ep->endpoint_fd >= 0)
+		mca_btl_ninja_endpoint_ack_maybe(ep, app);
 	return count;
 }
 
@@ -604,12 +990,14 @@ int mca_btl_ninja_deliver_deferred(void)
 	while (c->cq_head) {
 		mca_btl_ninja_frag_t *f = c->cq_head;
 
-		c->cq_head = f->next;
+		c->cq_head = f->cq_next;
 		if (!c->cq_head)
 			c->cq_tail = NULL;
+		f->in_cq = false;
 		f->base.des_cbfunc(&mca_btl_ninja_module.super, f->endpoint,
 				   &f->base, OPAL_SUCCESS);
-		if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+		if (f->cq_release &&
+		    (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP))
 			mca_btl_ninja_frag_return(f);
 		count++;
 	}

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
-#define NINJA_WIRE_VERSION	2
+#define NINJA_WIRE_VERSION	3	/* 3: per-peer seq/ack, replay */
 
 /* Frame types. */
 enum {
@@ -22,7 +22,22 @@ enum {
 	/* 3: CREDIT, verbs rail only (btl_ninja_rail_verbs.c) */
 	NINJA_FRAME_READY = 4,	/* TCP: connector's QP is ready (flags 1) or
 				 * failed (flags 0: stay on TCP) */
+	NINJA_FRAME_ACK = 5,	/* standalone cumulative acknowledgement */
+	/* 6, 7: reserved for surprise removal; 8 and up: live upgrade */
 };
+
+/*
+ * DATA flag: the sender holds this frame's completion (ob1's callback)
+ * until it is acknowledged - answer with an ACK soon if nothing else goes
+ * back.  Bit 15, so the verbs rail keeps bit 0 and the credits below it.
+ */
+#define NINJA_FLAG_ACK_REQ	0x8000
+
+/* Sequence numbers wrap: a precedes b. */
+static inline int ninja_seq_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
 
 /* In-band verbs address, carried in the TCP handshake. */
 typedef struct ninja_verbs_info {
@@ -43,8 +58,13 @@ typedef struct ninja_frame_hdr {
 	uint8_t tag;		/* MCA BTL tag (DATA) */
 	uint16_t flags;
 	uint32_t len;		/* payload bytes after the header */
-	uint32_t epoch;		/* MARKER: the drain epoch; DATA: sender's epoch */
-	uint32_t seq;		/* per-connection frame sequence (debug, replay) */
+	union {
+		uint32_t epoch;	/* MARKER, READY: the drain epoch */
+		uint32_t ack;	/* DATA, ACK, CREDIT: cumulative ack, the
+				 * next DATA seq the sender expects from us */
+	};
+	uint32_t seq;		/* DATA: per-peer sequence number (survives
+				 * reconnections; replay and duplicates) */
 } ninja_frame_hdr_t;
 
 /* Connection handshake: the connector sends HELLO, the acceptor ACK/NACK. */
@@ -69,6 +89,9 @@ typedef struct ninja_handshake {
 	uint32_t vpid;
 	uint32_t epoch;		/* sender's current epoch */
 	uint32_t reason;	/* NACK reason */
+	uint32_t ack;		/* HELLO, ACK: next DATA seq the sender
+				 * expects from the receiver (replay point) */
+	uint32_t pad;
 	ninja_verbs_info_t verbs;	/* valid = 0: TCP only */
 } ninja_handshake_t;
 

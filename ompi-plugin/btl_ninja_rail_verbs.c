@@ -24,8 +24,9 @@
 
 #define NINJA_FRAME_CREDIT	3
 #define FLAG_MORE		0x1	/* more pieces of this frame follow */
-#define CREDIT_SHIFT		1	/* credits returned, in flags >> 1 */
-#define CREDIT_MAX		0x7fff
+#define CREDIT_SHIFT		1	/* credits returned, in flags bits 1-14 */
+#define CREDIT_MAX		0x3fff	/* bit 15: NINJA_FLAG_ACK_REQ */
+#define CREDITS(flags)		(((flags) & 0x7fff) >> CREDIT_SHIFT)
 
 typedef struct ninja_vep {
 	struct ibv_qp *qp;
@@ -485,6 +486,8 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 		size_t piece = total - f->sent;
 		int r;
 
+		h.ack = ep->endpoint_rx_seq;
+		ep->endpoint_ack_sent = h.ack;
 		/* Keep one credit and one slot for markers and credits. */
 		if (v->credits < 2 || v->ntx_free < 2)
 			return 0;
@@ -492,7 +495,7 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 			piece = room;
 		h.len = (uint32_t)piece;
 		h.flags = (f->sent + piece < total ? FLAG_MORE : 0) |
-			  take_credits(v);
+			  (f->hdr.flags & NINJA_FLAG_ACK_REQ) | take_credits(v);
 		r = post_piece(ep, &h, f->iov + 1, f->iov_cnt - 1, f->sent,
 			       piece, NULL);
 		if (r)
@@ -513,12 +516,31 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 		return 1;
 	memset(&h, 0, sizeof(h));
 	h.type = type;
-	h.epoch = mca_btl_ninja_component.epoch;
+	if (type == NINJA_FRAME_MARKER)
+		h.epoch = mca_btl_ninja_component.epoch;
+	else
+		h.ack = ep->endpoint_rx_seq;
 	h.flags = take_credits(v);
 	r = post_piece(ep, &h, NULL, 0, 0, 0, slot);
-	if (r)
-		v->credits_owed += h.flags >> CREDIT_SHIFT;
+	if (r) {
+		v->credits_owed += CREDITS(h.flags);
+	} else if (type != NINJA_FRAME_MARKER) {
+		ep->endpoint_ack_sent = h.ack;
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
+	}
 	return r;
+}
+
+int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	int r;
+
+	if (!v || v->broken)
+		return -EPIPE;
+	r = send_ctl(ep, NINJA_FRAME_ACK, NULL);
+	return r < 0 ? r : !r;
 }
 
 int mca_btl_ninja_verbs_send_marker(mca_btl_ninja_endpoint_t *ep)
@@ -555,9 +577,17 @@ bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
 	return !v || v->broken || v->marker_done;
 }
 
-static void deliver(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
-		    size_t len, bool app)
+static void deliver(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
+		    uint8_t tag, void *data, size_t len, bool app)
 {
+	int ok = mca_btl_ninja_endpoint_rx_accept(ep, h);
+
+	if (ok < 0) {
+		ep->endpoint_verbs->broken = true;	/* reconnect, replay */
+		return;
+	}
+	if (!ok)
+		return;		/* duplicate of a replay */
 	if (app)
 		mca_btl_ninja_endpoint_upcall(ep, tag, data, len);
 	else
@@ -588,7 +618,13 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 		v->broken = true;
 		return;
 	}
-	v->credits += h.flags >> CREDIT_SHIFT;
+	v->credits += CREDITS(h.flags);
+	if (h.type == NINJA_FRAME_DATA || h.type == NINJA_FRAME_ACK ||
+	    h.type == NINJA_FRAME_CREDIT) {
+		mca_btl_ninja_endpoint_acked(ep, h.ack, app);
+		if (ep->endpoint_verbs != v)
+			return;		/* closed from a callback */
+	}
 	switch (h.type) {
 	case NINJA_FRAME_DATA:
 		if ((h.flags & FLAG_MORE) || v->reasm_len) {
@@ -610,10 +646,11 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 				size_t len = v->reasm_len;
 
 				v->reasm_len = 0;
-				deliver(ep, v->reasm_tag, v->reasm, len, app);
+				deliver(ep, &h, v->reasm_tag, v->reasm, len,
+					app);
 			}
 		} else {
-			deliver(ep, h.tag, p + sizeof(h), h.len, app);
+			deliver(ep, &h, h.tag, p + sizeof(h), h.len, app);
 		}
 		break;
 	case NINJA_FRAME_MARKER:
@@ -745,14 +782,33 @@ int mca_btl_ninja_verbs_progress(bool app)
 		    v->credits_owed >= (int)v->nslots / 2)
 			(void)send_ctl(ep, NINJA_FRAME_CREDIT, NULL);
 	}
-	/* Credits or slots came back: move queued frames. */
+	/*
+	 * Credits or slots came back: move queued frames.  A queue pair that
+	 * failed (completion error, device fatal) outside a drain: close the
+	 * connection, reconnect on the best rail left and replay.
+	 */
 	if (app && c->state == NINJA_RUNNING) {
-		for (i = 0; i < c->nconn; i++) {
-			mca_btl_ninja_endpoint_t *ep = c->conn[i];
+		for (i = c->nconn - 1; i >= 0; i--) {
+			mca_btl_ninja_endpoint_t *ep;
+			ninja_vep_t *v;
 
-			if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
-			    ep->endpoint_verbs_ready && ep->endpoint_sq_head)
-				(void)mca_btl_ninja_endpoint_flush(ep, true, false);
+			if (i >= c->nconn)
+				continue;
+			ep = c->conn[i];
+			v = ep->endpoint_verbs;
+			if (ep->endpoint_rail != NINJA_RAIL_VERBS || !v)
+				continue;
+			if (v->broken) {
+				mca_btl_ninja_endpoint_failed(ep, -EIO,
+							      "verbs queue pair failed");
+				continue;
+			}
+			if (!ep->endpoint_verbs_ready)
+				continue;
+			if (ep->endpoint_sq_head &&
+			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
+				continue;
+			mca_btl_ninja_endpoint_ack_maybe(ep, true);
 		}
 	}
 	polling = false;
