@@ -59,11 +59,12 @@
 #include <unistd.h>
 #include <mpi.h>
 
+#include "pattern.h"
+
 #define HDR_MAGIC	0x4b434a4eu	/* "NJCK" */
 #define TAG_MOD		32768		/* MPI guarantees MPI_TAG_UB >= 32767 */
 #define MISS_MAX	1024		/* remembered gaps per neighbour */
 #define ERR_PRINT_MAX	20		/* error details printed per rank */
-#define PAT_MUL		UINT64_C(0x9e3779b97f4a7c15)
 
 enum phase { PH_P2P, PH_RING, PH_A2A, PH_A2AV, PH_COUNT };
 
@@ -134,58 +135,9 @@ static volatile long cur_iter;
 
 /* ---- patterns ---------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= UINT64_C(0xbf58476d1ce4e5b9);
-	x ^= x >> 27;
-	x *= UINT64_C(0x94d049bb133111eb);
-	x ^= x >> 31;
-	return x;
-}
-
 static uint64_t seed4(uint64_t kind, uint64_t a, uint64_t b, uint64_t c)
 {
 	return mix64(mix64(mix64(mix64(kind + 1) ^ a) ^ b) ^ c);
-}
-
-/* Word i is seed + i * PAT_MUL; the tail holds the low bytes of the next. */
-static void pat_fill(void *buf, size_t len, uint64_t seed)
-{
-	uint64_t *w = buf;
-	size_t n = len / 8, i;
-
-	for (i = 0; i < n; i++)
-		w[i] = seed + i * PAT_MUL;
-	if (len % 8) {
-		uint64_t last = seed + n * PAT_MUL;
-
-		memcpy((char *)buf + n * 8, &last, len % 8);
-	}
-}
-
-/* Compare with the pattern; *sum gets the sum of the words actually held. */
-static int pat_ok(const void *buf, size_t len, uint64_t seed, uint64_t *sum)
-{
-	const uint64_t *w = buf;
-	size_t n = len / 8, i;
-	uint64_t diff = 0, s = 0;
-
-	for (i = 0; i < n; i++) {
-		diff |= w[i] ^ (seed + i * PAT_MUL);
-		s += w[i];
-	}
-	if (len % 8) {
-		uint64_t last = seed + n * PAT_MUL, got = 0, want = 0;
-
-		memcpy(&got, (const char *)buf + n * 8, len % 8);
-		memcpy(&want, &last, len % 8);
-		diff |= got ^ want;
-		s += got;
-	}
-	if (sum)
-		*sum = s;
-	return diff == 0;
 }
 
 /* What pat_ok() reports as *sum for an intact buffer, in closed form. */

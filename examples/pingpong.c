@@ -44,6 +44,8 @@
 #include <time.h>
 #include <mpi.h>
 
+#include "pattern.h"
+
 #define TAG_DATA	1
 #define TAG_CTRL	2
 
@@ -51,7 +53,6 @@
 #define DEF_TIME_MS	250
 #define WARMUP_MS	20
 #define MAX_ITERS	1000000L
-#define PAT_MUL		UINT64_C(0x9e3779b97f4a7c15)
 
 enum ctrl_cmd { CMD_STOP, CMD_SET, CMD_REPORT };
 
@@ -82,55 +83,9 @@ static struct opts o = {
 
 static int64_t bad_local;	/* bad payloads seen by this rank */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= UINT64_C(0xbf58476d1ce4e5b9);
-	x ^= x >> 27;
-	x *= UINT64_C(0x94d049bb133111eb);
-	x ^= x >> 31;
-	return x;
-}
-
 static uint64_t pat_seed(int64_t iter, int64_t size)
 {
 	return mix64((uint64_t)iter * PAT_MUL ^ mix64((uint64_t)size + 1));
-}
-
-/*
- * Word i of the pattern is seed + i * PAT_MUL: every word changes when the
- * seed does, and the loop vectorises.  The tail takes the low bytes of the
- * next word (little endian, as the machine).
- */
-static void pat_fill(void *buf, size_t len, uint64_t seed)
-{
-	uint64_t *w = buf;
-	size_t n = len / 8, i;
-
-	for (i = 0; i < n; i++)
-		w[i] = seed + i * PAT_MUL;
-	if (len % 8) {
-		uint64_t last = seed + n * PAT_MUL;
-
-		memcpy((char *)buf + n * 8, &last, len % 8);
-	}
-}
-
-static int pat_ok(const void *buf, size_t len, uint64_t seed)
-{
-	const uint64_t *w = buf;
-	size_t n = len / 8, i;
-	uint64_t diff = 0;
-
-	for (i = 0; i < n; i++)
-		diff |= w[i] ^ (seed + i * PAT_MUL);
-	if (len % 8) {
-		uint64_t last = seed + n * PAT_MUL;
-
-		diff |= (uint64_t)memcmp((const char *)buf + n * 8, &last,
-					 len % 8);
-	}
-	return diff == 0;
 }
 
 static void usage(const char *prog)
@@ -253,7 +208,7 @@ static void echo_loop(char *buf, size_t bufsize)
 			double t0 = MPI_Wtime();
 			uint64_t seed = pat_seed(iter, size);
 
-			if (count != size || !pat_ok(buf, (size_t)size, seed)) {
+			if (count != size || !pat_ok(buf, (size_t)size, seed, NULL)) {
 				rep.bad++;
 				bad_local++;
 				pat_fill(buf, (size_t)size, seed);
@@ -287,7 +242,7 @@ static double run_batch(char *sbuf, char *rbuf, int64_t size, long n,
 			 MPI_STATUS_IGNORE);
 		if (o.check) {
 			t0 = MPI_Wtime();
-			if (!pat_ok(rbuf, (size_t)size, seed))
+			if (!pat_ok(rbuf, (size_t)size, seed, NULL))
 				bad_local++;
 			check += MPI_Wtime() - t0;
 		}
@@ -474,7 +429,7 @@ static int timeline(char *sbuf, char *rbuf)
 			if (!done && now >= t.next_tick)
 				tl_ticks(&t, now);
 		}
-		if (o.check && !pat_ok(rbuf, (size_t)size, seed))
+		if (o.check && !pat_ok(rbuf, (size_t)size, seed, NULL))
 			bad_local++;
 		iter++;
 		gap = now - t.last_done;
