@@ -863,6 +863,16 @@ static void pending_drop(int i, bool close_fd)
 	T.pending[i] = T.pending[--T.npending];
 }
 
+/* Lock held: the connected socket says EOF or an error (nothing unread). */
+static bool conn_dead(mca_btl_ninja_endpoint_t *ep)
+{
+	char b;
+	ssize_t n = recv(ep->endpoint_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			  errno != EINTR);
+}
+
 /* Lock held.  Decide on a HELLO: see docs/design.md, "Handshake". */
 static void accept_hello(int i)
 {
@@ -883,6 +893,12 @@ static void accept_hello(int i)
 	peer.jobid = p->hs.jobid;
 	peer.vpid = p->hs.vpid;
 	ep = mca_btl_ninja_endpoint_lookup(peer);
+	if (ep && ep->endpoint_state == NINJA_EP_CONNECTED &&
+	    c->state == NINJA_RUNNING && conn_dead(ep)) {
+		/* The peer saw our connection die first (and the socket of a
+		 * verbs connection is never read): replace it now. */
+		mca_btl_ninja_endpoint_failed(ep, 0, "replaced by the peer");
+	}
 	if (!ep && c->state == NINJA_RUNNING)
 		ep = mca_btl_ninja_endpoint_create(peer);
 	if (!ep && c->state == NINJA_RUNNING) {
@@ -959,6 +975,45 @@ static void pending_event(int i)
  * The thread
  */
 
+/*
+ * Lock held: the verbs device said its port or itself failed (surprise
+ * removal: no drain came first).  Every connection on it fails over: it
+ * is closed, reconnected on TCP (the device is out of this epoch's rails)
+ * and replayed from the peer's ack; then the device is closed, which lets
+ * the kernel finish removing it.  The next resume looks for a device
+ * again.
+ */
+static void verbs_event(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	char desc[128] = "";
+	int i;
+
+	if (!mca_btl_ninja_verbs_async_fatal(desc, sizeof(desc))) {
+		if (desc[0])
+			NINJA_VERBOSE(10, "btl:ninja: verbs event %s", desc);
+		return;
+	}
+	NINJA_ERROR("btl:ninja: rank %u: verbs rail failed (%s) without a "
+		    "drain: reconnecting on tcp and replaying",
+		    OPAL_PROC_MY_NAME.vpid, desc);
+	c->verbs_on = false;
+	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_verbs) {
+			if (c->state == NINJA_RUNNING &&
+			    ep->endpoint_state == NINJA_EP_CONNECTED)
+				mca_btl_ninja_endpoint_failed(ep, -ENODEV,
+							      "lost its verbs device");
+			else
+				mca_btl_ninja_verbs_ep_destroy(ep);
+		}
+	}
+	mca_btl_ninja_verbs_close();
+}
+
 #define MAXFDS (4 + NINJA_MAX_PENDING + 1024)
 
 static void *ninja_thread(void *arg)
@@ -967,7 +1022,8 @@ static void *ninja_thread(void *arg)
 	struct pollfd fds[MAXFDS];
 	mca_btl_ninja_endpoint_t *fdep[MAXFDS];
 	int kind[MAXFDS];
-	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN };
+	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN,
+	       K_VERBS };
 
 	ctl_setup();
 	while (!c->thread_stop) {
@@ -1024,6 +1080,13 @@ static void *ninja_thread(void *arg)
 			fds[nfds].events = POLLIN;
 			kind[nfds++] = K_CTL;
 		}
+		mca_btl_ninja_lock();
+		if (c->verbs_on && mca_btl_ninja_verbs_async_fd() >= 0) {
+			fds[nfds].fd = mca_btl_ninja_verbs_async_fd();
+			fds[nfds].events = POLLIN;
+			kind[nfds++] = K_VERBS;
+		}
+		mca_btl_ninja_unlock();
 		pi = nfds;
 		for (i = 0; i < T.npending; i++) {
 			fds[nfds].fd = T.pending[i].fd;
@@ -1082,6 +1145,13 @@ static void *ninja_thread(void *arg)
 				break;
 			case K_CTL:
 				ctl_read();
+				break;
+			case K_VERBS:
+				mca_btl_ninja_lock();
+				if (c->verbs_on &&
+				    fds[i].fd == mca_btl_ninja_verbs_async_fd())
+					verbs_event();
+				mca_btl_ninja_unlock();
 				break;
 			case K_CONNECT:
 				mca_btl_ninja_lock();

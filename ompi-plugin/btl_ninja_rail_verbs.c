@@ -13,6 +13,7 @@
 #include "opal_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,9 @@ int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 		mca_btl_ninja_verbs_close();
 		return OPAL_ERR_NOT_AVAILABLE;
 	}
+	/* The control thread watches it: a port or device that fails. */
+	(void)fcntl(V.ctx->async_fd, F_SETFL,
+		    fcntl(V.ctx->async_fd, F_GETFL) | O_NONBLOCK);
 	snprintf(desc, desclen, "%s port %u (%s, gid index %d, mtu %d)",
 		 V.name, V.port, V.roce ? "RoCE" : "InfiniBand", V.gid_index,
 		 128 << V.mtu);
@@ -216,6 +220,43 @@ void mca_btl_ninja_verbs_close(void)
 	V.pd = NULL;
 	V.ctx = NULL;
 	V.nqp = 0;
+}
+
+int mca_btl_ninja_verbs_async_fd(void)
+{
+	return V.ctx ? V.ctx->async_fd : -1;
+}
+
+/*
+ * Lock held.  Surprise removal shows here first: rxe reports PORT_ERR
+ * when its netdev goes down (the NIC is unplugged), a real HCA
+ * DEVICE_FATAL; then the kernel waits for us to close the device.  A QP
+ * that failed (QP_FATAL ...) is also seen by its completions.
+ */
+bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
+{
+	struct ibv_async_event ev;
+	bool fatal = false;
+
+	while (V.ctx && ibv_get_async_event(V.ctx, &ev) == 0) {
+		switch (ev.event_type) {
+		case IBV_EVENT_DEVICE_FATAL:
+			fatal = true;
+			break;
+		case IBV_EVENT_PORT_ERR:
+			if (ev.element.port_num == V.port)
+				fatal = true;
+			break;
+		default:
+			break;
+		}
+		snprintf(desc, desclen, "%s: %s", V.name,
+			 ibv_event_type_str(ev.event_type));
+		ibv_ack_async_event(&ev);
+		if (fatal)
+			break;
+	}
+	return fatal;
 }
 
 static uint64_t wr_id(mca_btl_ninja_endpoint_t *ep, bool recv, int slot)

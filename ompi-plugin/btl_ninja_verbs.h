@@ -47,7 +47,16 @@ int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep);
 int mca_btl_ninja_verbs_progress(bool app);
 /* Drain state of one endpoint: marker out and acknowledged, sends done. */
 bool mca_btl_ninja_verbs_ep_quiet(struct mca_btl_base_endpoint_t *ep);
+/* The open device's async event fd (non-blocking), -1 when none. */
+int mca_btl_ninja_verbs_async_fd(void);
+/* Read async events: true when the device or our port failed. */
+bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen);
 #else
+static inline int mca_btl_ninja_verbs_async_fd(void) { return -1; }
+static inline bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
+{
+	return false;
+}
 static inline bool mca_btl_ninja_verbs_available(void) { return false; }
 static inline int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 {
