@@ -185,7 +185,7 @@ static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 }
 
 /*
- * Owned: every byte of the frame is in our memory and ob1 handed the
+ * Owned: every byte of the frame is in our fragment and ob1 handed the
  * descriptor over (BTL_OWNERSHIP).  Such a frame is retained as it is and
  * ob1 may complete at once; any other (payload in place in the user's
  * buffer, or a descriptor ob1 frees itself) completes only when the peer
@@ -194,7 +194,8 @@ static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 static inline bool frag_owned(const mca_btl_ninja_frag_t *f)
 {
 	return (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP) &&
-	       f->base.des_segment_count == 1;
+	       f->base.des_segment_count == 1 &&
+	       f->base.des_segments[0].seg_addr.pval == (void *)f->data;
 }
 
 /* A retained DATA frame may go out: the window has room (or is empty). */
