@@ -64,6 +64,8 @@ static struct {
 	int npending;
 } T = { .ctl_fd = -1 };
 
+static void verbs_fail(const char *why);
+
 static int name_cmp(opal_process_name_t a, opal_process_name_t b)
 {
 	if (a.jobid != b.jobid)
@@ -562,6 +564,25 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		break;
 	case NINJA_V_EVENT:
 		NINJA_VERBOSE(10, "btl:ninja: device event: %.*s", (int)len, line);
+		/*
+		 * The guest module saw our RDMA device go (or its port): the
+		 * device may say nothing itself (rxe), and the kernel waits
+		 * for us to close it before the NIC can be removed.
+		 */
+		v = ninja_msg_get(&m, "dev", &vlen);
+		if (m.npos >= 3 && v &&
+		    ((m.tok[2].len == 6 && !memcmp(m.tok[2].p, "ib-del", 6)) ||
+		     (m.tok[2].len == 9 && !memcmp(m.tok[2].p, "port-down", 9)))) {
+			char why[96];
+
+			mca_btl_ninja_lock();
+			if (c->verbs_on && mca_btl_ninja_verbs_is_device(v, vlen)) {
+				snprintf(why, sizeof(why), "control channel: %.*s %.*s",
+					 (int)m.tok[2].len, m.tok[2].p, (int)vlen, v);
+				verbs_fail(why);
+			}
+			mca_btl_ninja_unlock();
+		}
 		break;
 	case NINJA_V_ERR:
 		NINJA_ERROR("btl:ninja: control channel says: %.*s", (int)len,
@@ -983,20 +1004,14 @@ static void pending_event(int i)
  * the kernel finish removing it.  The next resume looks for a device
  * again.
  */
-static void verbs_event(void)
+static void verbs_fail(const char *why)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	char desc[128] = "";
 	int i;
 
-	if (!mca_btl_ninja_verbs_async_fatal(desc, sizeof(desc))) {
-		if (desc[0])
-			NINJA_VERBOSE(10, "btl:ninja: verbs event %s", desc);
-		return;
-	}
 	NINJA_ERROR("btl:ninja: rank %u: verbs rail failed (%s) without a "
 		    "drain: reconnecting on tcp and replaying",
-		    OPAL_PROC_MY_NAME.vpid, desc);
+		    OPAL_PROC_MY_NAME.vpid, why);
 	c->verbs_on = false;
 	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
 	for (i = 0; i < c->neps; i++) {
@@ -1012,6 +1027,20 @@ static void verbs_event(void)
 		}
 	}
 	mca_btl_ninja_verbs_close();
+}
+
+/* Lock held: the device's async event fd is readable. */
+static void verbs_event(void)
+{
+	char desc[128] = "", why[160];
+
+	if (!mca_btl_ninja_verbs_async_fatal(desc, sizeof(desc))) {
+		NINJA_VERBOSE(10, "btl:ninja: verbs event: %s", desc);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s: %s, port not active",
+		 mca_btl_ninja_component.verbs_desc, desc);
+	verbs_fail(why);
 }
 
 #define MAXFDS (4 + NINJA_MAX_PENDING + 1024)

@@ -236,7 +236,10 @@ int mca_btl_ninja_verbs_async_fd(void)
 bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
 {
 	struct ibv_async_event ev;
+	struct ibv_port_attr pa;
+	union ibv_gid gid;
 	bool fatal = false;
+	int n = 0;
 
 	while (V.ctx && ibv_get_async_event(V.ctx, &ev) == 0) {
 		switch (ev.event_type) {
@@ -250,13 +253,28 @@ bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
 		default:
 			break;
 		}
-		snprintf(desc, desclen, "%s: %s", V.name,
-			 ibv_event_type_str(ev.event_type));
+		n += snprintf(desc + n, desclen > (size_t)n ? desclen - n : 0,
+			      "%s%s", n ? ", " : "",
+			      ibv_event_type_str(ev.event_type));
 		ibv_ack_async_event(&ev);
-		if (fatal)
+		if (fatal || (size_t)n >= desclen)
 			break;
 	}
+	/*
+	 * Whatever the event (rxe on 6.1 reports only "GID table change"
+	 * when its NIC is unplugged): is our port still ACTIVE, with our GID?
+	 */
+	if (!fatal && V.ctx &&
+	    (ibv_query_port(V.ctx, V.port, &pa) || pa.state != IBV_PORT_ACTIVE ||
+	     ibv_query_gid(V.ctx, V.port, V.gid_index, &gid) ||
+	     memcmp(&gid, &V.gid, sizeof(gid))))
+		fatal = true;
 	return fatal;
+}
+
+bool mca_btl_ninja_verbs_is_device(const char *name, size_t len)
+{
+	return V.ctx && strlen(V.name) == len && !memcmp(V.name, name, len);
 }
 
 static uint64_t wr_id(mca_btl_ninja_endpoint_t *ep, bool recv, int slot)

@@ -51,7 +51,13 @@ bool mca_btl_ninja_verbs_ep_quiet(struct mca_btl_base_endpoint_t *ep);
 int mca_btl_ninja_verbs_async_fd(void);
 /* Read async events: true when the device or our port failed. */
 bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen);
+/* Is the open device called name (len bytes)? */
+bool mca_btl_ninja_verbs_is_device(const char *name, size_t len);
 #else
+static inline bool mca_btl_ninja_verbs_is_device(const char *name, size_t len)
+{
+	return false;
+}
 static inline int mca_btl_ninja_verbs_async_fd(void) { return -1; }
 static inline bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
 {
