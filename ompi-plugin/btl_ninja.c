@@ -41,6 +41,14 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 		       size_t header_size, size_t payload_size, uint8_t order,
 		       uint32_t flags, mca_btl_base_tag_t tag,
 		       mca_btl_base_descriptor_t **descriptor);
+static int ninja_put(struct mca_btl_base_module_t *btl,
+		     struct mca_btl_base_endpoint_t *ep, void *local_address,
+		     uint64_t remote_address,
+		     struct mca_btl_base_registration_handle_t *local_handle,
+		     struct mca_btl_base_registration_handle_t *remote_handle,
+		     size_t size, int flags, int order,
+		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
+		     void *cbdata);
 
 mca_btl_ninja_module_t mca_btl_ninja_module = {
 	.super = {
@@ -55,6 +63,7 @@ mca_btl_ninja_module_t mca_btl_ninja_module = {
 		.btl_prepare_src = ninja_prepare_src,
 		.btl_send = ninja_send,
 		.btl_sendi = ninja_sendi,
+		.btl_put = ninja_put,
 	},
 };
 
@@ -400,6 +409,78 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 		return OPAL_ERR_RESOURCE_BUSY;
 	}
 	frag->endpoint = ep;
+	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
+	mca_btl_ninja_unlock();
+	return rc < 0 ? rc : OPAL_SUCCESS;
+}
+
+/* A put frame is on the wire: that is its completion for ob1. */
+static void ninja_put_complete(struct mca_btl_base_module_t *btl,
+			       struct mca_btl_base_endpoint_t *ep,
+			       struct mca_btl_base_descriptor_t *des,
+			       int status)
+{
+	mca_btl_ninja_frag_t *frag = (mca_btl_ninja_frag_t *)des;
+
+	frag->put_cbfunc(btl, ep, frag->put_local, NULL, frag->put_cbcontext,
+			 frag->put_cbdata, status);
+}
+
+/*
+ * Put emulation, no registration (as btl/tcp does it): one frame of
+ * header, destination address and the data, written from the user's
+ * buffer in place; the receiver reads the data straight into the
+ * destination (mca_btl_ninja_endpoint_recv).  ob1 then needs no receive
+ * buffer and no copy for contiguous messages above the eager limit: it
+ * asks for puts of btl_ninja_rdma_pipeline_frag_size bytes and sends FIN
+ * after each completes.  Ordered with every other frame of the connection,
+ * so the drain, deferral and the verbs rail handle it like any frame.
+ */
+static int ninja_put(struct mca_btl_base_module_t *btl,
+		     struct mca_btl_base_endpoint_t *ep, void *local_address,
+		     uint64_t remote_address,
+		     struct mca_btl_base_registration_handle_t *local_handle,
+		     struct mca_btl_base_registration_handle_t *remote_handle,
+		     size_t size, int flags, int order,
+		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
+		     void *cbdata)
+{
+	mca_btl_ninja_frag_t *frag;
+	int rc;
+
+	if (size > UINT32_MAX - sizeof(ninja_put_hdr_t))
+		return OPAL_ERR_BAD_PARAM;
+	mca_btl_ninja_lock();
+	frag = mca_btl_ninja_frag_alloc(0);
+	if (!frag) {
+		mca_btl_ninja_unlock();
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	}
+	frag->put.addr = remote_address;
+	frag->put_local = local_address;
+	frag->put_cbfunc = cbfunc;
+	frag->put_cbcontext = cbcontext;
+	frag->put_cbdata = cbdata;
+	frag->segments[0].seg_addr.pval = local_address;
+	frag->segments[0].seg_len = size;
+	frag->base.des_segments = frag->segments;
+	frag->base.des_segment_count = 1;
+	frag->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP |
+			       MCA_BTL_DES_SEND_ALWAYS_CALLBACK;
+	frag->base.des_cbfunc = ninja_put_complete;
+	frag->base.order = MCA_BTL_NO_ORDER;
+	frag->iov[0].iov_base = &frag->hdr;
+	frag->iov[0].iov_len = sizeof(frag->hdr);
+	frag->iov[1].iov_base = &frag->put;
+	frag->iov[1].iov_len = sizeof(frag->put);
+	frag->iov[2].iov_base = local_address;
+	frag->iov[2].iov_len = size;
+	frag->iov_cnt = 3;
+	frag->hdr.type = NINJA_FRAME_DATA;
+	frag->hdr.tag = NINJA_TAG_PUT;
+	frag->hdr.flags = 0;
+	frag->hdr.len = (uint32_t)(sizeof(frag->put) + size);
+	frag->size = sizeof(frag->hdr) + sizeof(frag->put) + size;
 	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
 	mca_btl_ninja_unlock();
 	return rc < 0 ? rc : OPAL_SUCCESS;

@@ -114,6 +114,11 @@ struct mca_btl_base_endpoint_t {
 	size_t endpoint_rx_cap, endpoint_rx_off, endpoint_rx_len;
 	bool endpoint_rx_busy;		/* an upcall from this buffer is running */
 	uint32_t endpoint_rx_seq;
+	/* Put frame being read straight into its destination (TCP). */
+	unsigned char *endpoint_rx_put;	/* next byte to fill */
+	size_t endpoint_rx_put_left;	/* bytes of its data still to read */
+	bool endpoint_rx_put_skip;	/* a duplicate (replay): drop its data */
+	ninja_frame_hdr_t endpoint_rx_put_hdr;	/* in sequence once whole */
 	/* Drain. */
 	uint32_t endpoint_marker_rcvd;	/* epoch of the last marker received */
 	bool endpoint_marker_sent;
@@ -169,6 +174,11 @@ typedef struct mca_btl_ninja_frag {
 	struct mca_btl_ninja_frag *cq_next;
 	size_t cap;		/* bytes available at data[] */
 	unsigned char *data;
+	/* btl_put: destination (sent after hdr) and ob1's completion. */
+	ninja_put_hdr_t put;
+	void *put_local;
+	mca_btl_base_rdma_completion_fn_t put_cbfunc;
+	void *put_cbcontext, *put_cbdata;
 } mca_btl_ninja_frag_t;
 
 typedef struct mca_btl_ninja_module {

@@ -171,7 +171,9 @@ static int ninja_register(void)
 	m->btl_rdma_pipeline_send_length = 1024 * 1024;
 	m->btl_rdma_pipeline_frag_size = 1024 * 1024;
 	m->btl_min_rdma_pipeline_size = 0;
-	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE;
+	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE |
+		       MCA_BTL_FLAGS_PUT;
+	m->btl_registration_handle_size = 0;	/* put needs no registration */
 	m->btl_latency = 10;
 	m->btl_bandwidth = 10000;
 	return mca_btl_base_param_register(

@@ -90,6 +90,7 @@ void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd)
 	ep->endpoint_state = NINJA_EP_CONNECTED;
 	ep->endpoint_want_connect = false;
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+	ep->endpoint_rx_put_left = 0;
 	ep->endpoint_marker_sent = false;
 	ep->endpoint_marker_off = 0;
 	ep->endpoint_connects++;
@@ -139,6 +140,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 	if (ep->endpoint_sq_head)
 		ep->endpoint_sq_head->sent = 0;
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+	ep->endpoint_rx_put_left = 0;
 }
 
 /*
@@ -367,16 +369,10 @@ void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
  * A DATA frame arrived: 1 deliver it (the next in sequence), 0 drop it (a
  * duplicate from a replay), -1 a gap (frames lost: must not happen).
  */
-int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
-				     const ninja_frame_hdr_t *hdr)
+static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 {
-	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq)) {
-		ep->endpoint_rx_seq++;
-		ep->endpoint_ack_owed += sizeof(*hdr) + hdr->len;
-		if (hdr->flags & NINJA_FLAG_ACK_REQ)
-			ep->endpoint_ack_req = true;
+	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq))
 		return 1;
-	}
 	if (ninja_seq_before(hdr->seq, ep->endpoint_rx_seq)) {
 		ep->endpoint_dups++;
 		return 0;
@@ -386,6 +382,26 @@ int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
 		    ep->endpoint_rx_seq);
 	return -1;
+}
+
+/* The frame rx_check accepted is whole: the next one is expected. */
+static inline void rx_commit(mca_btl_ninja_endpoint_t *ep,
+			     const ninja_frame_hdr_t *hdr)
+{
+	ep->endpoint_rx_seq++;
+	ep->endpoint_ack_owed += sizeof(*hdr) + hdr->len;
+	if (hdr->flags & NINJA_FLAG_ACK_REQ)
+		ep->endpoint_ack_req = true;
+}
+
+int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
+				     const ninja_frame_hdr_t *hdr)
+{
+	int ok = rx_check(ep, hdr);
+
+	if (OPAL_LIKELY(ok > 0))
+		rx_commit(ep, hdr);
+	return ok;
 }
 
 /* Every retained frame back to ob1 and the pool (finalize). */
@@ -778,6 +794,17 @@ void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	mca_btl_base_segment_t seg;
 	mca_btl_base_descriptor_t des;
 
+	if (NINJA_TAG_PUT == tag) {
+		/* A put that came whole (verbs rail, deferred frame). */
+		ninja_put_hdr_t ph;
+
+		if (len < sizeof(ph))
+			return;
+		memcpy(&ph, data, sizeof(ph));
+		memcpy((void *)(uintptr_t)ph.addr, (char *)data + sizeof(ph),
+		       len - sizeof(ph));
+		return;
+	}
 	seg.seg_addr.pval = data;
 	seg.seg_len = len;
 	memset(&des, 0, sizeof(des));
@@ -811,6 +838,38 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 }
 
 /*
+ * A put frame's header and destination are in the buffer at p: copy the
+ * part of its data that came with them, read the rest in place later
+ * (endpoint_rx_put).  Whichever thread reads it writes the destination:
+ * ob1 does not look at it before the FIN, which follows on this stream.
+ */
+static void rx_put_start(mca_btl_ninja_endpoint_t *ep,
+			 const ninja_frame_hdr_t *hdr, unsigned char *p,
+			 size_t avail, bool skip)
+{
+	size_t dlen = hdr->len - sizeof(ninja_put_hdr_t);
+	size_t have = avail - sizeof(*hdr) - sizeof(ninja_put_hdr_t);
+	ninja_put_hdr_t ph;
+
+	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
+	if (have > dlen)
+		have = dlen;
+	if (!skip)
+		memcpy((void *)(uintptr_t)ph.addr,
+		       p + sizeof(*hdr) + sizeof(ph), have);
+	ep->endpoint_rx_off += sizeof(*hdr) + sizeof(ph) + have;
+	ep->endpoint_rx_frags++;
+	ep->endpoint_rx_bytes += sizeof(*hdr) + hdr->len;
+	ep->endpoint_rx_put = (unsigned char *)(uintptr_t)ph.addr + have;
+	ep->endpoint_rx_put_left = dlen - have;
+	ep->endpoint_rx_put_skip = skip;
+	ep->endpoint_rx_put_hdr = *hdr;
+	/* In sequence only once whole: a put cut by a failure is replayed. */
+	if (!ep->endpoint_rx_put_left && !skip)
+		rx_commit(ep, hdr);
+}
+
+/*
  * Read and dispatch frames.  app: upcall into ob1 (application thread,
  * RUNNING); otherwise defer (control thread, drain).  Returns the number
  * of frames handled, or <0 if the connection is gone.
@@ -836,6 +895,26 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 
 			memcpy(&hdr, p, sizeof(hdr));
 			need = sizeof(hdr) + hdr.len;
+			if (NINJA_FRAME_DATA == hdr.type &&
+			    NINJA_TAG_PUT == hdr.tag &&
+			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
+				int ok;
+
+				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
+				if (ep->endpoint_fd < 0)
+					goto out;	/* closed from a callback */
+				ok = rx_check(ep, &hdr);
+				if (ok < 0) {
+					ep->endpoint_rx_busy = false;
+					if (app)
+						ep_failed(ep, -EPROTO, "out of sequence");
+					return -1;
+				}
+				rx_put_start(ep, &hdr, p, avail, ok == 0);
+				avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+				count++;
+				continue;
+			}
 			if (avail < need)
 				break;
 			ep->endpoint_rx_off += need;
@@ -914,8 +993,13 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
 			ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
 		} else if (avail >= sizeof(hdr)) {
-			/* A partial frame: make room for all of it. */
+			/* A partial frame: make room for all of it (of a put,
+			 * for the part before its data). */
 			size_t need = sizeof(hdr) + hdr.len;
+
+			if (NINJA_FRAME_DATA == hdr.type &&
+			    NINJA_TAG_PUT == hdr.tag)
+				need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
 
 			if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
 				memmove(ep->endpoint_rx_buf,
@@ -945,9 +1029,23 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		}
 		if (loops++ >= 8)
 			break;
-		n = recv(ep->endpoint_fd,
-			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
-			 ep->endpoint_rx_cap - ep->endpoint_rx_len, MSG_DONTWAIT);
+		if (ep->endpoint_rx_put_left) {
+			/* The rest of a put: straight into its destination (a
+			 * duplicate's: into the empty receive buffer, dropped). */
+			bool skip = ep->endpoint_rx_put_skip;
+			size_t want = ep->endpoint_rx_put_left;
+
+			if (skip && want > ep->endpoint_rx_cap - ep->endpoint_rx_len)
+				want = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+			n = recv(ep->endpoint_fd, skip ? ep->endpoint_rx_buf +
+				 ep->endpoint_rx_len : ep->endpoint_rx_put,
+				 want, MSG_DONTWAIT);
+		} else {
+			n = recv(ep->endpoint_fd,
+				 ep->endpoint_rx_buf + ep->endpoint_rx_len,
+				 ep->endpoint_rx_cap - ep->endpoint_rx_len,
+				 MSG_DONTWAIT);
+		}
 		if (n > 0) {
 			if (OPAL_UNLIKELY(c->fault_inject) && fault_due(app)) {
 				/* Bytes read, maybe half a frame: reset. */
@@ -956,7 +1054,15 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				ep_failed(ep, -ECONNRESET, "fault injected");
 				return -1;
 			}
-			ep->endpoint_rx_len += (size_t)n;
+			if (!ep->endpoint_rx_put_left) {
+				ep->endpoint_rx_len += (size_t)n;
+				continue;
+			}
+			if (!ep->endpoint_rx_put_skip)
+				ep->endpoint_rx_put += n;
+			ep->endpoint_rx_put_left -= (size_t)n;
+			if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip)
+				rx_commit(ep, &ep->endpoint_rx_put_hdr);
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
@@ -973,7 +1079,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 	}
 out:
 	ep->endpoint_rx_busy = false;
-	if (count > 0 && ep->endpoint_fd >= 0)
+	if (ep->endpoint_fd >= 0 && ep->endpoint_ack_sent != ep->endpoint_rx_seq)
 		mca_btl_ninja_endpoint_ack_maybe(ep, app);
 	return count;
 }

@@ -27,6 +27,19 @@ enum {
 };
 
 /*
+ * Put emulation (btl_put): a DATA frame with this tag carries the
+ * destination address (8 bytes, the receiver's virtual address ob1 sent
+ * in its PUT request) and then the data, which the receiver writes there
+ * directly.  The tag is in the BTL-private range (MCA_BTL_TAG_BTL + 31),
+ * which no ob1 callback uses.
+ */
+#define NINJA_TAG_PUT		0x3f
+
+typedef struct ninja_put_hdr {
+	uint64_t addr;		/* destination, receiver's address space */
+} ninja_put_hdr_t;
+
+/*
  * DATA flag: the sender holds this frame's completion (ob1's callback)
  * until it is acknowledged - answer with an ACK soon if nothing else goes
  * back.  Bit 15, so the verbs rail keeps bit 0 and the credits below it.
