@@ -598,6 +598,9 @@ int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep)
 
 	if (!v || v->broken)
 		return -EPIPE;
+	/* Like DATA, leave the last credit and slot to markers and credits. */
+	if (v->credits < 2 || v->ntx_free < 2)
+		return 0;
 	r = send_ctl(ep, NINJA_FRAME_ACK, NULL);
 	return r < 0 ? r : !r;
 }
