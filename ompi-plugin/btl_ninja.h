@@ -144,6 +144,8 @@ struct mca_btl_base_endpoint_t {
 	uint32_t endpoint_ack_sent;	/* last ack value we put on the wire */
 	size_t endpoint_ack_owed;	/* bytes received since */
 	bool endpoint_ack_req;		/* a frame asked for an ACK */
+	bool endpoint_ack_asking;	/* we asked for one (window full) ... */
+	uint32_t endpoint_ack_asked;	/* ... when tx_acked was this */
 	bool endpoint_lost;		/* peer declared gone (replay timeout) */
 	uint64_t endpoint_failed_at;	/* ns: lost outside a drain, not back */
 	uint64_t endpoint_failures, endpoint_replayed, endpoint_dups;

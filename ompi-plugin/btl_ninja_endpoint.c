@@ -558,6 +558,13 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	}
 	sq_append(ep, f);
 	if (c->state == NINJA_RUNNING &&
+	    ep->endpoint_state == NINJA_EP_CONNECTED &&
+	    ep->endpoint_sq_head == f && (!verbs || ep->endpoint_verbs_ready)) {
+		/* Only the window held it back: ask for acks. */
+		(void)mca_btl_ninja_endpoint_flush(ep, app, false);
+		return 0;
+	}
+	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CLOSED &&
 	    !ep->endpoint_want_connect && !ep->endpoint_lost) {
 		ep->endpoint_want_connect = true;
@@ -641,36 +648,29 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 }
 
 /*
- * An acknowledgement is owed (a frame asked for one, or a quarter of the
- * window arrived without one going back): send a standalone ACK frame at
- * the next frame boundary.  Lock held.
+ * Queue an ACK frame (flags: NINJA_FLAG_ACK_REQ asks the peer for one
+ * back) at the next frame boundary of a TCP connection, or write it now
+ * when nothing is queued.  Returns true if it went in front of the head.
  */
-void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
+static bool ack_queue(mca_btl_ninja_endpoint_t *ep, bool app, uint16_t flags)
 {
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	mca_btl_ninja_frag_t *f, *h;
+	mca_btl_ninja_frag_t *f, *h = ep->endpoint_sq_head;
 	int r;
 
-	if (ep->endpoint_ack_sent == ep->endpoint_rx_seq ||
-	    (!ep->endpoint_ack_req &&
-	     ep->endpoint_ack_owed < (size_t)c->replay_window / 4) ||
-	    c->state != NINJA_RUNNING ||
-	    ep->endpoint_state != NINJA_EP_CONNECTED)
-		return;
-	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-		if (ep->endpoint_verbs_ready)
-			(void)mca_btl_ninja_verbs_send_ack(ep);
-		return;
+	if (h && h->sent == 0 && h->hdr.type == NINJA_FRAME_ACK) {
+		h->hdr.flags |= flags;	/* one is queued already */
+		return false;
 	}
-	h = ep->endpoint_sq_head;
-	if (h && ((h->sent == 0 && h->hdr.type == NINJA_FRAME_ACK) ||
-		  (h->next && h->next->hdr.type == NINJA_FRAME_ACK)))
-		return;		/* one is queued already */
+	if (h && h->next && h->next->hdr.type == NINJA_FRAME_ACK) {
+		h->next->hdr.flags |= flags;
+		return false;
+	}
 	f = mca_btl_ninja_frag_alloc(0);
 	if (!f)
-		return;
+		return false;
 	memset(&f->hdr, 0, sizeof(f->hdr));
 	f->hdr.type = NINJA_FRAME_ACK;
+	f->hdr.flags = flags;
 	f->iov[0].iov_base = &f->hdr;
 	f->iov[0].iov_len = sizeof(f->hdr);
 	f->iov_cnt = 1;
@@ -679,22 +679,26 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
 	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
 	f->base.des_segment_count = 0;
 	f->cb_done = true;
-	if (!h) {
+	if (!h && ep->endpoint_rail == NINJA_RAIL_TCP) {
 		frame_start(ep, f);
 		r = frag_write(ep->endpoint_fd, f, f->size);
 		if (r == 1) {
 			frag_sent(ep, f, app);
-			return;
+			return false;
 		}
 		sq_append(ep, f);
 		if (r < 0 && app)
 			ep_failed(ep, r, "write failed");
 		else
 			mca_btl_ninja_endpoint_update_out(ep);
-		return;
+		return false;
 	}
 	/* At the next frame boundary: before the head or right after it. */
 	f->queued = true;
+	if (!h) {
+		sq_append(ep, f);
+		return true;
+	}
 	if (h->sent == 0) {
 		f->next = h;
 		ep->endpoint_sq_head = f;
@@ -706,6 +710,46 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
 	}
 	ep->endpoint_sq_len++;
 	mca_btl_ninja_endpoint_update_out(ep);
+	return h->sent == 0;
+}
+
+/*
+ * The head DATA frame does not fit the replay window: ask the peer, once
+ * per ack value, to acknowledge what it has (frames that did not ask for
+ * an ack would otherwise wait for the peer's own traffic).  True if an
+ * ACK request went in front of the head.
+ */
+static bool window_blocked(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	if (ep->endpoint_ack_asking &&
+	    ep->endpoint_ack_asked == ep->endpoint_tx_acked)
+		return false;
+	ep->endpoint_ack_asking = true;
+	ep->endpoint_ack_asked = ep->endpoint_tx_acked;
+	return ack_queue(ep, app, NINJA_FLAG_ACK_REQ);
+}
+
+/*
+ * An acknowledgement is owed (a frame asked for one, or a quarter of the
+ * window arrived without one going back): send a standalone ACK frame at
+ * the next frame boundary.  Lock held.
+ */
+void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (ep->endpoint_ack_sent == ep->endpoint_rx_seq ||
+	    (!ep->endpoint_ack_req &&
+	     ep->endpoint_ack_owed < (size_t)c->replay_window / 4) ||
+	    c->state != NINJA_RUNNING ||
+	    ep->endpoint_state != NINJA_EP_CONNECTED)
+		return;
+	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+		if (ep->endpoint_verbs_ready)
+			(void)mca_btl_ninja_verbs_send_ack(ep, 0);
+		return;
+	}
+	(void)ack_queue(ep, app, 0);
 }
 
 /*
@@ -727,12 +771,15 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 			if (drain && f->sent == 0)
 				break;
 			if (f->sent == 0) {
-				if (!window_open(ep, f))
+				if (!window_open(ep, f)) {
+					if (!drain && window_blocked(ep, app))
+						continue;
 					break;
+				}
 				frame_start(ep, f);
 			}
 			r = f->hdr.type == NINJA_FRAME_ACK ?
-			    mca_btl_ninja_verbs_send_ack(ep) :
+			    mca_btl_ninja_verbs_send_ack(ep, f->hdr.flags) :
 			    mca_btl_ninja_verbs_send(ep, f);
 			if (r < 0 && !drain)
 				ep_failed(ep, r, "verbs send failed");
@@ -750,8 +797,12 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		if (drain && f->sent == 0)
 			break;
 		if (f->sent == 0) {
-			if (!window_open(ep, f))
-				break;	/* back-pressure: wait for acks */
+			if (!window_open(ep, f)) {
+				/* Back-pressure: wait for acks (asked for). */
+				if (!drain && window_blocked(ep, app))
+					continue;
+				break;
+			}
 			frame_start(ep, f);
 		}
 		r = tcp_write(ep, f, app && !drain);
@@ -920,6 +971,8 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			ep->endpoint_rx_off += need;
 			avail -= need;
 			if (hdr.type == NINJA_FRAME_ACK) {
+				if (hdr.flags & NINJA_FLAG_ACK_REQ)
+					ep->endpoint_ack_req = true;
 				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
 				if (ep->endpoint_fd < 0)
 					goto out;	/* closed from a callback */

@@ -565,7 +565,8 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 	return 1;
 }
 
-static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
+static int send_ctl_flags(mca_btl_ninja_endpoint_t *ep, uint8_t type,
+			  int *slot, uint16_t flags)
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 	ninja_frame_hdr_t h;
@@ -579,7 +580,7 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 		h.epoch = mca_btl_ninja_component.epoch;
 	else
 		h.ack = ep->endpoint_rx_seq;
-	h.flags = take_credits(v);
+	h.flags = take_credits(v) | flags;
 	r = post_piece(ep, &h, NULL, 0, 0, 0, slot);
 	if (r) {
 		v->credits_owed += CREDITS(h.flags);
@@ -591,7 +592,12 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 	return r;
 }
 
-int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep)
+static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
+{
+	return send_ctl_flags(ep, type, slot, 0);
+}
+
+int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep, uint16_t flags)
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 	int r;
@@ -601,7 +607,7 @@ int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep)
 	/* Like DATA, leave the last credit and slot to markers and credits. */
 	if (v->credits < 2 || v->ntx_free < 2)
 		return 0;
-	r = send_ctl(ep, NINJA_FRAME_ACK, NULL);
+	r = send_ctl_flags(ep, NINJA_FRAME_ACK, NULL, flags);
 	return r < 0 ? r : !r;
 }
 
@@ -681,6 +687,8 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 		return;
 	}
 	v->credits += CREDITS(h.flags);
+	if (h.type == NINJA_FRAME_ACK && (h.flags & NINJA_FLAG_ACK_REQ))
+		ep->endpoint_ack_req = true;
 	if (h.type == NINJA_FRAME_DATA || h.type == NINJA_FRAME_ACK ||
 	    h.type == NINJA_FRAME_CREDIT) {
 		mca_btl_ninja_endpoint_acked(ep, h.ack, app);

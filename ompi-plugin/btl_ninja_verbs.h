@@ -42,7 +42,8 @@ int mca_btl_ninja_verbs_send(struct mca_btl_base_endpoint_t *ep,
 			     struct mca_btl_ninja_frag *frag);
 int mca_btl_ninja_verbs_send_marker(struct mca_btl_base_endpoint_t *ep);
 /* A standalone ACK frame: 1 posted, 0 no credit now, <0 error. */
-int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep);
+int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep,
+				 uint16_t flags);
 /* Poll the CQ: upcalls (app) or deferral (drain).  Returns frames handled. */
 int mca_btl_ninja_verbs_progress(bool app);
 /* Drain state of one endpoint: marker out and acknowledged, sends done. */
@@ -91,7 +92,8 @@ static inline int mca_btl_ninja_verbs_send_marker(struct mca_btl_base_endpoint_t
 {
 	return -1;
 }
-static inline int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep)
+static inline int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep,
+					       uint16_t flags)
 {
 	return -1;
 }
