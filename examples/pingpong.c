@@ -25,7 +25,9 @@
  *       consecutive round-trip completions (a round trip still outstanding
  *       at the end of the interval counts with its stall so far).  Rank 0
  *       polls (MPI_Test) so lines keep coming while traffic is stalled, e.g.
- *       during a migration.  Here the payload fill/verify time is part of the
+ *       during a migration.  The CSV has a fifth column, real_s: the
+ *       interval's end in CLOCK_REALTIME seconds (to line up with outside
+ *       events).  Here the payload fill/verify time is part of the
  *       measured time (-no-check for raw numbers).
  *
  * Every payload carries a pattern derived from (iteration, size); the
@@ -351,6 +353,7 @@ static int sweep(char *sbuf, char *rbuf)
 
 struct tl_state {
 	double start, next_tick, last_done, gap_max, all_gap_max, all_gap_at;
+	double real0;		/* CLOCK_REALTIME at start, seconds */
 	long msgs, all_msgs;
 	FILE *csv;
 };
@@ -363,8 +366,9 @@ static void tl_emit(struct tl_state *t, double tick_end, double dt,
 	printf("%9.3f %10ld %12.2f %12.3f\n", tick_end - t->start, t->msgs,
 	       mbps, gap * 1e3);
 	if (t->csv)
-		fprintf(t->csv, "%.3f,%ld,%.3f,%.3f\n", tick_end - t->start,
-			t->msgs, mbps, gap * 1e3);
+		fprintf(t->csv, "%.3f,%ld,%.3f,%.3f,%.3f\n",
+			tick_end - t->start, t->msgs, mbps, gap * 1e3,
+			t->real0 + (tick_end - t->start));
 	fflush(stdout);
 	t->msgs = 0;
 	t->gap_max = 0;
@@ -399,7 +403,7 @@ static int timeline(char *sbuf, char *rbuf)
 				strerror(errno));
 			return -1;
 		}
-		fprintf(t.csv, "t_s,msgs,mbps,max_gap_ms\n");
+		fprintf(t.csv, "t_s,msgs,mbps,max_gap_ms,real_s\n");
 	}
 	printf("# pingpong timeline: %ld bytes, %.1f s, interval %ld ms, "
 	       "msgs = messages completed (2 per round trip)\n",
@@ -408,6 +412,12 @@ static int timeline(char *sbuf, char *rbuf)
 	fflush(stdout);
 	send_ctrl(CMD_SET, size, 0);
 	t.start = MPI_Wtime();
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t.real0 = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	}
 	t.next_tick = t.start + o.interval_ms * 1e-3;
 	t.last_done = t.start;
 	end = t.start + o.tl_seconds;
