@@ -214,9 +214,12 @@ static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
 			       mca_btl_ninja_frag_t *f)
 {
 	f->hdr.ack = ep->endpoint_rx_seq;
-	ep->endpoint_ack_sent = ep->endpoint_rx_seq;
-	ep->endpoint_ack_owed = 0;
-	ep->endpoint_ack_req = false;
+	if (ep->endpoint_rail == NINJA_RAIL_TCP) {
+		/* The verbs rail stamps each piece when it posts it. */
+		ep->endpoint_ack_sent = ep->endpoint_rx_seq;
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
+	}
 	if (f->hdr.type == NINJA_FRAME_DATA &&
 	    ep->endpoint_rt_bytes + f->size >
 	    (size_t)mca_btl_ninja_component.replay_window / 2)

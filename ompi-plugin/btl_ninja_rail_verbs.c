@@ -546,7 +546,6 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 		int r;
 
 		h.ack = ep->endpoint_rx_seq;
-		ep->endpoint_ack_sent = h.ack;
 		/* Keep one credit and one slot for markers and credits. */
 		if (v->credits < 2 || v->ntx_free < 2)
 			return 0;
@@ -559,6 +558,9 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 			       piece, NULL);
 		if (r)
 			return r;
+		ep->endpoint_ack_sent = h.ack;	/* posted: the peer gets it */
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
 		f->sent += piece;
 	} while (f->sent < total);
 	f->sent = 0;
