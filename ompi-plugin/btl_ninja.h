@@ -350,6 +350,7 @@ int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
 				     const ninja_frame_hdr_t *hdr);
 void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
 				   uint32_t peer_ack);
+uint32_t mca_btl_ninja_endpoint_hs_ack(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
 				   const char *what);
 void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app);

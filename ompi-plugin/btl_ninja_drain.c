@@ -775,7 +775,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			return;
 		}
 		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
-		ep->endpoint_hs.ack = ep->endpoint_rx_seq;	/* replay point */
+		ep->endpoint_hs.ack = mca_btl_ninja_endpoint_hs_ack(ep);
 		if (c->verbs_on)
 			(void)mca_btl_ninja_verbs_ep_create(ep,
 							    &ep->endpoint_hs.verbs);
@@ -942,7 +942,7 @@ static void accept_hello(int i)
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
 		hs_fill(&reply, NINJA_HS_ACK, 0);
-		reply.ack = ep->endpoint_rx_seq;	/* replay point */
+		reply.ack = mca_btl_ninja_endpoint_hs_ack(ep);
 		if (p->hs.verbs.valid && c->verbs_on &&
 		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
 		    OPAL_SUCCESS &&
