@@ -135,26 +135,38 @@ int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
 	size_t i;
 	int rc = OPAL_SUCCESS;
 
-	mca_btl_ninja_lock();
 	for (i = 0; i < nprocs; i++) {
-		mca_btl_ninja_endpoint_t *ep;
+		mca_btl_ninja_endpoint_t *ep, probe;
+		bool known;
 
 		if (procs[i] == me)
 			continue;
-		ep = mca_btl_ninja_endpoint_lookup(procs[i]->proc_name);
-		if (!ep) {
-			mca_btl_ninja_endpoint_t probe;
-
-			/* A peer that published no address has no btl/ninja. */
+		mca_btl_ninja_lock();
+		known = mca_btl_ninja_endpoint_lookup(procs[i]->proc_name) != NULL;
+		mca_btl_ninja_unlock();
+		/*
+		 * A peer that published no address has no btl/ninja.  The PMIx
+		 * get may wait on the peer's daemon: not under the component
+		 * lock, which the control thread needs meanwhile.
+		 */
+		if (!known) {
 			memset(&probe, 0, sizeof(probe));
 			probe.endpoint_name = procs[i]->proc_name;
 			if (mca_btl_ninja_lookup_addr(&probe, 0, 0) != OPAL_SUCCESS)
 				continue;
+		}
+		mca_btl_ninja_lock();
+		/* The control thread may have made it since (a peer's HELLO). */
+		ep = mca_btl_ninja_endpoint_lookup(procs[i]->proc_name);
+		if (!ep) {
 			ep = mca_btl_ninja_endpoint_create(procs[i]->proc_name);
 			if (!ep) {
+				mca_btl_ninja_unlock();
 				rc = OPAL_ERR_OUT_OF_RESOURCE;
 				break;
 			}
+		}
+		if (!known && !ep->endpoint_addr_valid) {
 			ep->endpoint_addr = probe.endpoint_addr;
 			ep->endpoint_addr_valid = true;
 		}
@@ -162,8 +174,8 @@ int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
 		peers[i] = ep;
 		if (reachable)
 			opal_bitmap_set_bit(reachable, (int)i);
+		mca_btl_ninja_unlock();
 	}
-	mca_btl_ninja_unlock();
 	return rc;
 }
 
