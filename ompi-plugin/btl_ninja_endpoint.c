@@ -274,6 +274,19 @@ static int tcp_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
 	return frag_write(ep->endpoint_fd, f, f->size);
 }
 
+/* Post a frame on a verbs connection, maybe failing it (fault injection). */
+static int verbs_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		       bool app)
+{
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
+	    f->sent == 0 && fault_due(app)) {
+		/* As a queue pair in error would: the connection goes. */
+		fault_reset(ep, "verbs send");
+		return -EIO;
+	}
+	return mca_btl_ninja_verbs_send(ep, f);
+}
+
 /*
  * A frame is on the wire.  DATA is retained until acknowledged (owned
  * frames complete towards ob1 now, others at the ack); our own ACK
@@ -561,8 +574,7 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready) &&
 	    window_open(ep, f)) {
 		frame_start(ep, f);
-		r = verbs ? mca_btl_ninja_verbs_send(ep, f) :
-			    tcp_write(ep, f, app);
+		r = verbs ? verbs_write(ep, f, app) : tcp_write(ep, f, app);
 		if (r == 1) {
 			bool owned = frag_owned(f);
 
@@ -801,7 +813,7 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 			}
 			r = f->hdr.type == NINJA_FRAME_ACK ?
 			    mca_btl_ninja_verbs_send_ack(ep, f->hdr.flags) :
-			    mca_btl_ninja_verbs_send(ep, f);
+			    verbs_write(ep, f, app && !drain);
 			if (r < 0 && !drain)
 				ep_failed(ep, r, "verbs send failed");
 			if (r <= 0)
