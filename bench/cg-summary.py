@@ -70,6 +70,8 @@ def parse(path):
 
 
 def main():
+    import signal
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if len(sys.argv) < 2:
         print(__doc__)
         sys.exit(2)

@@ -460,7 +460,7 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 	mca_btl_ninja_frag_t *frag;
 	int rc;
 
-	if (size > UINT32_MAX - sizeof(ninja_put_hdr_t))
+	if (size > NINJA_PUT_MAX)
 		return OPAL_ERR_BAD_PARAM;
 	mca_btl_ninja_lock();
 	frag = mca_btl_ninja_frag_alloc(0);

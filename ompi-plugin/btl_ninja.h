@@ -43,6 +43,8 @@ BEGIN_C_DECLS
 
 #define NINJA_MAX_ADDRS		8	/* IPv4 addresses published per rank */
 #define NINJA_RX_INIT		(64 * 1024)
+/* Largest put: a frame's len (32 bits) holds the destination and the data. */
+#define NINJA_PUT_MAX		((size_t)UINT32_MAX - sizeof(ninja_put_hdr_t))
 
 /* Component (migration) state. */
 enum mca_btl_ninja_state {

@@ -174,6 +174,7 @@ static int ninja_register(void)
 	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE |
 		       MCA_BTL_FLAGS_PUT;
 	m->btl_registration_handle_size = 0;	/* put needs no registration */
+	m->btl_put_limit = NINJA_PUT_MAX;
 	m->btl_latency = 10;
 	m->btl_bandwidth = 10000;
 	return mca_btl_base_param_register(
@@ -232,6 +233,15 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 			    mca_btl_ninja_module.super.btl_max_send_size);
 		return NULL;
 	}
+	/* ob1 asks for puts of rdma_pipeline_frag_size (0: the whole
+	 * message) and never looks at put_limit: one frame's len is 32 bits. */
+	if (mca_btl_ninja_module.super.btl_put_limit > NINJA_PUT_MAX)
+		mca_btl_ninja_module.super.btl_put_limit = NINJA_PUT_MAX;
+	if (mca_btl_ninja_module.super.btl_rdma_pipeline_frag_size == 0 ||
+	    mca_btl_ninja_module.super.btl_rdma_pipeline_frag_size >
+	    mca_btl_ninja_module.super.btl_put_limit)
+		mca_btl_ninja_module.super.btl_rdma_pipeline_frag_size =
+			mca_btl_ninja_module.super.btl_put_limit;
 	if (c->verbs_slots < 4 || c->verbs_slot_size < 4096) {
 		NINJA_ERROR("btl:ninja: btl_ninja_verbs_slots must be >= 4 and "
 			    "btl_ninja_verbs_slot_size >= 4096");

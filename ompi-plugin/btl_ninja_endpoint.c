@@ -981,6 +981,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			need = sizeof(hdr) + hdr.len;
 			if (NINJA_FRAME_DATA == hdr.type &&
 			    NINJA_TAG_PUT == hdr.tag &&
+			    hdr.len >= sizeof(ninja_put_hdr_t) &&
 			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
 				int ok;
 
