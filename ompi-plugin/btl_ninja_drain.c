@@ -894,6 +894,20 @@ static bool conn_dead(mca_btl_ninja_endpoint_t *ep)
 			  errno != EINTR);
 }
 
+/*
+ * Lock held: the idle TCP socket of a verbs connection is readable: EOF or
+ * an error means the peer dropped the connection.  Nothing is sent on it
+ * once the QP is up; anything that is is read and dropped (no spinning).
+ */
+static bool boot_dead(mca_btl_ninja_endpoint_t *ep)
+{
+	char b[64];
+	ssize_t n = recv(ep->endpoint_fd, b, sizeof(b), MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			  errno != EINTR);
+}
+
 /* Lock held.  Decide on a HELLO: see docs/design.md, "Handshake". */
 static void accept_hello(int i)
 {
@@ -1052,7 +1066,7 @@ static void *ninja_thread(void *arg)
 	mca_btl_ninja_endpoint_t *fdep[MAXFDS];
 	int kind[MAXFDS];
 	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN,
-	       K_VERBS };
+	       K_VERBS, K_BOOT };
 
 	ctl_setup();
 	while (!c->thread_stop) {
@@ -1141,6 +1155,21 @@ static void *ninja_thread(void *arg)
 					(ep->endpoint_marker_sent ? 0 : POLLOUT);
 				fdep[nfds] = ep;
 				kind[nfds++] = K_DRAIN;
+			} else if (c->state == NINJA_RUNNING &&
+				   ep->endpoint_state == NINJA_EP_CONNECTED &&
+				   ep->endpoint_rail == NINJA_RAIL_VERBS &&
+				   ep->endpoint_verbs_ready) {
+				/*
+				 * A verbs connection's TCP socket is idle and the
+				 * application never reads it: watch it here, so a
+				 * peer that dropped the connection (its QP gone,
+				 * our frames unacknowledged) is noticed and the
+				 * frames replayed.
+				 */
+				fds[nfds].fd = ep->endpoint_fd;
+				fds[nfds].events = POLLIN;
+				fdep[nfds] = ep;
+				kind[nfds++] = K_BOOT;
 			}
 		}
 		mca_btl_ninja_unlock();
@@ -1180,6 +1209,17 @@ static void *ninja_thread(void *arg)
 				if (c->verbs_on &&
 				    fds[i].fd == mca_btl_ninja_verbs_async_fd())
 					verbs_event();
+				mca_btl_ninja_unlock();
+				break;
+			case K_BOOT:
+				mca_btl_ninja_lock();
+				if (c->state == NINJA_RUNNING &&
+				    fdep[i]->endpoint_fd == fds[i].fd &&
+				    fdep[i]->endpoint_state == NINJA_EP_CONNECTED &&
+				    fdep[i]->endpoint_rail == NINJA_RAIL_VERBS &&
+				    boot_dead(fdep[i]))
+					mca_btl_ninja_endpoint_failed(fdep[i], 0,
+						"verbs connection closed by the peer");
 				mca_btl_ninja_unlock();
 				break;
 			case K_CONNECT:
