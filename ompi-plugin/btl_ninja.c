@@ -19,6 +19,8 @@ static int ninja_register_cb(struct mca_btl_base_module_t *btl,
 			     mca_btl_base_tag_t tag,
 			     mca_btl_base_module_recv_cb_fn_t cbfunc,
 			     void *cbdata);
+static int ninja_register_error(struct mca_btl_base_module_t *btl,
+				mca_btl_base_module_error_cb_fn_t cbfunc);
 static mca_btl_base_descriptor_t *ninja_alloc(struct mca_btl_base_module_t *btl,
 					      struct mca_btl_base_endpoint_t *ep,
 					      uint8_t order, size_t size,
@@ -54,6 +56,7 @@ mca_btl_ninja_module_t mca_btl_ninja_module = {
 		.btl_add_procs = mca_btl_ninja_add_procs,
 		.btl_del_procs = mca_btl_ninja_del_procs,
 		.btl_register = ninja_register_cb,
+		.btl_register_error = ninja_register_error,
 		.btl_finalize = mca_btl_ninja_finalize,
 		.btl_alloc = ninja_alloc,
 		.btl_free = ninja_free,
@@ -71,6 +74,56 @@ static int ninja_register_cb(struct mca_btl_base_module_t *btl,
 {
 	/* ob1 fills mca_btl_base_active_message_trigger[] itself. */
 	return OPAL_SUCCESS;
+}
+
+static int ninja_register_error(struct mca_btl_base_module_t *btl,
+				mca_btl_base_module_error_cb_fn_t cbfunc)
+{
+	mca_btl_ninja_component.error_cb = cbfunc;
+	return OPAL_SUCCESS;
+}
+
+/*
+ * Application thread, lock held: peers the control thread gave up on
+ * (btl_ninja_replay_timeout) are reported to ob1 as a fatal error.
+ */
+void mca_btl_ninja_report_lost(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	c->peer_lost = 0;
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (!ep->endpoint_lost)
+			continue;
+		if (c->error_cb)
+			c->error_cb(&mca_btl_ninja_module.super,
+				    MCA_BTL_ERROR_FLAGS_FATAL, ep->endpoint_proc,
+				    "btl/ninja: peer unreachable (replay timeout)");
+	}
+}
+
+/* Replay statistics, at finalize (verbose 10, or with fault injection). */
+void mca_btl_ninja_replay_stats(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	uint64_t fail = 0, rep = 0, dups = 0;
+	int i;
+
+	for (i = 0; i < c->neps; i++) {
+		fail += c->eps[i]->endpoint_failures;
+		rep += c->eps[i]->endpoint_replayed;
+		dups += c->eps[i]->endpoint_dups;
+	}
+	if (c->fault_inject > 0 || c->verbose >= 10)
+		NINJA_ERROR("btl:ninja: rank %u replay: faults_injected=%llu "
+			    "connections_lost=%llu frames_replayed=%llu "
+			    "duplicates_dropped=%llu", OPAL_PROC_MY_NAME.vpid,
+			    (unsigned long long)c->n_faults,
+			    (unsigned long long)fail, (unsigned long long)rep,
+			    (unsigned long long)dups);
 }
 
 int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
@@ -141,10 +194,12 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
 
 	mca_btl_ninja_thread_stop();
 	mca_btl_ninja_lock();
+	mca_btl_ninja_replay_stats();
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
 		mca_btl_ninja_endpoint_close(ep);
+		mca_btl_ninja_endpoint_release_all(ep);
 		while (ep->endpoint_sq_head) {
 			mca_btl_ninja_frag_t *f = ep->endpoint_sq_head;
 

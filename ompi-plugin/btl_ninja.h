@@ -119,6 +119,8 @@ struct mca_btl_base_endpoint_t {
 	/* Put frame being read straight into its destination (TCP). */
 	unsigned char *endpoint_rx_put;	/* next byte to fill */
 	size_t endpoint_rx_put_left;	/* bytes of its data still to read */
+	bool endpoint_rx_put_skip;	/* a duplicate (replay): drop its data */
+	ninja_frame_hdr_t endpoint_rx_put_hdr;	/* in sequence once whole */
 	/* Drain. */
 	uint32_t endpoint_marker_rcvd;	/* epoch of the last marker received */
 	bool endpoint_marker_sent;
@@ -136,6 +138,26 @@ struct mca_btl_base_endpoint_t {
 	uint64_t endpoint_upg_conn;	/* endpoint_connects it belongs to */
 	uint64_t endpoint_upg_t_hold;	/* ns: new frames queued since */
 	ninja_verbs_info_t endpoint_upg_peer;
+	/*
+	 * Replay (surprise removal): per peer, not per connection, so it
+	 * survives reconnections.  Every DATA frame gets the next tx_seq; a
+	 * fully written DATA frame moves to the retained list (rt) until the
+	 * peer's cumulative ack covers it; the receiver delivers only
+	 * seq == rx_next and drops older seqs (duplicates of a replay).
+	 * endpoint_tx_seq and endpoint_rx_seq above are these counters.
+	 */
+	uint32_t endpoint_tx_acked;	/* the peer has every seq before this */
+	struct mca_btl_ninja_frag *endpoint_rt_head, *endpoint_rt_tail;
+	size_t endpoint_rt_bytes;	/* retained, <= btl_ninja_replay_window */
+	size_t endpoint_rt_len;
+	uint32_t endpoint_ack_sent;	/* last ack value we put on the wire */
+	size_t endpoint_ack_owed;	/* bytes received since */
+	bool endpoint_ack_req;		/* a frame asked for an ACK */
+	bool endpoint_ack_asking;	/* we asked for one (window full) ... */
+	uint32_t endpoint_ack_asked;	/* ... when tx_acked was this */
+	bool endpoint_lost;		/* peer declared gone (replay timeout) */
+	uint64_t endpoint_failed_at;	/* ns: lost outside a drain, not back */
+	uint64_t endpoint_failures, endpoint_replayed, endpoint_dups;
 	/* Counters. */
 	uint64_t endpoint_tx_frags, endpoint_rx_frags;
 	uint64_t endpoint_tx_bytes, endpoint_rx_bytes;
@@ -157,6 +179,10 @@ typedef struct mca_btl_ninja_frag {
 	size_t size;		/* header + payload */
 	uint8_t pool;		/* which free list */
 	bool queued;		/* returned 0 to ob1: callback owed */
+	bool cb_done;		/* ob1's callback made (or none owed) */
+	bool in_cq;		/* on the component's completion queue */
+	bool cq_release;	/* ... and back to the pool after it */
+	struct mca_btl_ninja_frag *cq_next;
 	size_t cap;		/* bytes available at data[] */
 	unsigned char *data;
 	/* btl_put: destination (sent after hdr) and ob1's completion. */
@@ -202,6 +228,9 @@ typedef struct mca_btl_ninja_component {
 	int verbs_slot_size;
 	char *upgrade;			/* live | wait */
 	int upgrade_wait;		/* s: wait mode's bound at RESUME */
+	int replay_window;		/* bytes retained per peer */
+	int replay_timeout;		/* ms to get a lost connection back */
+	int fault_inject;		/* test knob: 1/N frames or reads fail */
 	bool verbs_on;			/* the verbs rail is in use this epoch */
 	char verbs_desc[128];
 
@@ -241,8 +270,14 @@ typedef struct mca_btl_ninja_component {
 	int listen_fd;
 	mca_btl_ninja_addr_t my_addr;
 
+	/* Peer declared gone: the app thread tells ob1 (error callback). */
+	mca_btl_base_module_error_cb_fn_t error_cb;
+	volatile int peer_lost;
+	uint64_t fault_rng;
+
 	/* Statistics. */
 	uint64_t n_cycles, n_cancelled, n_timeouts;
+	uint64_t n_faults;		/* injected (btl_ninja_fault_inject) */
 	mca_btl_ninja_cycle_t cycle;
 } mca_btl_ninja_component_t;
 
@@ -320,6 +355,19 @@ void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd);
 void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep);
 int mca_btl_ninja_deliver_deferred(void);
+void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
+				  bool app);
+int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
+				     const ninja_frame_hdr_t *hdr);
+void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
+				   uint32_t peer_ack);
+uint32_t mca_btl_ninja_endpoint_hs_ack(mca_btl_ninja_endpoint_t *ep);
+void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
+				   const char *what);
+void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app);
+void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep);
+void mca_btl_ninja_report_lost(void);
+void mca_btl_ninja_replay_stats(void);
 void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 				   void *data, size_t len);
 int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,

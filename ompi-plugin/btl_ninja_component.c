@@ -130,6 +130,21 @@ static int ninja_register(void)
 		"Up to this many connected peers, progress reads each socket directly "
 		"instead of calling epoll_wait (saves a system call per poll)",
 		4, OPAL_INFO_LVL_5, &c->poll_direct);
+	reg_int("replay_window",
+		"Bytes of sent frames kept per peer until it acknowledges them, to "
+		"replay after a connection or device fails without a drain; a "
+		"sender with this much unacknowledged queues instead (>= "
+		"btl_ninja_max_send_size + 16)",
+		8 * 1024 * 1024, OPAL_INFO_LVL_5, &c->replay_window);
+	reg_int("replay_timeout",
+		"Milliseconds to get a connection that failed without a drain back "
+		"(and replay) before the peer is reported gone (a fatal error); 0: "
+		"retry forever",
+		60000, OPAL_INFO_LVL_4, &c->replay_timeout);
+	reg_int("fault_inject",
+		"Test knob: about one in N frames written (and reads that returned "
+		"data) resets the connection, as a surprise failure would; 0: off",
+		0, OPAL_INFO_LVL_9, &c->fault_inject);
 	reg_string("verbs_devices",
 		   "Comma-separated RDMA devices the verbs rail may use (empty: any with an ACTIVE port)",
 		   "", OPAL_INFO_LVL_2, &c->verbs_devices);
@@ -220,6 +235,14 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	if (mca_btl_base_param_verify(&mca_btl_ninja_module.super) !=
 	    OPAL_SUCCESS)
 		return NULL;
+	if ((size_t)c->replay_window <
+	    mca_btl_ninja_module.super.btl_max_send_size + sizeof(ninja_frame_hdr_t)) {
+		NINJA_ERROR("btl:ninja: btl_ninja_replay_window (%d) must hold a "
+			    "max-size fragment (btl_ninja_max_send_size %zu + 16)",
+			    c->replay_window,
+			    mca_btl_ninja_module.super.btl_max_send_size);
+		return NULL;
+	}
 	/* ob1 asks for puts of rdma_pipeline_frag_size (0: the whole
 	 * message) and never looks at put_limit: one frame's len is 32 bits. */
 	if (mca_btl_ninja_module.super.btl_put_limit > NINJA_PUT_MAX)
@@ -302,6 +325,8 @@ static int ninja_progress(void)
 		return 0;
 	if (c->app_work)
 		count += mca_btl_ninja_deliver_deferred();
+	if (OPAL_UNLIKELY(c->peer_lost))
+		mca_btl_ninja_report_lost();
 	if (c->state == NINJA_RUNNING)
 		count += mca_btl_ninja_progress_io();
 	pthread_mutex_unlock(&c->lock);

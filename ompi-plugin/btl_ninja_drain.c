@@ -67,6 +67,8 @@ static struct {
 	int npending;
 } T = { .ctl_fd = -1 };
 
+static void verbs_fail(const char *why);
+
 static int name_cmp(opal_process_name_t a, opal_process_name_t b)
 {
 	if (a.jobid != b.jobid)
@@ -480,7 +482,9 @@ static void do_resume(bool cancelled, bool timed_out)
 		ep->endpoint_conn_start = 0;
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			continue;
-		if (ep->endpoint_sq_head ||
+		if (ep->endpoint_failed_at)
+			ep->endpoint_failed_at = now;	/* the drain does not count */
+		if (ep->endpoint_sq_head || ep->endpoint_rt_head ||
 		    (ep->endpoint_was_connected &&
 		     name_cmp(me, ep->endpoint_name) < 0))
 			ep->endpoint_want_connect = true;
@@ -601,6 +605,25 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		char kind[32];
 
 		NINJA_VERBOSE(10, "btl:ninja: device event: %.*s", (int)len, line);
+		/*
+		 * The guest module saw our RDMA device go (or its port): the
+		 * device may say nothing itself (rxe), and the kernel waits
+		 * for us to close it before the NIC can be removed.
+		 */
+		v = ninja_msg_get(&m, "dev", &vlen);
+		if (m.npos >= 3 && v &&
+		    ((m.tok[2].len == 6 && !memcmp(m.tok[2].p, "ib-del", 6)) ||
+		     (m.tok[2].len == 9 && !memcmp(m.tok[2].p, "port-down", 9)))) {
+			char why[96];
+
+			mca_btl_ninja_lock();
+			if (c->verbs_on && mca_btl_ninja_verbs_is_device(v, vlen)) {
+				snprintf(why, sizeof(why), "control channel: %.*s %.*s",
+					 (int)m.tok[2].len, m.tok[2].p, (int)vlen, v);
+				verbs_fail(why);
+			}
+			mca_btl_ninja_unlock();
+		}
 		snprintf(kind, sizeof(kind), "%.*s", (int)m.tok[2].len, m.tok[2].p);
 		mca_btl_ninja_upgrade_event(kind, m.num);
 		break;
@@ -731,6 +754,28 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		      inet_ntoa(sin.sin_addr), ntohs(sin.sin_port), c->epoch);
 }
 
+/*
+ * Lock held: a connection lost outside a drain did not come back within
+ * btl_ninja_replay_timeout: the peer is taken as gone.  Stop retrying;
+ * the application's thread tells ob1 (a fatal BTL error, as a dead peer
+ * has always been).
+ */
+static void peer_lost(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	NINJA_ERROR("btl:ninja: rank %u: peer %u.%u unreachable for %d ms after "
+		    "its connection failed (%zu frames unacknowledged, %zu queued)",
+		    OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		    ep->endpoint_name.vpid, c->replay_timeout,
+		    ep->endpoint_rt_len, ep->endpoint_sq_len);
+	ep->endpoint_lost = true;
+	ep->endpoint_want_connect = false;
+	ep->endpoint_failed_at = 0;
+	c->peer_lost = 1;
+	c->app_work = 1;
+}
+
 /* Lock held: the connection attempt failed; retry later. */
 static void connect_failed(mca_btl_ninja_endpoint_t *ep, bool retry,
 			   const char *why)
@@ -774,6 +819,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			return;
 		}
 		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
+		ep->endpoint_hs.ack = mca_btl_ninja_endpoint_hs_ack(ep);
 		if (c->verbs_on)
 			(void)mca_btl_ninja_verbs_ep_create(ep,
 							    &ep->endpoint_hs.verbs);
@@ -824,6 +870,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			mca_btl_ninja_verbs_ep_destroy(ep);
 		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
 		ep->endpoint_verbs_ready = verbs;
+		mca_btl_ninja_endpoint_replay(ep, ep->endpoint_hs.ack);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
 			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
 			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
@@ -881,6 +928,30 @@ static void pending_drop(int i, bool close_fd)
 	T.pending[i] = T.pending[--T.npending];
 }
 
+/* Lock held: the connected socket says EOF or an error (nothing unread). */
+static bool conn_dead(mca_btl_ninja_endpoint_t *ep)
+{
+	char b;
+	ssize_t n = recv(ep->endpoint_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			  errno != EINTR);
+}
+
+/*
+ * Lock held: the idle TCP socket of a verbs connection is readable: EOF or
+ * an error means the peer dropped the connection.  Nothing is sent on it
+ * once the QP is up; anything that is is read and dropped (no spinning).
+ */
+static bool boot_dead(mca_btl_ninja_endpoint_t *ep)
+{
+	char b[64];
+	ssize_t n = recv(ep->endpoint_fd, b, sizeof(b), MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+			  errno != EINTR);
+}
+
 /* Lock held.  Decide on a HELLO: see docs/design.md, "Handshake". */
 static void accept_hello(int i)
 {
@@ -889,6 +960,7 @@ static void accept_hello(int i)
 	opal_process_name_t me = OPAL_PROC_MY_NAME, peer;
 	mca_btl_ninja_endpoint_t *ep;
 	ninja_handshake_t reply;
+	uint32_t peer_ack;
 	int fd = p->fd;
 
 	if (p->hs.magic != NINJA_WIRE_MAGIC ||
@@ -900,6 +972,12 @@ static void accept_hello(int i)
 	peer.jobid = p->hs.jobid;
 	peer.vpid = p->hs.vpid;
 	ep = mca_btl_ninja_endpoint_lookup(peer);
+	if (ep && ep->endpoint_state == NINJA_EP_CONNECTED &&
+	    c->state == NINJA_RUNNING && conn_dead(ep)) {
+		/* The peer saw our connection die first (and the socket of a
+		 * verbs connection is never read): replace it now. */
+		mca_btl_ninja_endpoint_failed(ep, 0, "replaced by the peer");
+	}
 	if (!ep && c->state == NINJA_RUNNING)
 		ep = mca_btl_ninja_endpoint_create(peer);
 	if (!ep && c->state == NINJA_RUNNING) {
@@ -922,6 +1000,7 @@ static void accept_hello(int i)
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
 		hs_fill(&reply, NINJA_HS_ACK, 0);
+		reply.ack = mca_btl_ninja_endpoint_hs_ack(ep);
 		if (p->hs.verbs.valid && c->verbs_on &&
 		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
 		    OPAL_SUCCESS &&
@@ -936,10 +1015,12 @@ static void accept_hello(int i)
 			pending_drop(i, true);
 			return;
 		}
+		peer_ack = p->hs.ack;
 		pending_drop(i, false);
 		mca_btl_ninja_endpoint_attach(ep, fd);
 		/* Frames go on the QP once the connector says READY. */
 		ep->endpoint_verbs_ready = false;
+		mca_btl_ninja_endpoint_replay(ep, peer_ack);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
 			      me.vpid, peer.jobid, peer.vpid);
 		return;
@@ -973,6 +1054,53 @@ static void pending_event(int i)
  * The thread
  */
 
+/*
+ * Lock held: the verbs device said its port or itself failed (surprise
+ * removal: no drain came first).  Every connection on it fails over: it
+ * is closed, reconnected on TCP (the device is out of this epoch's rails)
+ * and replayed from the peer's ack; then the device is closed, which lets
+ * the kernel finish removing it.  The next resume looks for a device
+ * again.
+ */
+static void verbs_fail(const char *why)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i;
+
+	NINJA_ERROR("btl:ninja: rank %u: verbs rail failed (%s) without a "
+		    "drain: reconnecting on tcp and replaying",
+		    OPAL_PROC_MY_NAME.vpid, why);
+	c->verbs_on = false;
+	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_verbs) {
+			if (c->state == NINJA_RUNNING &&
+			    ep->endpoint_state == NINJA_EP_CONNECTED)
+				mca_btl_ninja_endpoint_failed(ep, -ENODEV,
+							      "lost its verbs device");
+			else
+				mca_btl_ninja_verbs_ep_destroy(ep);
+		}
+	}
+	mca_btl_ninja_verbs_close();
+}
+
+/* Lock held: the device's async event fd is readable. */
+static void verbs_event(void)
+{
+	char desc[128] = "", why[160];
+
+	if (!mca_btl_ninja_verbs_async_fatal(desc, sizeof(desc))) {
+		NINJA_VERBOSE(10, "btl:ninja: verbs event: %s", desc);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s: %s, port not active",
+		 mca_btl_ninja_component.verbs_desc, desc);
+	verbs_fail(why);
+}
+
 #define MAXFDS (4 + NINJA_MAX_PENDING + 1024)
 
 static void *ninja_thread(void *arg)
@@ -981,7 +1109,8 @@ static void *ninja_thread(void *arg)
 	struct pollfd fds[MAXFDS];
 	mca_btl_ninja_endpoint_t *fdep[MAXFDS];
 	int kind[MAXFDS];
-	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN };
+	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN,
+	       K_VERBS, K_BOOT };
 
 	ctl_setup();
 	while (!c->thread_stop) {
@@ -1004,6 +1133,13 @@ static void *ninja_thread(void *arg)
 			for (i = 0; i < c->neps && nwant < MAXFDS; i++) {
 				mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
+				if (ep->endpoint_want_connect &&
+				    ep->endpoint_state == NINJA_EP_CLOSED &&
+				    ep->endpoint_failed_at && c->replay_timeout > 0 &&
+				    now > ep->endpoint_failed_at &&
+				    now - ep->endpoint_failed_at >
+				    (uint64_t)c->replay_timeout * 1000000ull)
+					peer_lost(ep);
 				if (ep->endpoint_want_connect &&
 				    ep->endpoint_state == NINJA_EP_CLOSED)
 					fdep[nwant++] = ep;
@@ -1031,6 +1167,13 @@ static void *ninja_thread(void *arg)
 			fds[nfds].events = POLLIN;
 			kind[nfds++] = K_CTL;
 		}
+		mca_btl_ninja_lock();
+		if (c->verbs_on && mca_btl_ninja_verbs_async_fd() >= 0) {
+			fds[nfds].fd = mca_btl_ninja_verbs_async_fd();
+			fds[nfds].events = POLLIN;
+			kind[nfds++] = K_VERBS;
+		}
+		mca_btl_ninja_unlock();
 		pi = nfds;
 		for (i = 0; i < T.npending; i++) {
 			fds[nfds].fd = T.pending[i].fd;
@@ -1056,6 +1199,21 @@ static void *ninja_thread(void *arg)
 					(ep->endpoint_marker_sent ? 0 : POLLOUT);
 				fdep[nfds] = ep;
 				kind[nfds++] = K_DRAIN;
+			} else if (c->state == NINJA_RUNNING &&
+				   ep->endpoint_state == NINJA_EP_CONNECTED &&
+				   ep->endpoint_rail == NINJA_RAIL_VERBS &&
+				   ep->endpoint_verbs_ready) {
+				/*
+				 * A verbs connection's TCP socket is idle and the
+				 * application never reads it: watch it here, so a
+				 * peer that dropped the connection (its QP gone,
+				 * our frames unacknowledged) is noticed and the
+				 * frames replayed.
+				 */
+				fds[nfds].fd = ep->endpoint_fd;
+				fds[nfds].events = POLLIN;
+				fdep[nfds] = ep;
+				kind[nfds++] = K_BOOT;
 			}
 		}
 		mca_btl_ninja_unlock();
@@ -1094,6 +1252,24 @@ static void *ninja_thread(void *arg)
 				break;
 			case K_CTL:
 				ctl_read();
+				break;
+			case K_VERBS:
+				mca_btl_ninja_lock();
+				if (c->verbs_on &&
+				    fds[i].fd == mca_btl_ninja_verbs_async_fd())
+					verbs_event();
+				mca_btl_ninja_unlock();
+				break;
+			case K_BOOT:
+				mca_btl_ninja_lock();
+				if (c->state == NINJA_RUNNING &&
+				    fdep[i]->endpoint_fd == fds[i].fd &&
+				    fdep[i]->endpoint_state == NINJA_EP_CONNECTED &&
+				    fdep[i]->endpoint_rail == NINJA_RAIL_VERBS &&
+				    boot_dead(fdep[i]))
+					mca_btl_ninja_endpoint_failed(fdep[i], 0,
+						"verbs connection closed by the peer");
+				mca_btl_ninja_unlock();
 				break;
 			case K_CONNECT:
 				mca_btl_ninja_lock();

@@ -18,6 +18,8 @@
 
 #include "btl_ninja.h"
 
+static void frag_callback(mca_btl_ninja_frag_t *f, bool app, bool release);
+
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
@@ -141,25 +143,36 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_rx_put_left = 0;
 }
 
-/* Write what is left of a frame.  1: complete, 0: would block, <0: error. */
-static int frag_write(int fd, mca_btl_ninja_frag_t *f)
+/*
+ * Write what is left of a frame, up to byte limit of it (the whole frame
+ * but for fault injection).  1: complete, 0: would block, <0: error.
+ */
+static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 {
 	struct iovec v[3];
 	struct msghdr msg;
-	size_t skip = f->sent;
+	size_t skip = f->sent, room = limit > f->sent ? limit - f->sent : 0;
 	int i, n = 0;
 	ssize_t r;
 
-	for (i = 0; i < f->iov_cnt; i++) {
-		if (skip >= f->iov[i].iov_len) {
-			skip -= f->iov[i].iov_len;
+	for (i = 0; i < f->iov_cnt && room; i++) {
+		size_t l = f->iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
 			continue;
 		}
+		l -= skip;
+		if (l > room)
+			l = room;
 		v[n].iov_base = (char *)f->iov[i].iov_base + skip;
-		v[n].iov_len = f->iov[i].iov_len - skip;
+		v[n].iov_len = l;
+		room -= l;
 		skip = 0;
 		n++;
 	}
+	if (!n)
+		return f->sent == f->size;
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = v;
 	msg.msg_iovlen = n;
@@ -173,24 +186,159 @@ static int frag_write(int fd, mca_btl_ninja_frag_t *f)
 	return f->sent == f->size;
 }
 
-/* A frame is on the wire: account, call back ob1 now or later, recycle. */
-static void frag_complete(mca_btl_ninja_frag_t *f, bool app)
+/*
+ * Owned: every byte of the frame is in our fragment and ob1 handed the
+ * descriptor over (BTL_OWNERSHIP).  Such a frame is retained as it is and
+ * ob1 may complete at once; any other (payload in place in the user's
+ * buffer, or a descriptor ob1 frees itself) completes only when the peer
+ * has acknowledged it, since a replay would read that memory again.
+ */
+static inline bool frag_owned(const mca_btl_ninja_frag_t *f)
+{
+	return (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP) &&
+	       f->base.des_segment_count == 1 &&
+	       f->base.des_segments[0].seg_addr.pval == (void *)f->data;
+}
+
+/* A retained DATA frame may go out: the window has room (or is empty). */
+static inline bool window_open(mca_btl_ninja_endpoint_t *ep,
+			       mca_btl_ninja_frag_t *f)
+{
+	return !ep->endpoint_rt_head || f->hdr.type != NINJA_FRAME_DATA ||
+	       ep->endpoint_rt_bytes + f->size <=
+	       (size_t)mca_btl_ninja_component.replay_window;
+}
+
+/* The first byte of f goes on the wire: stamp the current ack. */
+static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
+			       mca_btl_ninja_frag_t *f)
+{
+	f->hdr.ack = ep->endpoint_rx_seq;
+	if (ep->endpoint_rail == NINJA_RAIL_TCP) {
+		/* The verbs rail stamps each piece when it posts it. */
+		ep->endpoint_ack_sent = ep->endpoint_rx_seq;
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
+	}
+	if (f->hdr.type == NINJA_FRAME_DATA &&
+	    ep->endpoint_rt_bytes + f->size >
+	    (size_t)mca_btl_ninja_component.replay_window / 2)
+		f->hdr.flags |= NINJA_FLAG_ACK_REQ;
+}
+
+/*
+ * Fault injection (btl_ninja_fault_inject = N, a test knob): about one in
+ * N frames written, or reads that returned data, on the application's
+ * thread while RUNNING breaks the connection with a reset.
+ */
+static bool fault_due(bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	mca_btl_ninja_endpoint_t *ep = f->endpoint;
-	bool cb = f->base.des_cbfunc &&
+	uint64_t x = c->fault_rng;
+
+	if (!app || c->fault_inject <= 0 || c->state != NINJA_RUNNING)
+		return false;
+	if (!x)
+		x = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + mca_btl_ninja_now_ns();
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	c->fault_rng = x;
+	return x % (uint64_t)c->fault_inject == 0;
+}
+
+static void fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	mca_btl_ninja_component.n_faults++;
+	(void)setsockopt(ep->endpoint_fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: fault injected (%s) on the "
+		      "connection to %u.%u", OPAL_PROC_MY_NAME.vpid, where,
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+}
+
+/*
+ * Write a frame on a TCP connection, maybe with an injected fault: half
+ * of it, then a reset.
+ */
+static int tcp_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		     bool app)
+{
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
+	    fault_due(app)) {
+		(void)frag_write(ep->endpoint_fd, f, f->size / 2);
+		fault_reset(ep, "send");
+		return -ECONNRESET;
+	}
+	return frag_write(ep->endpoint_fd, f, f->size);
+}
+
+/* Post a frame on a verbs connection, maybe failing it (fault injection). */
+static int verbs_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		       bool app)
+{
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
+	    f->sent == 0 && fault_due(app)) {
+		/* As a queue pair in error would: the connection goes. */
+		fault_reset(ep, "verbs send");
+		return -EIO;
+	}
+	return mca_btl_ninja_verbs_send(ep, f);
+}
+
+/*
+ * A frame is on the wire.  DATA is retained until acknowledged (owned
+ * frames complete towards ob1 now, others at the ack); our own ACK
+ * frames go back to the pool.
+ */
+static void frag_sent(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		      bool app)
+{
+	ep->endpoint_tx_frags++;
+	ep->endpoint_tx_bytes += f->size;
+	if (f->hdr.type != NINJA_FRAME_DATA) {
+		mca_btl_ninja_upgrade_sent(f);	/* may start a hold */
+		mca_btl_ninja_frag_return(f);
+		return;
+	}
+	f->next = NULL;
+	if (ep->endpoint_rt_tail)
+		ep->endpoint_rt_tail->next = f;
+	else
+		ep->endpoint_rt_head = f;
+	ep->endpoint_rt_tail = f;
+	ep->endpoint_rt_bytes += f->size;
+	ep->endpoint_rt_len++;
+	if (frag_owned(f))
+		frag_callback(f, app, false);
+}
+
+/*
+ * ob1's callback, if one is owed and not made yet: now (application
+ * thread) or through the completion queue (control thread).  release:
+ * the frame is acknowledged, recycle it after the callback.
+ */
+static void frag_callback(mca_btl_ninja_frag_t *f, bool app, bool release)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool cb = !f->cb_done && f->base.des_cbfunc &&
 		  (f->queued ||
 		   (f->base.des_flags & MCA_BTL_DES_SEND_ALWAYS_CALLBACK));
 
-	if (f->hdr.type != NINJA_FRAME_DATA)
-		mca_btl_ninja_upgrade_sent(f);	/* may start a hold */
-	ep->endpoint_tx_frags++;
-	ep->endpoint_tx_bytes += f->size;
+	f->cb_done = true;
+	if (f->in_cq) {
+		/* Its callback is still queued: recycle it after that. */
+		f->cq_release = f->cq_release || release;
+		return;
+	}
 	if (cb && !app) {
 		/* Upcalls only on the application's thread. */
-		f->next = NULL;
+		f->in_cq = true;
+		f->cq_release = release;
+		f->cq_next = NULL;
 		if (c->cq_tail)
-			c->cq_tail->next = f;
+			c->cq_tail->cq_next = f;
 		else
 			c->cq_head = f;
 		c->cq_tail = f;
@@ -198,10 +346,97 @@ static void frag_complete(mca_btl_ninja_frag_t *f, bool app)
 		return;
 	}
 	if (cb)
-		f->base.des_cbfunc(&mca_btl_ninja_module.super, ep, &f->base,
-				   OPAL_SUCCESS);
-	if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+		f->base.des_cbfunc(&mca_btl_ninja_module.super, f->endpoint,
+				   &f->base, OPAL_SUCCESS);
+	if (release && (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP))
 		mca_btl_ninja_frag_return(f);
+}
+
+/*
+ * The peer has every DATA frame before ack: release what it covers.
+ * app: on the application's thread (callbacks now).  May call into ob1,
+ * which may send and even close the endpoint.
+ */
+void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
+				  bool app)
+{
+	mca_btl_ninja_frag_t *f;
+
+	if (!ninja_seq_before(ep->endpoint_tx_acked, ack))
+		return;
+	if (ninja_seq_before(ep->endpoint_tx_seq, ack)) {
+		NINJA_ERROR("btl:ninja: %u.%u acknowledges seq %u, we sent up to %u",
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			    ack, ep->endpoint_tx_seq);
+		return;
+	}
+	ep->endpoint_tx_acked = ack;
+	while ((f = ep->endpoint_rt_head) &&
+	       ninja_seq_before(f->hdr.seq, ack)) {
+		ep->endpoint_rt_head = f->next;
+		if (!ep->endpoint_rt_head)
+			ep->endpoint_rt_tail = NULL;
+		ep->endpoint_rt_bytes -= f->size;
+		ep->endpoint_rt_len--;
+		frag_callback(f, app, true);
+	}
+}
+
+/*
+ * A DATA frame arrived: 1 deliver it (the next in sequence), 0 drop it (a
+ * duplicate from a replay), -1 a gap (frames lost: must not happen).
+ */
+static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
+{
+	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq))
+		return 1;
+	if (ninja_seq_before(hdr->seq, ep->endpoint_rx_seq)) {
+		/* A replay of what we have: drop it, and tell the sender. */
+		ep->endpoint_dups++;
+		ep->endpoint_ack_req = true;
+		return 0;
+	}
+	NINJA_ERROR("btl:ninja: frame %u from %u.%u but %u expected: frames "
+		    "lost, reconnecting to replay", hdr->seq,
+		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+		    ep->endpoint_rx_seq);
+	return -1;
+}
+
+/* The frame rx_check accepted is whole: the next one is expected. */
+static inline void rx_commit(mca_btl_ninja_endpoint_t *ep,
+			     const ninja_frame_hdr_t *hdr)
+{
+	ep->endpoint_rx_seq++;
+	ep->endpoint_ack_owed += sizeof(*hdr) + hdr->len;
+	if (hdr->flags & NINJA_FLAG_ACK_REQ)
+		ep->endpoint_ack_req = true;
+}
+
+int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
+				     const ninja_frame_hdr_t *hdr)
+{
+	int ok = rx_check(ep, hdr);
+
+	if (OPAL_LIKELY(ok > 0))
+		rx_commit(ep, hdr);
+	return ok;
+}
+
+/* Every retained frame back to ob1 and the pool (finalize). */
+void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_frag_t *f;
+
+	while ((f = ep->endpoint_rt_head)) {
+		ep->endpoint_rt_head = f->next;
+		if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP &&
+		    !f->in_cq)
+			mca_btl_ninja_frag_return(f);
+	}
+	ep->endpoint_rt_tail = NULL;
+	ep->endpoint_rt_bytes = 0;
+	ep->endpoint_rt_len = 0;
 }
 
 static void sq_append(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f)
@@ -226,24 +461,101 @@ static void sq_pop(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_sq_len--;
 }
 
-/* The connection broke outside a drain: close it and reconnect lazily. */
-static void ep_failed(mca_btl_ninja_endpoint_t *ep, int err, const char *what)
+/*
+ * A new connection is up (control thread, lock held; peer_ack from its
+ * handshake): release what the peer has, and queue every retained frame
+ * it has not received in front of the send queue, in sequence order, to
+ * be written again.
+ */
+void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
+				   uint32_t peer_ack)
 {
-	NINJA_VERBOSE(10, "btl:ninja: connection to %u.%u %s (%s)%s",
+	mca_btl_ninja_frag_t *f;
+	uint64_t n = ep->endpoint_rt_len;
+
+	mca_btl_ninja_endpoint_acked(ep, peer_ack, false);
+	n -= ep->endpoint_rt_len;
+	/* Defensive: nothing queued can be older than the peer's ack. */
+	while ((f = ep->endpoint_sq_head) && f->sent == 0 &&
+	       f->hdr.type == NINJA_FRAME_DATA &&
+	       ninja_seq_before(f->hdr.seq, peer_ack)) {
+		sq_pop(ep);
+		frag_callback(f, false, true);
+	}
+	if (ep->endpoint_sq_head)
+		ep->endpoint_sq_head->sent = 0;
+	if (ep->endpoint_rt_head) {
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: replaying %zu frames "
+			      "(seq %u..) to %u.%u, %llu acknowledged at reconnect",
+			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_rt_len,
+			      ep->endpoint_rt_head->hdr.seq,
+			      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			      (unsigned long long)n);
+		ep->endpoint_replayed += ep->endpoint_rt_len;
+		ep->endpoint_rt_tail->next = ep->endpoint_sq_head;
+		if (!ep->endpoint_sq_head)
+			ep->endpoint_sq_tail = ep->endpoint_rt_tail;
+		ep->endpoint_sq_head = ep->endpoint_rt_head;
+		ep->endpoint_sq_len += ep->endpoint_rt_len;
+		for (f = ep->endpoint_rt_head; f != ep->endpoint_rt_tail->next;
+		     f = f->next)
+			f->sent = 0;
+		ep->endpoint_rt_head = ep->endpoint_rt_tail = NULL;
+		ep->endpoint_rt_bytes = 0;
+		ep->endpoint_rt_len = 0;
+	}
+	ep->endpoint_failed_at = 0;
+	ep->endpoint_lost = false;
+	ep->endpoint_ack_owed = 0;
+	ep->endpoint_ack_req = ep->endpoint_ack_sent != ep->endpoint_rx_seq;
+	mca_btl_ninja_endpoint_update_out(ep);
+}
+
+/*
+ * The replay point for a handshake: the next seq we expect from the peer.
+ * With fault injection on, half of the handshakes understate it (the last
+ * ack that went on the wire, which the peer may or may not have seen), so
+ * the peer replays frames we already have and the duplicate path is
+ * exercised; that is always safe, the peer keeps everything above it.
+ */
+uint32_t mca_btl_ninja_endpoint_hs_ack(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (!OPAL_UNLIKELY(c->fault_inject) || c->state != NINJA_RUNNING ||
+	    !(mca_btl_ninja_now_ns() & 1))
+		ep->endpoint_ack_sent = ep->endpoint_rx_seq;
+	return ep->endpoint_ack_sent;
+}
+
+/* The connection broke outside a drain: close it, reconnect and replay. */
+void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
+				   const char *what)
+{
+	bool owed = ep->endpoint_sq_head || ep->endpoint_rt_head;
+
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u %s (%s)%s",
+		      OPAL_PROC_MY_NAME.vpid,
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, what,
 		      err ? strerror(-err) : "closed by peer",
-		      ep->endpoint_sq_head ? ", reconnecting" : "");
+		      owed ? ", reconnecting" : "");
 	mca_btl_ninja_endpoint_close(ep);
-	if (ep->endpoint_sq_head) {
+	ep->endpoint_failures++;
+	if (owed) {
+		if (!ep->endpoint_failed_at)
+			ep->endpoint_failed_at = mca_btl_ninja_now_ns();
 		ep->endpoint_want_connect = true;
 		ep->endpoint_conn_start = 0;
 		mca_btl_ninja_wake();
 	}
 }
 
+#define ep_failed mca_btl_ninja_endpoint_failed
+
 /*
- * Queue or write one frame.  Returns 1 if it is on the wire already (ob1
- * then completes the request itself), 0 if queued (callback owed).
+ * Queue or write one frame.  Returns 1 if it is on the wire already and
+ * ob1 may complete the request itself, 0 if ob1's callback is owed
+ * (queued, or retained in place until acknowledged).
  */
 int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 				mca_btl_ninja_frag_t *f, bool app)
@@ -254,18 +566,22 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 
 	f->endpoint = ep;
 	f->sent = 0;
-	f->hdr.epoch = c->epoch;
 	f->hdr.seq = ep->endpoint_tx_seq++;
+	if (!frag_owned(f))
+		f->hdr.flags |= NINJA_FLAG_ACK_REQ;
 	verbs = ep->endpoint_rail == NINJA_RAIL_VERBS;
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
-	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready)) {
-		r = verbs ? mca_btl_ninja_verbs_send(ep, f) :
-			    frag_write(ep->endpoint_fd, f);
+	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready) &&
+	    window_open(ep, f)) {
+		frame_start(ep, f);
+		r = verbs ? verbs_write(ep, f, app) : tcp_write(ep, f, app);
 		if (r == 1) {
-			f->queued = false;
-			frag_complete(f, app);
-			return 1;
+			bool owned = frag_owned(f);
+
+			f->queued = !owned;
+			frag_sent(ep, f, app);
+			return owned ? 1 : 0;
 		}
 		sq_append(ep, f);
 		if (r < 0)
@@ -276,8 +592,15 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	}
 	sq_append(ep, f);
 	if (c->state == NINJA_RUNNING &&
+	    ep->endpoint_state == NINJA_EP_CONNECTED &&
+	    ep->endpoint_sq_head == f && (!verbs || ep->endpoint_verbs_ready)) {
+		/* Only the window held it back: ask for acks. */
+		(void)mca_btl_ninja_endpoint_flush(ep, app, false);
+		return 0;
+	}
+	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CLOSED &&
-	    !ep->endpoint_want_connect) {
+	    !ep->endpoint_want_connect && !ep->endpoint_lost) {
 		ep->endpoint_want_connect = true;
 		ep->endpoint_conn_start = 0;
 		mca_btl_ninja_wake();
@@ -286,12 +609,14 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 }
 
 /*
- * sendi fast path (TCP, connected, nothing queued, RUNNING): one sendmsg
- * of our header, ob1's header and the payload in place, no fragment and no
- * copy.  Only what the socket did not take is copied into a fragment and
- * queued (already partly written).  Returns OPAL_SUCCESS when the frame is
- * on the wire or queued, OPAL_ERR_RESOURCE_BUSY when the fast path does not
- * apply (the caller then copies as usual).
+ * sendi fast path (TCP, connected, nothing queued, RUNNING, room in the
+ * replay window): one sendmsg of our header, ob1's header and the payload
+ * in place; then a copy of the frame is retained for replay (ob1 treats
+ * the send as done and may reuse its buffer).  What the socket did not
+ * take is queued in that copy (already partly written).  Returns
+ * OPAL_SUCCESS when the frame is on the wire or queued,
+ * OPAL_ERR_RESOURCE_BUSY when the fast path does not apply (the caller
+ * then copies as usual).
  */
 int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 				 const void *header, size_t header_size,
@@ -307,14 +632,17 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 	ssize_t r;
 
 	if (c->state != NINJA_RUNNING || ep->endpoint_rail != NINJA_RAIL_TCP ||
-	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head)
+	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head ||
+	    (ep->endpoint_rt_head && ep->endpoint_rt_bytes + total >
+	     (size_t)c->replay_window / 2) ||
+	    OPAL_UNLIKELY(c->fault_inject))
 		return OPAL_ERR_RESOURCE_BUSY;
 	hdr.type = NINJA_FRAME_DATA;
 	hdr.tag = tag;
 	hdr.flags = 0;
 	hdr.len = (uint32_t)(header_size + payload_size);
-	hdr.epoch = c->epoch;
-	hdr.seq = ep->endpoint_tx_seq++;
+	hdr.ack = ep->endpoint_rx_seq;
+	hdr.seq = ep->endpoint_tx_seq;
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
 	iov[1].iov_base = (void *)header;
@@ -325,28 +653,137 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 	msg.msg_iov = iov;
 	msg.msg_iovlen = payload_size ? 3 : 2;
 	r = sendmsg(ep->endpoint_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r == (ssize_t)total) {
-		ep->endpoint_tx_frags++;
-		ep->endpoint_tx_bytes += total;
-		return OPAL_SUCCESS;
-	}
-	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-		ep->endpoint_tx_seq--;	/* nothing written: the slow path resends */
-		return OPAL_ERR_RESOURCE_BUSY;
-	}
-	/* Partly written (or not at all): keep the rest, in order. */
+	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return OPAL_ERR_RESOURCE_BUSY;	/* nothing written: slow path */
+	ep->endpoint_tx_seq++;
+	ep->endpoint_ack_sent = hdr.ack;
+	ep->endpoint_ack_owed = 0;
+	ep->endpoint_ack_req = false;
+	/* The copy that a replay (or the rest of this write) needs. */
 	f = mca_btl_ninja_frag_copy(header, header_size, payload, payload_size,
 				    tag);
 	if (!f) {
-		NINJA_ERROR("btl:ninja: out of fragments with a frame half-written");
+		NINJA_ERROR("btl:ninja: out of fragments with a frame written");
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
 	f->endpoint = ep;
 	f->hdr = hdr;
+	f->cb_done = true;
+	if (r == (ssize_t)total) {
+		f->sent = total;
+		frag_sent(ep, f, true);
+		return OPAL_SUCCESS;
+	}
+	/* Partly written (or not at all): keep the rest, in order. */
 	sq_append(ep, f);
 	f->sent = r > 0 ? (size_t)r : 0;
 	mca_btl_ninja_endpoint_update_out(ep);
 	return OPAL_SUCCESS;
+}
+
+/*
+ * Queue an ACK frame (flags: NINJA_FLAG_ACK_REQ asks the peer for one
+ * back) at the next frame boundary of a TCP connection, or write it now
+ * when nothing is queued.  Returns true if it went in front of the head.
+ */
+static bool ack_queue(mca_btl_ninja_endpoint_t *ep, bool app, uint16_t flags)
+{
+	mca_btl_ninja_frag_t *f, *h = ep->endpoint_sq_head;
+	int r;
+
+	if (h && h->sent == 0 && h->hdr.type == NINJA_FRAME_ACK) {
+		h->hdr.flags |= flags;	/* one is queued already */
+		return false;
+	}
+	if (h && h->next && h->next->hdr.type == NINJA_FRAME_ACK) {
+		h->next->hdr.flags |= flags;
+		return false;
+	}
+	f = mca_btl_ninja_frag_alloc(0);
+	if (!f)
+		return false;
+	memset(&f->hdr, 0, sizeof(f->hdr));
+	f->hdr.type = NINJA_FRAME_ACK;
+	f->hdr.flags = flags;
+	f->iov[0].iov_base = &f->hdr;
+	f->iov[0].iov_len = sizeof(f->hdr);
+	f->iov_cnt = 1;
+	f->size = sizeof(f->hdr);
+	f->endpoint = ep;
+	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
+	f->base.des_segment_count = 0;
+	f->cb_done = true;
+	if (!h && ep->endpoint_rail == NINJA_RAIL_TCP) {
+		frame_start(ep, f);
+		r = frag_write(ep->endpoint_fd, f, f->size);
+		if (r == 1) {
+			frag_sent(ep, f, app);
+			return false;
+		}
+		sq_append(ep, f);
+		if (r < 0 && app)
+			ep_failed(ep, r, "write failed");
+		else
+			mca_btl_ninja_endpoint_update_out(ep);
+		return false;
+	}
+	/* At the next frame boundary: before the head or right after it. */
+	f->queued = true;
+	if (!h) {
+		sq_append(ep, f);
+		return true;
+	}
+	if (h->sent == 0) {
+		f->next = h;
+		ep->endpoint_sq_head = f;
+	} else {
+		f->next = h->next;
+		h->next = f;
+		if (ep->endpoint_sq_tail == h)
+			ep->endpoint_sq_tail = f;
+	}
+	ep->endpoint_sq_len++;
+	mca_btl_ninja_endpoint_update_out(ep);
+	return h->sent == 0;
+}
+
+/*
+ * The head DATA frame does not fit the replay window: ask the peer, once
+ * per ack value, to acknowledge what it has (frames that did not ask for
+ * an ack would otherwise wait for the peer's own traffic).  True if an
+ * ACK request went in front of the head.
+ */
+static bool window_blocked(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	if (ep->endpoint_ack_asking &&
+	    ep->endpoint_ack_asked == ep->endpoint_tx_acked)
+		return false;
+	ep->endpoint_ack_asking = true;
+	ep->endpoint_ack_asked = ep->endpoint_tx_acked;
+	return ack_queue(ep, app, NINJA_FLAG_ACK_REQ);
+}
+
+/*
+ * An acknowledgement is owed (a frame asked for one, or a quarter of the
+ * window arrived without one going back): send a standalone ACK frame at
+ * the next frame boundary.  Lock held.
+ */
+void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (ep->endpoint_ack_sent == ep->endpoint_rx_seq ||
+	    (!ep->endpoint_ack_req &&
+	     ep->endpoint_ack_owed < (size_t)c->replay_window / 4) ||
+	    c->state != NINJA_RUNNING ||
+	    ep->endpoint_state != NINJA_EP_CONNECTED)
+		return;
+	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
+		if (ep->endpoint_verbs_ready)
+			(void)mca_btl_ninja_verbs_send_ack(ep, 0);
+		return;
+	}
+	(void)ack_queue(ep, app, 0);
 }
 
 /*
@@ -367,13 +804,23 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		while ((f = ep->endpoint_sq_head)) {
 			if (drain && f->sent == 0)
 				break;
-			r = mca_btl_ninja_verbs_send(ep, f);
+			if (f->sent == 0) {
+				if (!window_open(ep, f)) {
+					if (!drain && window_blocked(ep, app))
+						continue;
+					break;
+				}
+				frame_start(ep, f);
+			}
+			r = f->hdr.type == NINJA_FRAME_ACK ?
+			    mca_btl_ninja_verbs_send_ack(ep, f->hdr.flags) :
+			    verbs_write(ep, f, app && !drain);
 			if (r < 0 && !drain)
 				ep_failed(ep, r, "verbs send failed");
 			if (r <= 0)
 				return r;
 			sq_pop(ep);
-			frag_complete(f, app);
+			frag_sent(ep, f, app);
 		}
 		if (drain && !ep->endpoint_marker_sent &&
 		    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0))
@@ -383,7 +830,16 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	while ((f = ep->endpoint_sq_head)) {
 		if (drain && f->sent == 0)
 			break;
-		r = frag_write(ep->endpoint_fd, f);
+		if (f->sent == 0) {
+			if (!window_open(ep, f)) {
+				/* Back-pressure: wait for acks (asked for). */
+				if (!drain && window_blocked(ep, app))
+					continue;
+				break;
+			}
+			frame_start(ep, f);
+		}
+		r = tcp_write(ep, f, app && !drain);
 		if (r < 0) {
 			if (!drain)
 				ep_failed(ep, r, "write failed");
@@ -392,7 +848,7 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		if (r == 0)
 			break;
 		sq_pop(ep);
-		frag_complete(f, app);
+		frag_sent(ep, f, app);
 		if (ep->endpoint_rail != NINJA_RAIL_TCP)
 			return 0;	/* live upgrade: nothing more on TCP */
 	}
@@ -476,7 +932,7 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
  */
 static void rx_put_start(mca_btl_ninja_endpoint_t *ep,
 			 const ninja_frame_hdr_t *hdr, unsigned char *p,
-			 size_t avail)
+			 size_t avail, bool skip)
 {
 	size_t dlen = hdr->len - sizeof(ninja_put_hdr_t);
 	size_t have = avail - sizeof(*hdr) - sizeof(ninja_put_hdr_t);
@@ -485,14 +941,19 @@ static void rx_put_start(mca_btl_ninja_endpoint_t *ep,
 	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
 	if (have > dlen)
 		have = dlen;
-	memcpy((void *)(uintptr_t)ph.addr,
-	       p + sizeof(*hdr) + sizeof(ph), have);
+	if (!skip)
+		memcpy((void *)(uintptr_t)ph.addr,
+		       p + sizeof(*hdr) + sizeof(ph), have);
 	ep->endpoint_rx_off += sizeof(*hdr) + sizeof(ph) + have;
-	ep->endpoint_rx_seq++;
 	ep->endpoint_rx_frags++;
 	ep->endpoint_rx_bytes += sizeof(*hdr) + hdr->len;
 	ep->endpoint_rx_put = (unsigned char *)(uintptr_t)ph.addr + have;
 	ep->endpoint_rx_put_left = dlen - have;
+	ep->endpoint_rx_put_skip = skip;
+	ep->endpoint_rx_put_hdr = *hdr;
+	/* In sequence only once whole: a put cut by a failure is replayed. */
+	if (!ep->endpoint_rx_put_left && !skip)
+		rx_commit(ep, hdr);
 }
 
 /*
@@ -525,7 +986,19 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			    NINJA_TAG_PUT == hdr.tag &&
 			    hdr.len >= sizeof(ninja_put_hdr_t) &&
 			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
-				rx_put_start(ep, &hdr, p, avail);
+				int ok;
+
+				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
+				if (ep->endpoint_fd < 0)
+					goto out;	/* closed from a callback */
+				ok = rx_check(ep, &hdr);
+				if (ok < 0) {
+					ep->endpoint_rx_busy = false;
+					if (app)
+						ep_failed(ep, -EPROTO, "out of sequence");
+					return -1;
+				}
+				rx_put_start(ep, &hdr, p, avail, ok == 0);
 				avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
 				count++;
 				continue;
@@ -534,7 +1007,14 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				break;
 			ep->endpoint_rx_off += need;
 			avail -= need;
-			ep->endpoint_rx_seq++;
+			if (hdr.type == NINJA_FRAME_ACK) {
+				if (hdr.flags & NINJA_FLAG_ACK_REQ)
+					ep->endpoint_ack_req = true;
+				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
+				if (ep->endpoint_fd < 0)
+					goto out;	/* closed from a callback */
+				continue;
+			}
 			if (hdr.type == NINJA_FRAME_MARKER) {
 				ep->endpoint_marker_rcvd = hdr.epoch;
 				NINJA_VERBOSE(20, "btl:ninja: marker %u from %u.%u",
@@ -578,6 +1058,20 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 					    hdr.type, ep->endpoint_name.jobid,
 					    ep->endpoint_name.vpid);
 				continue;
+			}
+			mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
+			if (ep->endpoint_fd < 0)
+				goto out;	/* closed from a callback */
+			switch (mca_btl_ninja_endpoint_rx_accept(ep, &hdr)) {
+			case 1:
+				break;
+			case 0:
+				continue;	/* duplicate of a replay */
+			default:
+				ep->endpoint_rx_busy = false;
+				if (app)
+					ep_failed(ep, -EPROTO, "out of sequence");
+				return -1;
 			}
 			ep->endpoint_rx_frags++;
 			ep->endpoint_rx_bytes += need;
@@ -632,23 +1126,40 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		if (loops++ >= 8)
 			break;
 		if (ep->endpoint_rx_put_left) {
-			/* The rest of a put: straight into its destination. */
-			n = recv(ep->endpoint_fd, ep->endpoint_rx_put,
-				 ep->endpoint_rx_put_left, MSG_DONTWAIT);
-			if (n > 0) {
-				ep->endpoint_rx_put += n;
-				ep->endpoint_rx_put_left -= (size_t)n;
-				continue;
-			}
+			/* The rest of a put: straight into its destination (a
+			 * duplicate's: into the empty receive buffer, dropped). */
+			bool skip = ep->endpoint_rx_put_skip;
+			size_t want = ep->endpoint_rx_put_left;
+
+			if (skip && want > ep->endpoint_rx_cap - ep->endpoint_rx_len)
+				want = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+			n = recv(ep->endpoint_fd, skip ? ep->endpoint_rx_buf +
+				 ep->endpoint_rx_len : ep->endpoint_rx_put,
+				 want, MSG_DONTWAIT);
 		} else {
 			n = recv(ep->endpoint_fd,
 				 ep->endpoint_rx_buf + ep->endpoint_rx_len,
 				 ep->endpoint_rx_cap - ep->endpoint_rx_len,
 				 MSG_DONTWAIT);
-			if (n > 0) {
+		}
+		if (n > 0) {
+			if (OPAL_UNLIKELY(c->fault_inject) && fault_due(app)) {
+				/* Bytes read, maybe half a frame: reset. */
+				fault_reset(ep, "receive");
+				ep->endpoint_rx_busy = false;
+				ep_failed(ep, -ECONNRESET, "fault injected");
+				return -1;
+			}
+			if (!ep->endpoint_rx_put_left) {
 				ep->endpoint_rx_len += (size_t)n;
 				continue;
 			}
+			if (!ep->endpoint_rx_put_skip)
+				ep->endpoint_rx_put += n;
+			ep->endpoint_rx_put_left -= (size_t)n;
+			if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip)
+				rx_commit(ep, &ep->endpoint_rx_put_hdr);
+			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 			      errno == EINTR))
@@ -664,6 +1175,8 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 	}
 out:
 	ep->endpoint_rx_busy = false;
+	if (ep->endpoint_fd >= 0 && ep->endpoint_ack_sent != ep->endpoint_rx_seq)
+		mca_btl_ninja_endpoint_ack_maybe(ep, app);
 	return count;
 }
 
@@ -680,12 +1193,14 @@ int mca_btl_ninja_deliver_deferred(void)
 	while (c->cq_head) {
 		mca_btl_ninja_frag_t *f = c->cq_head;
 
-		c->cq_head = f->next;
+		c->cq_head = f->cq_next;
 		if (!c->cq_head)
 			c->cq_tail = NULL;
+		f->in_cq = false;
 		f->base.des_cbfunc(&mca_btl_ninja_module.super, f->endpoint,
 				   &f->base, OPAL_SUCCESS);
-		if (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP)
+		if (f->cq_release &&
+		    (f->base.des_flags & MCA_BTL_DES_FLAGS_BTL_OWNERSHIP))
 			mca_btl_ninja_frag_return(f);
 		count++;
 	}

@@ -49,6 +49,10 @@ mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload)
 	f->next = NULL;
 	f->endpoint = NULL;
 	f->queued = false;
+	f->cb_done = false;
+	f->in_cq = false;
+	f->cq_release = false;
+	f->cq_next = NULL;
 	f->sent = 0;
 	f->base.des_cbfunc = NULL;
 	f->base.des_cbdata = NULL;

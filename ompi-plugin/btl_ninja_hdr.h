@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
-#define NINJA_WIRE_VERSION	2
+#define NINJA_WIRE_VERSION	3	/* 3: per-peer seq/ack, replay */
 
 /* Frame types. */
 enum {
@@ -23,7 +23,8 @@ enum {
 	NINJA_FRAME_READY = 4,	/* TCP: connector's QP is ready (flags 1) or
 				 * failed (flags 0: stay on TCP); also ends a
 				 * live upgrade (initiator -> answerer) */
-	/* 5-7: reserved (sequence numbers and acknowledgements) */
+	NINJA_FRAME_ACK = 5,	/* standalone cumulative acknowledgement */
+	/* 6, 7: reserved for surprise removal */
 	/* Live upgrade of a TCP connection to verbs (btl_ninja_upgrade.c),
 	 * on the TCP stream only; DATA frames never use these numbers. */
 	NINJA_FRAME_UPGRADE = 8,	/* initiator's ninja_verbs_info_t; it
@@ -49,6 +50,19 @@ typedef struct ninja_put_hdr {
 	uint64_t addr;		/* destination, receiver's address space */
 } ninja_put_hdr_t;
 
+/*
+ * DATA flag: the sender holds this frame's completion (ob1's callback)
+ * until it is acknowledged - answer with an ACK soon if nothing else goes
+ * back.  Bit 15, so the verbs rail keeps bit 0 and the credits below it.
+ */
+#define NINJA_FLAG_ACK_REQ	0x8000
+
+/* Sequence numbers wrap: a precedes b. */
+static inline int ninja_seq_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
 /* In-band verbs address, carried in the TCP handshake. */
 typedef struct ninja_verbs_info {
 	uint8_t valid;
@@ -68,8 +82,13 @@ typedef struct ninja_frame_hdr {
 	uint8_t tag;		/* MCA BTL tag (DATA) */
 	uint16_t flags;
 	uint32_t len;		/* payload bytes after the header */
-	uint32_t epoch;		/* MARKER: the drain epoch; DATA: sender's epoch */
-	uint32_t seq;		/* per-connection frame sequence (debug, replay) */
+	union {
+		uint32_t epoch;	/* MARKER, READY: the drain epoch */
+		uint32_t ack;	/* DATA, ACK, CREDIT: cumulative ack, the
+				 * next DATA seq the sender expects from us */
+	};
+	uint32_t seq;		/* DATA: per-peer sequence number (survives
+				 * reconnections; replay and duplicates) */
 } ninja_frame_hdr_t;
 
 /* Connection handshake: the connector sends HELLO, the acceptor ACK/NACK. */
@@ -94,6 +113,9 @@ typedef struct ninja_handshake {
 	uint32_t vpid;
 	uint32_t epoch;		/* sender's current epoch */
 	uint32_t reason;	/* NACK reason */
+	uint32_t ack;		/* HELLO, ACK: next DATA seq the sender
+				 * expects from the receiver (replay point) */
+	uint32_t pad;
 	ninja_verbs_info_t verbs;	/* valid = 0: TCP only */
 } ninja_handshake_t;
 

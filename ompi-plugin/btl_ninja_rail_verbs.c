@@ -13,6 +13,7 @@
 #include "opal_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,9 @@
 
 #define NINJA_FRAME_CREDIT	3
 #define FLAG_MORE		0x1	/* more pieces of this frame follow */
-#define CREDIT_SHIFT		1	/* credits returned, in flags >> 1 */
-#define CREDIT_MAX		0x7fff
+#define CREDIT_SHIFT		1	/* credits returned, in flags bits 1-14 */
+#define CREDIT_MAX		0x3fff	/* bit 15: NINJA_FLAG_ACK_REQ */
+#define CREDITS(flags)		(((flags) & 0x7fff) >> CREDIT_SHIFT)
 
 typedef struct ninja_vep {
 	struct ibv_qp *qp;
@@ -197,6 +199,9 @@ int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 		mca_btl_ninja_verbs_close();
 		return OPAL_ERR_NOT_AVAILABLE;
 	}
+	/* The control thread watches it: a port or device that fails. */
+	(void)fcntl(V.ctx->async_fd, F_SETFL,
+		    fcntl(V.ctx->async_fd, F_GETFL) | O_NONBLOCK);
 	snprintf(desc, desclen, "%s port %u (%s, gid index %d, mtu %d)",
 		 V.name, V.port, V.roce ? "RoCE" : "InfiniBand", V.gid_index,
 		 128 << V.mtu);
@@ -215,6 +220,61 @@ void mca_btl_ninja_verbs_close(void)
 	V.pd = NULL;
 	V.ctx = NULL;
 	V.nqp = 0;
+}
+
+int mca_btl_ninja_verbs_async_fd(void)
+{
+	return V.ctx ? V.ctx->async_fd : -1;
+}
+
+/*
+ * Lock held.  Surprise removal shows here first: rxe reports PORT_ERR
+ * when its netdev goes down (the NIC is unplugged), a real HCA
+ * DEVICE_FATAL; then the kernel waits for us to close the device.  A QP
+ * that failed (QP_FATAL ...) is also seen by its completions.
+ */
+bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
+{
+	struct ibv_async_event ev;
+	struct ibv_port_attr pa;
+	union ibv_gid gid;
+	bool fatal = false;
+	int n = 0;
+
+	while (V.ctx && ibv_get_async_event(V.ctx, &ev) == 0) {
+		switch (ev.event_type) {
+		case IBV_EVENT_DEVICE_FATAL:
+			fatal = true;
+			break;
+		case IBV_EVENT_PORT_ERR:
+			if (ev.element.port_num == V.port)
+				fatal = true;
+			break;
+		default:
+			break;
+		}
+		n += snprintf(desc + n, desclen > (size_t)n ? desclen - n : 0,
+			      "%s%s", n ? ", " : "",
+			      ibv_event_type_str(ev.event_type));
+		ibv_ack_async_event(&ev);
+		if (fatal || (size_t)n >= desclen)
+			break;
+	}
+	/*
+	 * Whatever the event (rxe on 6.1 reports only "GID table change"
+	 * when its NIC is unplugged): is our port still ACTIVE, with our GID?
+	 */
+	if (!fatal && V.ctx &&
+	    (ibv_query_port(V.ctx, V.port, &pa) || pa.state != IBV_PORT_ACTIVE ||
+	     ibv_query_gid(V.ctx, V.port, V.gid_index, &gid) ||
+	     memcmp(&gid, &V.gid, sizeof(gid))))
+		fatal = true;
+	return fatal;
+}
+
+bool mca_btl_ninja_verbs_is_device(const char *name, size_t len)
+{
+	return V.ctx && strlen(V.name) == len && !memcmp(V.name, name, len);
 }
 
 static uint64_t wr_id(mca_btl_ninja_endpoint_t *ep, bool recv, int slot)
@@ -563,6 +623,7 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 		size_t piece = total - f->sent;
 		int r;
 
+		h.ack = ep->endpoint_rx_seq;
 		/* Keep one credit and one slot for markers and credits. */
 		if (v->credits < 2 || v->ntx_free < 2)
 			return 0;
@@ -570,18 +631,22 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 			piece = room;
 		h.len = (uint32_t)piece;
 		h.flags = (f->sent + piece < total ? FLAG_MORE : 0) |
-			  take_credits(v);
+			  (f->hdr.flags & NINJA_FLAG_ACK_REQ) | take_credits(v);
 		r = post_piece(ep, &h, f->iov + 1, f->iov_cnt - 1, f->sent,
 			       piece, NULL);
 		if (r)
 			return r;
+		ep->endpoint_ack_sent = h.ack;	/* posted: the peer gets it */
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
 		f->sent += piece;
 	} while (f->sent < total);
 	f->sent = 0;
 	return 1;
 }
 
-static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
+static int send_ctl_flags(mca_btl_ninja_endpoint_t *ep, uint8_t type,
+			  int *slot, uint16_t flags)
 {
 	ninja_vep_t *v = ep->endpoint_verbs;
 	ninja_frame_hdr_t h;
@@ -591,12 +656,39 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 		return 1;
 	memset(&h, 0, sizeof(h));
 	h.type = type;
-	h.epoch = mca_btl_ninja_component.epoch;
-	h.flags = take_credits(v);
+	if (type == NINJA_FRAME_MARKER)
+		h.epoch = mca_btl_ninja_component.epoch;
+	else
+		h.ack = ep->endpoint_rx_seq;
+	h.flags = take_credits(v) | flags;
 	r = post_piece(ep, &h, NULL, 0, 0, 0, slot);
-	if (r)
-		v->credits_owed += h.flags >> CREDIT_SHIFT;
+	if (r) {
+		v->credits_owed += CREDITS(h.flags);
+	} else if (type != NINJA_FRAME_MARKER) {
+		ep->endpoint_ack_sent = h.ack;
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
+	}
 	return r;
+}
+
+static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
+{
+	return send_ctl_flags(ep, type, slot, 0);
+}
+
+int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep, uint16_t flags)
+{
+	ninja_vep_t *v = ep->endpoint_verbs;
+	int r;
+
+	if (!v || v->broken)
+		return -EPIPE;
+	/* Like DATA, leave the last credit and slot to markers and credits. */
+	if (v->credits < 2 || v->ntx_free < 2)
+		return 0;
+	r = send_ctl_flags(ep, NINJA_FRAME_ACK, NULL, flags);
+	return r < 0 ? r : !r;
 }
 
 int mca_btl_ninja_verbs_send_marker(mca_btl_ninja_endpoint_t *ep)
@@ -633,9 +725,17 @@ bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
 	return !v || v->broken || v->marker_done;
 }
 
-static void deliver(mca_btl_ninja_endpoint_t *ep, uint8_t tag, void *data,
-		    size_t len, bool app)
+static void deliver(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
+		    uint8_t tag, void *data, size_t len, bool app)
 {
+	int ok = mca_btl_ninja_endpoint_rx_accept(ep, h);
+
+	if (ok < 0) {
+		ep->endpoint_verbs->broken = true;	/* reconnect, replay */
+		return;
+	}
+	if (!ok)
+		return;		/* duplicate of a replay */
 	if (app)
 		mca_btl_ninja_endpoint_upcall(ep, tag, data, len);
 	else
@@ -666,7 +766,15 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 		v->broken = true;
 		return;
 	}
-	v->credits += h.flags >> CREDIT_SHIFT;
+	v->credits += CREDITS(h.flags);
+	if (h.type == NINJA_FRAME_ACK && (h.flags & NINJA_FLAG_ACK_REQ))
+		ep->endpoint_ack_req = true;
+	if (h.type == NINJA_FRAME_DATA || h.type == NINJA_FRAME_ACK ||
+	    h.type == NINJA_FRAME_CREDIT) {
+		mca_btl_ninja_endpoint_acked(ep, h.ack, app);
+		if (ep->endpoint_verbs != v)
+			return;		/* closed from a callback */
+	}
 	switch (h.type) {
 	case NINJA_FRAME_DATA:
 		if ((h.flags & FLAG_MORE) || v->reasm_len) {
@@ -688,10 +796,11 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 				size_t len = v->reasm_len;
 
 				v->reasm_len = 0;
-				deliver(ep, v->reasm_tag, v->reasm, len, app);
+				deliver(ep, &h, v->reasm_tag, v->reasm, len,
+					app);
 			}
 		} else {
-			deliver(ep, h.tag, p + sizeof(h), h.len, app);
+			deliver(ep, &h, h.tag, p + sizeof(h), h.len, app);
 		}
 		break;
 	case NINJA_FRAME_MARKER:
@@ -823,14 +932,33 @@ int mca_btl_ninja_verbs_progress(bool app)
 		    v->credits_owed >= (int)v->nslots / 2)
 			(void)send_ctl(ep, NINJA_FRAME_CREDIT, NULL);
 	}
-	/* Credits or slots came back: move queued frames. */
+	/*
+	 * Credits or slots came back: move queued frames.  A queue pair that
+	 * failed (completion error, device fatal) outside a drain: close the
+	 * connection, reconnect on the best rail left and replay.
+	 */
 	if (app && c->state == NINJA_RUNNING) {
-		for (i = 0; i < c->nconn; i++) {
-			mca_btl_ninja_endpoint_t *ep = c->conn[i];
+		for (i = c->nconn - 1; i >= 0; i--) {
+			mca_btl_ninja_endpoint_t *ep;
+			ninja_vep_t *v;
 
-			if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
-			    ep->endpoint_verbs_ready && ep->endpoint_sq_head)
-				(void)mca_btl_ninja_endpoint_flush(ep, true, false);
+			if (i >= c->nconn)
+				continue;
+			ep = c->conn[i];
+			v = ep->endpoint_verbs;
+			if (ep->endpoint_rail != NINJA_RAIL_VERBS || !v)
+				continue;
+			if (v->broken) {
+				mca_btl_ninja_endpoint_failed(ep, -EIO,
+							      "verbs queue pair failed");
+				continue;
+			}
+			if (!ep->endpoint_verbs_ready)
+				continue;
+			if (ep->endpoint_sq_head &&
+			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
+				continue;
+			mca_btl_ninja_endpoint_ack_maybe(ep, true);
 		}
 	}
 	polling = false;

@@ -6,7 +6,7 @@
  * live), with no drain and no VMM round trip; and the old behaviour
  * (btl_ninja_upgrade = wait: a RESUME whose rails= lists verbs waits for
  * the port).  docs/design.md "Live upgrade" gives the argument; the frames
- * are in btl_ninja_hdr.h and docs/protocol.md section 10.5.
+ * are in btl_ninja_hdr.h and docs/protocol.md section 10.4.
  *
  * Per connection, the lower-named rank (I) initiates, the other (A)
  * answers:

@@ -46,11 +46,29 @@ int mca_btl_ninja_verbs_ep_info(struct mca_btl_base_endpoint_t *ep,
 int mca_btl_ninja_verbs_send(struct mca_btl_base_endpoint_t *ep,
 			     struct mca_btl_ninja_frag *frag);
 int mca_btl_ninja_verbs_send_marker(struct mca_btl_base_endpoint_t *ep);
+/* A standalone ACK frame: 1 posted, 0 no credit now, <0 error. */
+int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep,
+				 uint16_t flags);
 /* Poll the CQ: upcalls (app) or deferral (drain).  Returns frames handled. */
 int mca_btl_ninja_verbs_progress(bool app);
 /* Drain state of one endpoint: marker out and acknowledged, sends done. */
 bool mca_btl_ninja_verbs_ep_quiet(struct mca_btl_base_endpoint_t *ep);
+/* The open device's async event fd (non-blocking), -1 when none. */
+int mca_btl_ninja_verbs_async_fd(void);
+/* Read async events: true when the device or our port failed. */
+bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen);
+/* Is the open device called name (len bytes)? */
+bool mca_btl_ninja_verbs_is_device(const char *name, size_t len);
 #else
+static inline bool mca_btl_ninja_verbs_is_device(const char *name, size_t len)
+{
+	return false;
+}
+static inline int mca_btl_ninja_verbs_async_fd(void) { return -1; }
+static inline bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
+{
+	return false;
+}
 static inline bool mca_btl_ninja_verbs_available(void) { return false; }
 static inline int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 {
@@ -85,6 +103,11 @@ static inline int mca_btl_ninja_verbs_send(struct mca_btl_base_endpoint_t *ep,
 	return -1;
 }
 static inline int mca_btl_ninja_verbs_send_marker(struct mca_btl_base_endpoint_t *ep)
+{
+	return -1;
+}
+static inline int mca_btl_ninja_verbs_send_ack(struct mca_btl_base_endpoint_t *ep,
+					       uint16_t flags)
 {
 	return -1;
 }
