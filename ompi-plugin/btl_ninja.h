@@ -397,6 +397,20 @@ void mca_btl_ninja_ctl_send(const char *fmt, ...)
 void mca_btl_ninja_report_json(const char *json);
 
 /*
+ * Process name order (jobid, then vpid): the lower-named side of a pair
+ * initiates its connection and its live upgrade.
+ */
+static inline int mca_btl_ninja_name_cmp(opal_process_name_t a,
+					 opal_process_name_t b)
+{
+	if (a.jobid != b.jobid)
+		return a.jobid < b.jobid ? -1 : 1;
+	if (a.vpid != b.vpid)
+		return a.vpid < b.vpid ? -1 : 1;
+	return 0;
+}
+
+/*
  * btl_ninja_upgrade.c - live upgrade of TCP connections to verbs when a
  * port becomes ACTIVE after the resume (docs/design.md "Live upgrade").
  * Every function runs with the component lock held, except where noted.

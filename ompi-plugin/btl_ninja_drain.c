@@ -69,15 +69,6 @@ static struct {
 
 static void verbs_fail(const char *why);
 
-static int name_cmp(opal_process_name_t a, opal_process_name_t b)
-{
-	if (a.jobid != b.jobid)
-		return a.jobid < b.jobid ? -1 : 1;
-	if (a.vpid != b.vpid)
-		return a.vpid < b.vpid ? -1 : 1;
-	return 0;
-}
-
 /* ---------------------------------------------------------------------
  * Control channel
  */
@@ -486,7 +477,7 @@ static void do_resume(bool cancelled, bool timed_out)
 			ep->endpoint_failed_at = now;	/* the drain does not count */
 		if (ep->endpoint_sq_head || ep->endpoint_rt_head ||
 		    (ep->endpoint_was_connected &&
-		     name_cmp(me, ep->endpoint_name) < 0))
+		     mca_btl_ninja_name_cmp(me, ep->endpoint_name) < 0))
 			ep->endpoint_want_connect = true;
 	}
 	if (c->dq_head || c->cq_head)
@@ -511,7 +502,7 @@ static void check_reconnected(void)
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
 		if (ep->endpoint_was_connected &&
-		    name_cmp(me, ep->endpoint_name) < 0 &&
+		    mca_btl_ninja_name_cmp(me, ep->endpoint_name) < 0 &&
 		    ep->endpoint_state != NINJA_EP_CONNECTED)
 			done = false;
 	}
@@ -987,7 +978,7 @@ static void accept_hello(int i)
 	} else if (ep->endpoint_state == NINJA_EP_CONNECTED ||
 		   ((ep->endpoint_state == NINJA_EP_CONNECTING ||
 		     ep->endpoint_state == NINJA_EP_HELLO) &&
-		    name_cmp(me, peer) < 0)) {
+		    mca_btl_ninja_name_cmp(me, peer) < 0)) {
 		/*
 		 * Simultaneous connect: the lower-named side's connection
 		 * wins.  Already connected: this is the loser's HELLO that

@@ -213,6 +213,8 @@ static inline bool window_open(mca_btl_ninja_endpoint_t *ep,
 static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
 			       mca_btl_ninja_frag_t *f)
 {
+	if (f->hdr.type != NINJA_FRAME_DATA && f->hdr.type != NINJA_FRAME_ACK)
+		return;		/* a control frame keeps its epoch */
 	f->hdr.ack = ep->endpoint_rx_seq;
 	if (ep->endpoint_rail == NINJA_RAIL_TCP) {
 		/* The verbs rail stamps each piece when it posts it. */
@@ -566,9 +568,19 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 
 	f->endpoint = ep;
 	f->sent = 0;
-	f->hdr.seq = ep->endpoint_tx_seq++;
-	if (!frag_owned(f))
-		f->hdr.flags |= NINJA_FLAG_ACK_REQ;
+	if (f->hdr.type == NINJA_FRAME_DATA) {
+		f->hdr.seq = ep->endpoint_tx_seq++;
+		if (!frag_owned(f))
+			f->hdr.flags |= NINJA_FLAG_ACK_REQ;
+	} else {
+		/*
+		 * A control frame of the live upgrade (UPGRADE*, READY): it
+		 * carries our epoch, no sequence number and no ack (the
+		 * receiver counts and acknowledges DATA frames only).
+		 */
+		f->hdr.epoch = c->epoch;
+		f->hdr.seq = 0;
+	}
 	verbs = ep->endpoint_rail == NINJA_RAIL_VERBS;
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
@@ -764,6 +776,25 @@ static bool window_blocked(mca_btl_ninja_endpoint_t *ep, bool app)
 }
 
 /*
+ * May f, the head of the send queue, go on the wire now?  1: yes (a frame
+ * already started always may; a new one gets its ack stamped); 0: stop
+ * here (a drain sends no new frame; back-pressure: the replay window is
+ * full, wait for acks); -1: an ACK request went in front: look again.
+ */
+static int frame_may_start(mca_btl_ninja_endpoint_t *ep,
+			   mca_btl_ninja_frag_t *f, bool drain, bool app)
+{
+	if (f->sent)
+		return 1;
+	if (drain)
+		return 0;
+	if (!window_open(ep, f))
+		return window_blocked(ep, app) ? -1 : 0;
+	frame_start(ep, f);
+	return 1;
+}
+
+/*
  * An acknowledgement is owed (a frame asked for one, or a quarter of the
  * window arrived without one going back): send a standalone ACK frame at
  * the next frame boundary.  Lock held.
@@ -802,16 +833,11 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		if (!ep->endpoint_verbs_ready)
 			return 0;
 		while ((f = ep->endpoint_sq_head)) {
-			if (drain && f->sent == 0)
+			r = frame_may_start(ep, f, drain, app);
+			if (r < 0)
+				continue;
+			if (r == 0)
 				break;
-			if (f->sent == 0) {
-				if (!window_open(ep, f)) {
-					if (!drain && window_blocked(ep, app))
-						continue;
-					break;
-				}
-				frame_start(ep, f);
-			}
 			r = f->hdr.type == NINJA_FRAME_ACK ?
 			    mca_btl_ninja_verbs_send_ack(ep, f->hdr.flags) :
 			    verbs_write(ep, f, app && !drain);
@@ -828,17 +854,11 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		return 0;
 	}
 	while ((f = ep->endpoint_sq_head)) {
-		if (drain && f->sent == 0)
+		r = frame_may_start(ep, f, drain, app);
+		if (r < 0)
+			continue;
+		if (r == 0)
 			break;
-		if (f->sent == 0) {
-			if (!window_open(ep, f)) {
-				/* Back-pressure: wait for acks (asked for). */
-				if (!drain && window_blocked(ep, app))
-					continue;
-				break;
-			}
-			frame_start(ep, f);
-		}
 		r = tcp_write(ep, f, app && !drain);
 		if (r < 0) {
 			if (!drain)

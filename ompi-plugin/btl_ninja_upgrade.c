@@ -74,15 +74,6 @@ static struct {
 	uint32_t warmed_gen;	/* warm_peers() done for this generation */
 } U;
 
-static int name_cmp(opal_process_name_t a, opal_process_name_t b)
-{
-	if (a.jobid != b.jobid)
-		return a.jobid < b.jobid ? -1 : 1;
-	if (a.vpid != b.vpid)
-		return a.vpid < b.vpid ? -1 : 1;
-	return 0;
-}
-
 bool mca_btl_ninja_upgrade_live(void)
 {
 	const char *m = mca_btl_ninja_component.upgrade;
@@ -508,7 +499,7 @@ void mca_btl_ninja_upgrade_step(void)
 				break;
 			ep->endpoint_upg_gen = U.gen;
 			ep->endpoint_upg_conn = ep->endpoint_connects;
-			if (name_cmp(me, ep->endpoint_name) < 0) {
+			if (mca_btl_ninja_name_cmp(me, ep->endpoint_name) < 0) {
 				initiate(ep);
 			} else {
 				/*
