@@ -258,6 +258,28 @@ static void worker_failed(struct vmm_vm *vm, enum vmm_phase p)
 }
 
 /* Plug the site's device where the VM now runs and wait for link-up. */
+/*
+ * The plugged device's link-up, as the guest reported it (up) or not within
+ * link-timeout: phase time, progress line, or the warning (then the phase
+ * has no time).  Returns up.
+ */
+static bool link_record(struct vmm_vm *vm, struct vmm_guest *g, bool up,
+			const char *consequence)
+{
+	if (up) {
+		vm->t1[VMM_PH_LINK] = g->t_link;
+		vmm_progress(vm, "link-up: guest EVENT %s (%.0f ms after device_add)",
+			     g->link_event, ph_ms(vm, VMM_PH_LINK));
+		return true;
+	}
+	vm->t0[VMM_PH_LINK] = 0;
+	snprintf(vm->warn, sizeof(vm->warn),
+		 "no link-up/port-active EVENT from the guest within %.0f s of device_add%s",
+		 vm->cl->link_ms / 1000.0, consequence);
+	vmm_progress(vm, "warning: %s", vm->warn);
+	return false;
+}
+
 static void plug_and_link(struct vmm_vm *vm, const char *spec,
 			  struct vmm_guest *g)
 {
@@ -286,17 +308,7 @@ static void plug_and_link(struct vmm_vm *vm, const char *spec,
 		return;
 	}
 	r = vmm_guest_wait_link(g, dl(vm->cl->link_ms));
-	if (r == 0) {
-		vm->t1[VMM_PH_LINK] = g->t_link;
-		vmm_progress(vm, "link-up: guest EVENT %s (%.0f ms after device_add)",
-			     g->link_event, ph_ms(vm, VMM_PH_LINK));
-	} else {
-		vm->t0[VMM_PH_LINK] = 0;
-		snprintf(vm->warn, sizeof(vm->warn),
-			 "no link-up/port-active EVENT from the guest within %.0f s of device_add",
-			 vm->cl->link_ms / 1000.0);
-		vmm_progress(vm, "warning: %s", vm->warn);
-	}
+	link_record(vm, g, r == 0, "");
 }
 
 static void *worker_move(void *arg)
@@ -485,18 +497,8 @@ static void await_upgrades(struct vmm_run *run, struct vmm_guest **gs)
 
 		if (!g || !vm->plugged || !vm->t0[VMM_PH_LINK])
 			continue;
-		if (g->t_link) {
-			vm->t1[VMM_PH_LINK] = g->t_link;
-			vmm_progress(vm, "link-up: guest EVENT %s (%.0f ms after device_add)",
-				     g->link_event, ph_ms(vm, VMM_PH_LINK));
-		} else {
-			vm->t0[VMM_PH_LINK] = 0;
-			snprintf(vm->warn, sizeof(vm->warn),
-				 "no link-up/port-active EVENT from the guest within %.0f s of device_add: the ranks stay on tcp",
-				 cl->link_ms / 1000.0);
-			vmm_progress(vm, "warning: %s", vm->warn);
+		if (!link_record(vm, g, g->t_link != 0, ": the ranks stay on tcp"))
 			continue;
-		}
 		if (g->n_resumed_tcp)
 			vmm_progress(vm, "upgrade: %u of %u rank(s) that resumed on tcp moved to verbs in place (stall %.1f ms max)",
 				     g->n_upgraded, g->n_resumed_tcp,
