@@ -182,6 +182,7 @@ typedef struct mca_btl_ninja_frag {
 	bool cb_done;		/* ob1's callback made (or none owed) */
 	bool in_cq;		/* on the component's completion queue */
 	bool cq_release;	/* ... and back to the pool after it */
+	bool absorbed;		/* in-place payload copied into data[] */
 	struct mca_btl_ninja_frag *cq_next;
 	size_t cap;		/* bytes available at data[] */
 	unsigned char *data;
@@ -229,6 +230,7 @@ typedef struct mca_btl_ninja_component {
 	char *upgrade;			/* live | wait */
 	int upgrade_wait;		/* s: wait mode's bound at RESUME */
 	int replay_window;		/* bytes retained per peer */
+	int retain_copy;		/* in-place payloads up to this are copied */
 	int replay_timeout;		/* ms to get a lost connection back */
 	int fault_inject;		/* test knob: 1/N frames or reads fail */
 	bool verbs_on;			/* the verbs rail is in use this epoch */

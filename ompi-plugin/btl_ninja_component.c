@@ -136,6 +136,12 @@ static int ninja_register(void)
 		"sender with this much unacknowledged queues instead (>= "
 		"btl_ninja_max_send_size + 16)",
 		8 * 1024 * 1024, OPAL_INFO_LVL_5, &c->replay_window);
+	reg_int("retain_copy",
+		"A message sent in place from the user's buffer with at most this "
+		"many payload bytes is copied into the fragment once written, so "
+		"the send completes at once; a larger one completes when the peer "
+		"acknowledges it (a replay would read the user's buffer again)",
+		16384, OPAL_INFO_LVL_5, &c->retain_copy);
 	reg_int("replay_timeout",
 		"Milliseconds to get a connection that failed without a drain back "
 		"(and replay) before the peer is reported gone (a fatal error); 0: "

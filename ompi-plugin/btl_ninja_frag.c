@@ -52,6 +52,7 @@ mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload)
 	f->cb_done = false;
 	f->in_cq = false;
 	f->cq_release = false;
+	f->absorbed = false;
 	f->cq_next = NULL;
 	f->sent = 0;
 	f->base.des_cbfunc = NULL;
