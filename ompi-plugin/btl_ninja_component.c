@@ -141,7 +141,7 @@ static int ninja_register(void)
 		"many payload bytes is copied into the fragment once written, so "
 		"the send completes at once; a larger one completes when the peer "
 		"acknowledges it (a replay would read the user's buffer again)",
-		16384, OPAL_INFO_LVL_5, &c->retain_copy);
+		65536, OPAL_INFO_LVL_5, &c->retain_copy);
 	reg_int("replay_timeout",
 		"Milliseconds to get a connection that failed without a drain back "
 		"(and replay) before the peer is reported gone (a fatal error); 0: "

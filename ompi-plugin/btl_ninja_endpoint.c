@@ -204,7 +204,7 @@ static inline bool frag_owned(const mca_btl_ninja_frag_t *f)
 /*
  * A small frame sent in place (ob1's header in data[], the payload in the
  * user's buffer: ninja_prepare_src) is written straight from the user's
- * buffer and then copied behind the header (btl_ninja_retain_copy): it is
+ * buffer and then copied behind the header (btl_ninja_retain_copy, up to the eager limit): it is
  * owned from then on, so ob1 completes the send at once instead of one
  * acknowledgement later (measured: 512 B-16 KiB ping-pong 1.3x slower
  * without).  ob1's segments are left as they are (its callbacks read
