@@ -101,6 +101,8 @@ void mca_btl_ninja_report_lost(void)
 		if (c->error_cb)
 			c->error_cb(&mca_btl_ninja_module.super,
 				    MCA_BTL_ERROR_FLAGS_FATAL, ep->endpoint_proc,
+				    ep->endpoint_lost_why ?
+				    (char *)ep->endpoint_lost_why :	/* ob1 only prints it */
 				    "btl/ninja: peer unreachable (replay timeout)");
 	}
 }

@@ -156,6 +156,9 @@ struct mca_btl_base_endpoint_t {
 	bool endpoint_ack_asking;	/* we asked for one (window full) ... */
 	uint32_t endpoint_ack_asked;	/* ... when tx_acked was this */
 	bool endpoint_lost;		/* peer declared gone (replay timeout) */
+	const char *endpoint_lost_why;	/* ... why (reported to ob1) */
+	uint32_t endpoint_gap_seq;	/* rx_seq at the last sequence gap */
+	bool endpoint_gap_seen;		/* one gap there already: replayed */
 	uint64_t endpoint_failed_at;	/* ns: lost outside a drain, not back */
 	uint64_t endpoint_failures, endpoint_replayed, endpoint_dups;
 	/* Counters. */
@@ -233,6 +236,8 @@ typedef struct mca_btl_ninja_component {
 	int retain_copy;		/* in-place payloads up to this are copied */
 	int replay_timeout;		/* ms to get a lost connection back */
 	int fault_inject;		/* test knob: 1/N frames or reads fail */
+	int fault_gap;			/* test knob: skip the Nth DATA seq */
+	int fault_gap_count;
 	bool verbs_on;			/* the verbs rail is in use this epoch */
 	char verbs_desc[128];
 

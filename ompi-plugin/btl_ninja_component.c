@@ -151,6 +151,11 @@ static int ninja_register(void)
 		"Test knob: about one in N frames written (and reads that returned "
 		"data) resets the connection, as a surprise failure would; 0: off",
 		0, OPAL_INFO_LVL_9, &c->fault_inject);
+	reg_int("fault_gap",
+		"Test knob: the Nth DATA frame this process sends takes a "
+		"sequence number that is never sent or retained (a sender bug): "
+		"its peer must stop with a protocol error; 0: off",
+		0, OPAL_INFO_LVL_9, &c->fault_gap);
 	reg_string("verbs_devices",
 		   "Comma-separated RDMA devices the verbs rail may use (empty: any with an ACTIVE port)",
 		   "", OPAL_INFO_LVL_2, &c->verbs_devices);

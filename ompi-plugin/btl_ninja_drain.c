@@ -971,7 +971,9 @@ static void accept_hello(int i)
 	}
 	if (!ep && c->state == NINJA_RUNNING)
 		ep = mca_btl_ninja_endpoint_create(peer);
-	if (!ep && c->state == NINJA_RUNNING) {
+	if ((!ep && c->state == NINJA_RUNNING) ||
+	    (ep && ep->endpoint_lost_why)) {
+		/* Unknown, or given up on for a protocol error. */
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN);
 	} else if (c->state != NINJA_RUNNING) {
 		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING);

@@ -418,10 +418,17 @@ void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
 
 /*
  * A DATA frame arrived: 1 deliver it (the next in sequence), 0 drop it (a
- * duplicate from a replay), -1 a gap (frames lost: must not happen).
+ * duplicate from a replay), -1 a gap: frames lost, which a correct sender
+ * on a reliable rail never causes.  The first gap at a point gets one
+ * reconnection (the sender replays from our ack: a sender that still has
+ * the frames heals); a second gap at the same point means the frames are
+ * gone, and the peer is reported to ob1 as a fatal protocol error (the
+ * caller closes the connection) instead of reconnecting forever.
  */
 static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 {
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
 	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq))
 		return 1;
 	if (ninja_seq_before(hdr->seq, ep->endpoint_rx_seq)) {
@@ -430,10 +437,30 @@ static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 		ep->endpoint_ack_req = true;
 		return 0;
 	}
-	NINJA_ERROR("btl:ninja: frame %u from %u.%u but %u expected: frames "
-		    "lost, reconnecting to replay", hdr->seq,
+	if (!ep->endpoint_gap_seen ||
+	    ep->endpoint_gap_seq != ep->endpoint_rx_seq) {
+		NINJA_ERROR("btl:ninja: rank %u: frame %u from %u.%u but %u "
+			    "expected: frames lost, reconnecting to replay",
+			    OPAL_PROC_MY_NAME.vpid, hdr->seq,
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			    ep->endpoint_rx_seq);
+		ep->endpoint_gap_seen = true;
+		ep->endpoint_gap_seq = ep->endpoint_rx_seq;
+		return -1;
+	}
+	NINJA_ERROR("btl:ninja: rank %u: protocol error: frame %u from %u.%u "
+		    "but %u expected, again after a replay: the frames in "
+		    "between are lost; %u.%u reported unreachable",
+		    OPAL_PROC_MY_NAME.vpid, hdr->seq,
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
-		    ep->endpoint_rx_seq);
+		    ep->endpoint_rx_seq, ep->endpoint_name.jobid,
+		    ep->endpoint_name.vpid);
+	ep->endpoint_lost = true;
+	ep->endpoint_lost_why = "btl/ninja: protocol error (sequence gap "
+				"after a replay: frames lost)";
+	ep->endpoint_want_connect = false;
+	c->peer_lost = 1;
+	c->app_work = 1;
 	return -1;
 }
 
@@ -575,7 +602,7 @@ void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
 		      owed ? ", reconnecting" : "");
 	mca_btl_ninja_endpoint_close(ep);
 	ep->endpoint_failures++;
-	if (owed) {
+	if (owed && !ep->endpoint_lost) {
 		if (!ep->endpoint_failed_at)
 			ep->endpoint_failed_at = mca_btl_ninja_now_ns();
 		ep->endpoint_want_connect = true;
@@ -601,6 +628,15 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	f->endpoint = ep;
 	f->sent = 0;
 	if (f->hdr.type == NINJA_FRAME_DATA) {
+		if (OPAL_UNLIKELY(c->fault_gap) &&
+		    ++c->fault_gap_count == c->fault_gap) {
+			NINJA_ERROR("btl:ninja: rank %u: fault injected: seq %u "
+				    "to %u.%u skipped (btl_ninja_fault_gap)",
+				    OPAL_PROC_MY_NAME.vpid, ep->endpoint_tx_seq,
+				    ep->endpoint_name.jobid,
+				    ep->endpoint_name.vpid);
+			ep->endpoint_tx_seq++;
+		}
 		f->hdr.seq = ep->endpoint_tx_seq++;
 		if (!frag_owned(f) && !frag_absorbable(f))
 			f->hdr.flags |= NINJA_FLAG_ACK_REQ;
@@ -681,7 +717,7 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head ||
 	    (ep->endpoint_rt_head && ep->endpoint_rt_bytes + total >
 	     (size_t)c->replay_window / 2) ||
-	    OPAL_UNLIKELY(c->fault_inject))
+	    OPAL_UNLIKELY(c->fault_inject | c->fault_gap))
 		return OPAL_ERR_RESOURCE_BUSY;
 	hdr.type = NINJA_FRAME_DATA;
 	hdr.tag = tag;
