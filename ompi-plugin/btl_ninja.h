@@ -101,6 +101,13 @@ struct mca_btl_base_endpoint_t {
 	bool endpoint_addr_valid;
 	int endpoint_addr_try;		/* index of the next ip to try */
 	uint64_t endpoint_retry_at;	/* ns: next connect attempt */
+	uint64_t endpoint_attempt_at;	/* ns: this attempt's connect() */
+	/* This epoch's address, read from PMIx in the background. */
+	bool endpoint_lookup_busy;	/* a PMIx_Get_nb is outstanding */
+	bool endpoint_lookup_done;	/* ... answered: lookup_addr is new */
+	uint32_t endpoint_lookup_epoch;	/* epoch last asked for */
+	uint64_t endpoint_lookup_at;	/* ns: when it was asked */
+	mca_btl_ninja_addr_t endpoint_lookup_addr;
 	uint64_t endpoint_conn_start;	/* ns: first attempt of this round */
 	bool endpoint_want_connect;	/* app asked for a connection */
 	bool endpoint_was_connected;	/* connected before the last drain */
@@ -392,6 +399,8 @@ int mca_btl_ninja_tcp_listen(void);
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
 int mca_btl_ninja_pmix_init(void);
 void mca_btl_ninja_pmix_fini(void);
+int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
+				 int wait_s);
 int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 			      int wait_s);
 void mca_btl_ninja_tcp_tune(int fd);

@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -218,6 +219,84 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 	if (rc != PMIX_SUCCESS) {
 		NINJA_ERROR("btl:ninja: publishing the address for epoch %u failed: %s",
 			    epoch, PMIx_Error_string(rc));
+		return OPAL_ERROR;
+	}
+	return OPAL_SUCCESS;
+}
+
+/* A background read of a peer's address (mca_btl_ninja_lookup_addr_nb). */
+typedef struct {
+	opal_process_name_t name;
+	uint32_t epoch;
+	pmix_info_t info[1];
+	int wait_s;
+} lookup_req_t;
+
+/*
+ * PMIx's progress thread: the answer.  The endpoint is found again by
+ * name under the lock (at finalize there is none any more); the control
+ * thread adopts the address at its next connection attempt.
+ */
+static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
+{
+	lookup_req_t *r = cbdata;
+	mca_btl_ninja_endpoint_t *ep;
+	bool ok = st == PMIX_SUCCESS && kv && kv->type == PMIX_BYTE_OBJECT &&
+		  kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
+
+	mca_btl_ninja_lock();
+	ep = mca_btl_ninja_endpoint_lookup(r->name);
+	if (ep && ep->endpoint_lookup_busy &&
+	    ep->endpoint_lookup_epoch == r->epoch) {
+		ep->endpoint_lookup_busy = false;
+		if (ok) {
+			memcpy(&ep->endpoint_lookup_addr, kv->data.bo.bytes,
+			       sizeof(mca_btl_ninja_addr_t));
+			ep->endpoint_lookup_done = true;
+			if (ep->endpoint_state == NINJA_EP_CLOSED)
+				ep->endpoint_retry_at = 0;	/* use it now */
+		}
+	}
+	mca_btl_ninja_unlock();
+	NINJA_VERBOSE(20, "btl:ninja: address of %u.%u for epoch %u: %s",
+		      r->name.jobid, r->name.vpid, r->epoch,
+		      ok ? "found" : PMIx_Error_string(st));
+	mca_btl_ninja_wake();
+	PMIX_INFO_DESTRUCT(&r->info[0]);
+	free(r);
+}
+
+/*
+ * Ask PMIx for a peer's address of epoch without waiting (at most wait_s
+ * seconds for the peer to publish it): the control thread keeps accepting
+ * and connecting meanwhile.  Not under the component lock (the callback
+ * takes it).  OPAL_SUCCESS: the callback will come.
+ */
+int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
+				 int wait_s)
+{
+	lookup_req_t *r;
+	pmix_proc_t peer;
+	char key[64];
+	pmix_status_t rc;
+
+	if (!pmix_up)
+		return OPAL_ERR_NOT_AVAILABLE;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	r->name = name;
+	r->epoch = epoch;
+	r->wait_s = wait_s;
+	PMIX_INFO_LOAD(&r->info[0], PMIX_TIMEOUT, &r->wait_s, PMIX_INT);
+	addr_key(key, sizeof(key), epoch);
+	memset(&peer, 0, sizeof(peer));
+	memcpy(peer.nspace, my_pmix.nspace, sizeof(peer.nspace));
+	peer.rank = name.vpid;
+	rc = PMIx_Get_nb(&peer, key, r->info, 1, lookup_cb, r);
+	if (rc != PMIX_SUCCESS) {
+		PMIX_INFO_DESTRUCT(&r->info[0]);
+		free(r);
 		return OPAL_ERROR;
 	}
 	return OPAL_SUCCESS;
