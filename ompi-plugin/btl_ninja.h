@@ -287,6 +287,7 @@ typedef struct mca_btl_ninja_component {
 	/* Peer declared gone: the app thread tells ob1 (error callback). */
 	mca_btl_base_module_error_cb_fn_t error_cb;
 	volatile int peer_lost;
+	volatile int in_cycle;		/* drain started, not reconnected yet */
 	uint64_t fault_rng;
 
 	/* Statistics. */

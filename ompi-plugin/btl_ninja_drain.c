@@ -294,6 +294,7 @@ static void drain_start(uint32_t epoch, const char *why)
 	snprintf(c->cycle.rail, sizeof(c->cycle.rail), "%.7s", c->my_addr.rail);
 	c->epoch = epoch;
 	c->state = NINJA_DRAINING;
+	c->in_cycle = 1;
 	T.safe_sent = false;
 	T.cancel_pending = false;
 	T.resume_pending = false;
@@ -520,6 +521,7 @@ static void check_reconnected(void)
 	c->cycle.t_reconnected = mca_btl_ninja_now_ns();
 	mca_btl_ninja_unlock();
 	T.report_pending = false;
+	c->in_cycle = 0;
 	report_cycle();
 }
 
