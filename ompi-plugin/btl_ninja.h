@@ -102,6 +102,7 @@ struct mca_btl_base_endpoint_t {
 	int endpoint_addr_try;		/* index of the next ip to try */
 	uint64_t endpoint_retry_at;	/* ns: next connect attempt */
 	uint64_t endpoint_attempt_at;	/* ns: this attempt's connect() */
+	uint64_t endpoint_hello_at;	/* ns: ... and its HELLO */
 	/* This epoch's address, read from PMIx in the background. */
 	bool endpoint_lookup_busy;	/* a PMIx_Get_nb is outstanding */
 	bool endpoint_lookup_done;	/* ... answered: lookup_addr is new */

@@ -58,6 +58,7 @@ static struct {
 	bool cancel_pending;
 	bool resume_pending;
 	bool report_pending;		/* RESUMED owed after reconnect */
+	bool publish_pending;		/* this epoch's address not out yet */
 	bool drain_warned;
 	uint64_t reconnect_deadline;
 	uint64_t resume_at;		/* RESUME arrived (wait mode) */
@@ -463,11 +464,15 @@ static void do_resume(bool cancelled, bool timed_out)
 	snprintf(c->cycle.rail, sizeof(c->cycle.rail), "%.7s", c->my_addr.rail);
 	mca_btl_ninja_unlock();
 	t2 = mca_btl_ninja_now_ns();
-	(void)mca_btl_ninja_publish(c->epoch, true);
 	NINJA_VERBOSE(10, "btl:ninja: rank %u epoch %u rediscovery: interfaces "
-		      "%.0f us, rails %.0f us, publish %.0f us", me.vpid,
-		      c->epoch, us(t0, t1), us(t1, t2),
-		      us(t2, mca_btl_ninja_now_ns()));
+		      "%.0f us, rails %.0f us", me.vpid, c->epoch, us(t0, t1),
+		      us(t1, t2));
+	/*
+	 * The new address is published after the first connection attempts
+	 * have gone out (publish_later): peers reach us at the addresses
+	 * they knew, and only one whose old address fails needs it.
+	 */
+	T.publish_pending = true;
 
 	mca_btl_ninja_lock();
 	now = mca_btl_ninja_now_ns();
@@ -494,6 +499,22 @@ static void do_resume(bool cancelled, bool timed_out)
 	T.report_pending = true;
 	T.reconnect_deadline = now + (uint64_t)c->connect_timeout * 1000000ull;
 	T.safe_sent = false;
+}
+
+/* Control thread, no lock: this epoch's address out to PMIx. */
+static void publish_later(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	uint64_t t;
+
+	if (!T.publish_pending)
+		return;
+	T.publish_pending = false;
+	t = mca_btl_ninja_now_ns();
+	(void)mca_btl_ninja_publish(c->epoch, true);
+	NINJA_VERBOSE(10, "btl:ninja: rank %u epoch %u published its address "
+		      "(%.0f us)", OPAL_PROC_MY_NAME.vpid, c->epoch,
+		      us(t, mca_btl_ninja_now_ns()));
 }
 
 static void check_reconnected(void)
@@ -876,6 +897,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		}
 		ep->endpoint_state = NINJA_EP_HELLO;
 		ep->endpoint_hs_len = 0;
+		ep->endpoint_hello_at = mca_btl_ninja_now_ns();
 		return;
 	}
 	/* NINJA_EP_HELLO: the answer. */
@@ -923,9 +945,12 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
 		ep->endpoint_verbs_ready = verbs;
 		mca_btl_ninja_endpoint_replay(ep, ep->endpoint_hs.ack);
-		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
+		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s "
+			      "(connect %.0f us, handshake %.0f us)",
 			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
+			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp",
+			      us(ep->endpoint_attempt_at, ep->endpoint_hello_at),
+			      us(ep->endpoint_hello_at, mca_btl_ninja_now_ns()));
 		break;
 	}
 	case NINJA_HS_NACK:
@@ -1209,6 +1234,7 @@ static void *ninja_thread(void *arg)
 					next = ep->endpoint_retry_at;
 			}
 		}
+		publish_later();
 
 		fds[nfds].fd = c->wake_fd;
 		fds[nfds].events = POLLIN;
