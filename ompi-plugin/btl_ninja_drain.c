@@ -492,6 +492,15 @@ static void do_resume(bool cancelled, bool timed_out)
 		    (ep->endpoint_was_connected &&
 		     mca_btl_ninja_name_cmp(me, ep->endpoint_name) < 0))
 			ep->endpoint_want_connect = true;
+		/*
+		 * The higher-named side of a pair that was connected has
+		 * frames to send: its peer reconnects to it anyway; connect
+		 * only if that has not happened within 50 ms (two attempts at
+		 * once cost a NACK and a retry on a busy guest).
+		 */
+		if (ep->endpoint_want_connect && ep->endpoint_was_connected &&
+		    mca_btl_ninja_name_cmp(me, ep->endpoint_name) > 0)
+			ep->endpoint_retry_at = now + 50000000ull;
 	}
 	if (c->dq_head || c->cq_head)
 		c->app_work = 1;
