@@ -370,7 +370,17 @@ static bool drain_step(void)
 		}
 		if (!ep->endpoint_marker_sent &&
 		    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
-			/* Peer gone: nothing more can arrive from it. */
+			/*
+			 * The connection died: nothing more can arrive on it.
+			 * It counts as drained; what the peer did not
+			 * acknowledge is replayed after the resume.
+			 */
+			NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u "
+				      "failed in the drain of epoch %u (counted as "
+				      "drained, unacknowledged frames replayed after "
+				      "the resume)", OPAL_PROC_MY_NAME.vpid,
+				      ep->endpoint_name.jobid,
+				      ep->endpoint_name.vpid, c->epoch);
 			ep->endpoint_marker_sent = true;
 			ep->endpoint_marker_rcvd = c->epoch;
 		}
