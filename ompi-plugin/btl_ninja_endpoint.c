@@ -335,6 +335,16 @@ static void frag_sent(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
 		mca_btl_ninja_frag_return(f);
 		return;
 	}
+	if (ninja_seq_before(f->hdr.seq, ep->endpoint_tx_acked)) {
+		/*
+		 * A replayed frame that the peer acknowledged while it was
+		 * being written (it had it: the replay point was understated).
+		 * acked() has moved past it, and no later ack releases a frame
+		 * retained behind tx_acked: complete it now.
+		 */
+		frag_callback(f, app, true);
+		return;
+	}
 	frag_absorb(f);
 	f->next = NULL;
 	if (ep->endpoint_rt_tail)
@@ -849,13 +859,29 @@ static bool window_blocked(mca_btl_ninja_endpoint_t *ep, bool app)
  * May f, the head of the send queue, go on the wire now?  1: yes (a frame
  * already started always may; a new one gets its ack stamped); 0: stop
  * here (a drain sends no new frame; back-pressure: the replay window is
- * full, wait for acks); -1: an ACK request went in front: look again.
+ * full, wait for acks); -1: the head changed (an ACK request went in
+ * front, or an acknowledged replay left): look again.
  */
 static int frame_may_start(mca_btl_ninja_endpoint_t *ep,
 			   mca_btl_ninja_frag_t *f, bool drain, bool app)
 {
 	if (f->sent)
 		return 1;
+	if (f->hdr.type == NINJA_FRAME_DATA &&
+	    ninja_seq_before(f->hdr.seq, ep->endpoint_tx_acked)) {
+		/*
+		 * A replayed frame that the peer acknowledged while it waited
+		 * here: the handshake understated the replay point and the
+		 * peer's next ACK came first (a verbs acceptor reads it on the
+		 * QP before the connector's READY lets it send).  Sending it
+		 * would only make a duplicate that nothing acknowledges again
+		 * (acked() has moved past it), and an in-place frame's
+		 * completion would never reach ob1: drop it, complete it.
+		 */
+		sq_pop(ep);
+		frag_callback(f, app, true);
+		return -1;
+	}
 	if (drain)
 		return 0;
 	if (!window_open(ep, f))

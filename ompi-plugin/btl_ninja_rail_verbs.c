@@ -842,7 +842,8 @@ static void dump_state(bool app)
 			continue;
 		NINJA_VERBOSE(30, "btl:ninja: verbs %s state=%d epoch=%u to %u.%u: credits=%d owed=%d "
 			      "tx_free=%d marker posted=%d done=%d rcvd=%u sent=%d ready=%d "
-			      "sq=%zu head_sent=%zu reasm=%zu broken=%d",
+			      "sq=%zu head_sent=%zu reasm=%zu broken=%d tx_seq=%u acked=%u "
+			      "rt=%zu (head seq %d) rx_seq=%u ack_sent=%u ack_req=%d cq=%d",
 			      app ? "app" : "drain", (int)c->state, c->epoch,
 			      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
 			      v->credits, v->credits_owed, v->ntx_free,
@@ -850,7 +851,11 @@ static void dump_state(bool app)
 			      ep->endpoint_marker_sent, ep->endpoint_verbs_ready,
 			      ep->endpoint_sq_len,
 			      ep->endpoint_sq_head ? ep->endpoint_sq_head->sent : 0,
-			      v->reasm_len, v->broken);
+			      v->reasm_len, v->broken, ep->endpoint_tx_seq,
+			      ep->endpoint_tx_acked, ep->endpoint_rt_len,
+			      ep->endpoint_rt_head ? (int)ep->endpoint_rt_head->hdr.seq : -1,
+			      ep->endpoint_rx_seq, ep->endpoint_ack_sent,
+			      ep->endpoint_ack_req, c->cq_head != NULL);
 	}
 }
 
