@@ -964,10 +964,13 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
 		ep->endpoint_verbs_ready = verbs;
 		mca_btl_ninja_endpoint_replay(ep, ep->endpoint_hs.ack);
-		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s "
-			      "(connect %.0f us, handshake %.0f us)",
+		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
 			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp",
+			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: handshake with %u.%u took "
+			      "%.0f us to connect, %.0f us to answer",
+			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid,
 			      us(ep->endpoint_attempt_at, ep->endpoint_hello_at),
 			      us(ep->endpoint_hello_at, mca_btl_ninja_now_ns()));
 		break;
