@@ -35,6 +35,8 @@
  * computed from the same formulas (see expect()).  In -seconds mode rank 0
  * decides when to stop (an extra MPI_Allreduce per iteration, not counted)
  * and the expected totals are those of the iteration count actually run.
+ * -stop-file PATH does the same when PATH appears on rank 0's node (a test
+ * harness ends a job of unknown length: -seconds is then the upper bound).
  *
  * Output (stdout, rank 0 prints every rank's line, in rank order):
  *   mpi_check: ranks=N ... expected_msgs=M        (parameters, first line)
@@ -87,6 +89,7 @@ struct hdr {
 struct opts {
 	long iters;
 	double seconds;
+	const char *stop_file;	/* rank 0 stops when it exists */
 	long max, burst, a2a_max, compute_ms, progress, timeout;
 	int compute_rank;	/* -1: every rank */
 	unsigned phases;	/* bit per enum phase */
@@ -727,7 +730,7 @@ static void usage(void)
 		"usage: mpi_check [-iters N | -seconds S] [-max BYTES] [-burst B]\n"
 		"                 [-a2a-max BYTES] [-phases p2p,ring,a2a,a2av]\n"
 		"                 [-compute-ms M [-compute-rank R]] [-progress [K]]\n"
-		"                 [-timeout S]\n"
+		"                 [-timeout S] [-stop-file PATH]\n"
 		"  -iters N        iterations (default 50; with -seconds: at most N)\n"
 		"  -seconds S      run for S seconds (rank 0's clock decides)\n"
 		"  -max BYTES      largest message, sizes cycle over 0,1,8,1K,64K,1M,8M (default 8M)\n"
@@ -738,6 +741,8 @@ static void usage(void)
 		"  -progress [K]   rank 0 prints a timestamped line every K iterations (default 10)\n"
 		"  -timeout S      a rank stuck S seconds in one iteration exits 3\n"
 		"                  (plus -compute-ms; default 120, 0 off)\n"
+		"  -stop-file PATH stop after the iteration during which PATH appeared on\n"
+		"                  rank 0's node (as -seconds; both may be given)\n"
 		"BYTES accept k/K and m/M (binary) suffixes.\n");
 }
 
@@ -808,6 +813,13 @@ static int parse_args(int argc, char **argv)
 			i++;
 			continue;
 		}
+		if (!strcmp(a, "-stop-file")) {
+			if (!n || !*n)
+				return -1;
+			o.stop_file = n;
+			i++;
+			continue;
+		}
 		if (!strcmp(a, "-phases")) {
 			if (parse_phases(n))
 				return -1;
@@ -835,7 +847,7 @@ static int parse_args(int argc, char **argv)
 		i++;
 	}
 	if (o.iters < 0)
-		o.iters = o.seconds > 0 ? LONG_MAX : 50;
+		o.iters = o.seconds > 0 || o.stop_file ? LONG_MAX : 50;
 	return 0;
 }
 
@@ -913,9 +925,11 @@ static void print_params(void)
 
 	expect(1, &one);
 	printf("mpi_check: ranks=%d mode=%s", nprocs,
-	       o.seconds > 0 ? "seconds" : "iters");
+	       o.seconds > 0 ? "seconds" : o.stop_file ? "stop-file" : "iters");
 	if (o.seconds > 0)
 		printf(" seconds=%g", o.seconds);
+	if (o.stop_file)
+		printf(" stop_file=%s", o.stop_file);
 	if (o.iters != LONG_MAX)
 		printf(" iters=%ld", o.iters);
 	printf(" phases=");
@@ -933,7 +947,7 @@ static void print_params(void)
 	else
 		printf("%d", o.compute_rank);
 	printf(" msgs_per_rank_per_iter=%" PRId64, one.exp_msgs);
-	if (o.seconds <= 0) {
+	if (o.seconds <= 0 && !o.stop_file) {
 		struct counters e = { 0 };
 
 		expect(o.iters, &e);
@@ -1011,9 +1025,12 @@ int main(int argc, char **argv)
 			       cnt.lost + cnt.dup + cnt.mpi_errors);
 			fflush(stdout);
 		}
-		if (o.seconds > 0) {
+		if (o.seconds > 0 || o.stop_file) {
 			int stop = rank == 0 &&
-				   MPI_Wtime() - t_start >= o.seconds, any = 0;
+				   ((o.seconds > 0 &&
+				     MPI_Wtime() - t_start >= o.seconds) ||
+				    (o.stop_file && !access(o.stop_file, F_OK))),
+			    any = 0;
 
 			MPI_Allreduce(&stop, &any, 1, MPI_INT, MPI_MAX,
 				      comm_ctl);
