@@ -196,6 +196,7 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
 
 	mca_btl_ninja_thread_stop();
 	mca_btl_ninja_lock();
+	c->finalized = 1;	/* a pending PMIx_Get_nb's callback ignores us */
 	mca_btl_ninja_replay_stats();
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];

@@ -289,6 +289,7 @@ typedef struct mca_btl_ninja_component {
 	mca_btl_base_module_error_cb_fn_t error_cb;
 	volatile int peer_lost;
 	volatile int in_cycle;		/* drain started, not reconnected yet */
+	volatile int finalized;		/* module finalized: late callbacks ignore */
 	uint64_t fault_rng;
 
 	/* Statistics. */

@@ -19,6 +19,7 @@
 #include "opal_config.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -182,12 +183,36 @@ int mca_btl_ninja_tcp_listen(void)
 static pmix_proc_t my_pmix;
 static bool pmix_up;
 
+/*
+ * A PMIx_Get_nb may still be waiting (for a peer that never publishes:
+ * it finalized) when the job ends; its callback then runs on PMIx's thread
+ * after Open MPI has closed this component and unloaded the library.  So
+ * the library is made undeletable (RTLD_NODELETE: dlclose leaves it
+ * mapped) once a background lookup can exist, and the callback does
+ * nothing after finalize (mca_btl_ninja_component.finalized).
+ */
+static void pin_library(void)
+{
+	static bool pinned;
+	Dl_info info;
+
+	if (pinned)
+		return;
+	pinned = true;
+	if (dladdr((void *)&mca_btl_ninja_component, &info) && info.dli_fname &&
+	    !dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE))
+		NINJA_ERROR("btl:ninja: cannot pin %s: %s", info.dli_fname,
+			    dlerror());
+}
+
 int mca_btl_ninja_pmix_init(void)
 {
 	/* Open MPI initialized PMIx already: this only takes a reference
 	 * and tells us our namespace. */
 	if (!pmix_up && PMIx_Init(&my_pmix, NULL, 0) == PMIX_SUCCESS)
 		pmix_up = true;
+	if (pmix_up)
+		pin_library();
 	return pmix_up ? OPAL_SUCCESS : OPAL_ERR_NOT_AVAILABLE;
 }
 
@@ -244,6 +269,12 @@ static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
 	bool ok = st == PMIX_SUCCESS && kv && kv->type == PMIX_BYTE_OBJECT &&
 		  kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
 
+	if (mca_btl_ninja_component.finalized) {
+		/* The job is over (Open MPI may be gone too): just free. */
+		PMIX_INFO_DESTRUCT(&r->info[0]);
+		free(r);
+		return;
+	}
 	mca_btl_ninja_lock();
 	ep = mca_btl_ninja_endpoint_lookup(r->name);
 	if (ep && ep->endpoint_lookup_busy &&
