@@ -800,13 +800,10 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		(void)mca_btl_ninja_lookup_addr(ep, 0, 0);
 		ep->endpoint_addr_try = 0;
 	}
-	if (!ep->endpoint_addr_valid || ep->endpoint_addr.naddr == 0) {
-		ep->endpoint_retry_at = now + backoff_ns(ep, now);
-		return;
-	}
-	if (ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
-		/* Every address tried: again after a pause, or at once
-		 * when the lookup brings a new one (lookup_cb). */
+	if (!ep->endpoint_addr_valid ||
+	    ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
+		/* None, or every address tried: again after a pause, or at
+		 * once when the lookup brings a new one (lookup_cb). */
 		ep->endpoint_addr_try = 0;
 		ep->endpoint_retry_at = now + backoff_ns(ep, now);
 		return;
@@ -1286,16 +1283,14 @@ static void *ninja_thread(void *arg)
 		for (i = 0; i < c->neps && nfds < MAXFDS; i++) {
 			mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
-			if ((ep->endpoint_state == NINJA_EP_CONNECTING ||
-			     ep->endpoint_state == NINJA_EP_HELLO) &&
-			    now > ep->endpoint_attempt_at + NINJA_ATTEMPT_NS) {
-				/* A SYN or HELLO into the void (an old
-				 * address that went away): next address. */
-				connect_failed(ep, true, "no answer within 2 s");
-				continue;
-			}
 			if (ep->endpoint_state == NINJA_EP_CONNECTING ||
 			    ep->endpoint_state == NINJA_EP_HELLO) {
+				if (now > ep->endpoint_attempt_at + NINJA_ATTEMPT_NS) {
+					/* A SYN or HELLO into the void (an old
+					 * address that went away): next one. */
+					connect_failed(ep, true, "no answer within 2 s");
+					continue;
+				}
 				fds[nfds].fd = ep->endpoint_fd;
 				fds[nfds].events =
 					ep->endpoint_state == NINJA_EP_CONNECTING ?

@@ -249,6 +249,14 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 	return OPAL_SUCCESS;
 }
 
+/* Peers are ranks of our own job: same namespace, rank = vpid. */
+static void peer_proc(pmix_proc_t *peer, uint32_t vpid)
+{
+	memset(peer, 0, sizeof(*peer));
+	memcpy(peer->nspace, my_pmix.nspace, sizeof(peer->nspace));
+	peer->rank = vpid;
+}
+
 /* A background read of a peer's address (mca_btl_ninja_lookup_addr_nb). */
 typedef struct {
 	opal_process_name_t name;
@@ -321,9 +329,7 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 	r->wait_s = wait_s;
 	PMIX_INFO_LOAD(&r->info[0], PMIX_TIMEOUT, &r->wait_s, PMIX_INT);
 	addr_key(key, sizeof(key), epoch);
-	memset(&peer, 0, sizeof(peer));
-	memcpy(peer.nspace, my_pmix.nspace, sizeof(peer.nspace));
-	peer.rank = name.vpid;
+	peer_proc(&peer, name.vpid);
 	rc = PMIx_Get_nb(&peer, key, r->info, 1, lookup_cb, r);
 	if (rc != PMIX_SUCCESS) {
 		PMIX_INFO_DESTRUCT(&r->info[0]);
@@ -350,10 +356,7 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 	if (!pmix_up)
 		return OPAL_ERR_NOT_AVAILABLE;
 	addr_key(key, sizeof(key), epoch);
-	/* Peers are ranks of our own job: same namespace, rank = vpid. */
-	memset(&peer, 0, sizeof(peer));
-	memcpy(peer.nspace, my_pmix.nspace, sizeof(peer.nspace));
-	peer.rank = ep->endpoint_name.vpid;
+	peer_proc(&peer, ep->endpoint_name.vpid);
 	if (epoch > 0) {
 		PMIX_INFO_LOAD(&info[0], PMIX_TIMEOUT, &wait_s, PMIX_INT);
 		ninfo = 1;
