@@ -41,6 +41,14 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 		       size_t header_size, size_t payload_size, uint8_t order,
 		       uint32_t flags, mca_btl_base_tag_t tag,
 		       mca_btl_base_descriptor_t **descriptor);
+static int ninja_get(struct mca_btl_base_module_t *btl,
+		     struct mca_btl_base_endpoint_t *ep, void *local_address,
+		     uint64_t remote_address,
+		     struct mca_btl_base_registration_handle_t *local_handle,
+		     struct mca_btl_base_registration_handle_t *remote_handle,
+		     size_t size, int flags, int order,
+		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
+		     void *cbdata);
 static int ninja_put(struct mca_btl_base_module_t *btl,
 		     struct mca_btl_base_endpoint_t *ep, void *local_address,
 		     uint64_t remote_address,
@@ -64,6 +72,7 @@ mca_btl_ninja_module_t mca_btl_ninja_module = {
 		.btl_send = ninja_send,
 		.btl_sendi = ninja_sendi,
 		.btl_put = ninja_put,
+		.btl_get = ninja_get,
 	},
 };
 
@@ -126,6 +135,11 @@ void mca_btl_ninja_replay_stats(void)
 			    (unsigned long long)c->n_faults,
 			    (unsigned long long)fail, (unsigned long long)rep,
 			    (unsigned long long)dups);
+	NINJA_VERBOSE(10, "btl:ninja: rank %u rdma: puts=%llu gets=%llu "
+		      "gets_served=%llu", OPAL_PROC_MY_NAME.vpid,
+		      (unsigned long long)c->n_puts,
+		      (unsigned long long)c->n_gets,
+		      (unsigned long long)c->n_gets_served);
 }
 
 int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
@@ -203,6 +217,7 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
 
 		mca_btl_ninja_endpoint_close(ep);
 		mca_btl_ninja_endpoint_release_all(ep);
+		mca_btl_ninja_get_release_all(ep);
 		while (ep->endpoint_sq_head) {
 			mca_btl_ninja_frag_t *f = ep->endpoint_sq_head;
 
@@ -472,6 +487,8 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
 	frag->put.addr = remote_address;
+	frag->put.id = 0;
+	mca_btl_ninja_component.n_puts++;
 	frag->put_local = local_address;
 	frag->put_cbfunc = cbfunc;
 	frag->put_cbcontext = cbcontext;
@@ -499,4 +516,191 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
 	mca_btl_ninja_unlock();
 	return rc < 0 ? rc : OPAL_SUCCESS;
+}
+
+/*
+ * Get emulation, no registration: ob1's RGET protocol, where the receiver
+ * reads the sender's buffer.  A small request frame (NINJA_TAG_GET) asks
+ * the peer to answer with a frame laid out like a put into local_address
+ * (NINJA_TAG_GETRESP, written from its buffer in place); the get completes
+ * when that response is whole here, and ob1 then sends its FIN.
+ *
+ * Why get and not only put: a put written from the user's buffer may
+ * complete towards ob1 only once the peer acknowledges it (a replay after
+ * a lost connection reads that buffer again), so every put's FIN waited
+ * one more round trip, behind the next put's data (bench/README.md, end
+ * of session 3).  A response needs no completion at its sender: the
+ * buffer stays valid until ob1 there gets the FIN, and the FIN's
+ * cumulative ack, read before it is delivered, releases the response.
+ */
+static int ninja_get(struct mca_btl_base_module_t *btl,
+		     struct mca_btl_base_endpoint_t *ep, void *local_address,
+		     uint64_t remote_address,
+		     struct mca_btl_base_registration_handle_t *local_handle,
+		     struct mca_btl_base_registration_handle_t *remote_handle,
+		     size_t size, int flags, int order,
+		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
+		     void *cbdata)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_frag_t *frag;
+	mca_btl_ninja_get_t *g;
+	ninja_get_req_t req;
+
+	if (size > NINJA_PUT_MAX)
+		return OPAL_ERR_BAD_PARAM;
+	g = malloc(sizeof(*g));
+	if (!g)
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	mca_btl_ninja_lock();
+	req.src = remote_address;
+	req.dst = (uint64_t)(uintptr_t)local_address;
+	req.len = size;
+	req.id = ++c->get_id;
+	c->n_gets++;
+	frag = mca_btl_ninja_frag_copy(&req, sizeof(req), NULL, 0,
+				       NINJA_TAG_GET);
+	if (!frag) {
+		mca_btl_ninja_unlock();
+		free(g);
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	}
+	g->id = req.id;
+	g->local = local_address;
+	g->len = size;
+	g->done = false;
+	g->local_handle = local_handle;
+	g->cbfunc = cbfunc;
+	g->cbcontext = cbcontext;
+	g->cbdata = cbdata;
+	g->next = ep->endpoint_gets;
+	ep->endpoint_gets = g;
+	(void)mca_btl_ninja_endpoint_send(ep, frag, true);
+	mca_btl_ninja_unlock();
+	return OPAL_SUCCESS;
+}
+
+/*
+ * The peer asks for our memory (application thread, lock held): answer
+ * with a response frame written from it in place.  Retained until
+ * acknowledged like any DATA frame, but nothing waits for that: the
+ * peer's FIN carries the ack.  A malformed request is a protocol error.
+ */
+void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
+			     size_t len)
+{
+	mca_btl_ninja_frag_t *f;
+	ninja_get_req_t req;
+
+	if (len != sizeof(req)) {
+		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
+			"error (malformed get request)");
+		return;
+	}
+	memcpy(&req, data, sizeof(req));
+	if (req.len > NINJA_PUT_MAX || !req.id) {
+		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
+			"error (get request out of range)");
+		return;
+	}
+	f = mca_btl_ninja_frag_alloc(0);
+	if (!f) {
+		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: out of "
+			"memory answering a get");
+		return;
+	}
+	mca_btl_ninja_component.n_gets_served++;
+	f->put.addr = req.dst;
+	f->put.id = req.id;
+	f->base.des_segments = f->segments;
+	f->base.des_segment_count = 0;	/* in place: not owned */
+	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
+	f->base.order = MCA_BTL_NO_ORDER;
+	f->iov[0].iov_base = &f->hdr;
+	f->iov[0].iov_len = sizeof(f->hdr);
+	f->iov[1].iov_base = &f->put;
+	f->iov[1].iov_len = sizeof(f->put);
+	f->iov[2].iov_base = (void *)(uintptr_t)req.src;
+	f->iov[2].iov_len = (size_t)req.len;
+	f->iov_cnt = 3;
+	f->hdr.type = NINJA_FRAME_DATA;
+	f->hdr.tag = NINJA_TAG_GETRESP;
+	f->hdr.flags = 0;
+	f->hdr.len = (uint32_t)(sizeof(f->put) + req.len);
+	f->size = sizeof(f->hdr) + f->hdr.len;
+	(void)mca_btl_ninja_endpoint_send(ep, f, true);
+}
+
+/*
+ * The pending get a response is for: same id, same destination and
+ * length, not completed yet.  NULL: a protocol error.
+ */
+mca_btl_ninja_get_t *mca_btl_ninja_get_find(mca_btl_ninja_endpoint_t *ep,
+					    const ninja_put_hdr_t *ph,
+					    size_t dlen)
+{
+	mca_btl_ninja_get_t *g;
+
+	for (g = ep->endpoint_gets; g; g = g->next)
+		if (g->id == ph->id)
+			break;
+	if (!g || g->done || (uint64_t)(uintptr_t)g->local != ph->addr ||
+	    g->len != dlen)
+		return NULL;
+	return g;
+}
+
+/*
+ * A get's response is whole.  On the application's thread ob1 hears it
+ * now (and sends its FIN); the control thread leaves a NINJA_TAG_GETDONE
+ * record for it instead.
+ */
+void mca_btl_ninja_get_complete(mca_btl_ninja_endpoint_t *ep,
+				mca_btl_ninja_get_t *g, bool app)
+{
+	mca_btl_ninja_get_t **pp;
+
+	if (!app) {
+		g->done = true;
+		if (mca_btl_ninja_endpoint_defer(ep, NINJA_TAG_GETDONE, &g->id,
+						 sizeof(g->id)) != OPAL_SUCCESS)
+			mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: "
+				"out of memory completing a get");
+		return;
+	}
+	for (pp = &ep->endpoint_gets; *pp != g; pp = &(*pp)->next)
+		;
+	*pp = g->next;
+	g->cbfunc(&mca_btl_ninja_module.super, ep, g->local, g->local_handle,
+		  g->cbcontext, g->cbdata, OPAL_SUCCESS);
+	free(g);
+}
+
+/* A deferred completion (NINJA_TAG_GETDONE) on the application's thread. */
+void mca_btl_ninja_get_done(mca_btl_ninja_endpoint_t *ep, const void *data,
+			    size_t len)
+{
+	mca_btl_ninja_get_t *g;
+	uint64_t id;
+
+	if (len != sizeof(id))
+		return;
+	memcpy(&id, data, sizeof(id));
+	for (g = ep->endpoint_gets; g; g = g->next)
+		if (g->id == id && g->done)
+			break;
+	if (g)
+		mca_btl_ninja_get_complete(ep, g, true);
+}
+
+/* Gets never answered (finalize). */
+void mca_btl_ninja_get_release_all(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_get_t *g;
+
+	while ((g = ep->endpoint_gets)) {
+		ep->endpoint_gets = g->next;
+		free(g);
+	}
+	ep->endpoint_rx_get = NULL;
 }

@@ -79,6 +79,18 @@ typedef struct mca_btl_ninja_addr {
 
 struct mca_btl_ninja_frag;
 
+/* A get this rank asked for (btl_get), until its response is whole. */
+typedef struct mca_btl_ninja_get {
+	struct mca_btl_ninja_get *next;
+	uint64_t id;
+	void *local;
+	size_t len;
+	bool done;		/* response whole; completion deferred */
+	struct mca_btl_base_registration_handle_t *local_handle;
+	mca_btl_base_rdma_completion_fn_t cbfunc;
+	void *cbcontext, *cbdata;
+} mca_btl_ninja_get_t;
+
 /* A frame received by the control thread, delivered later by the app. */
 typedef struct mca_btl_ninja_rxframe {
 	struct mca_btl_ninja_rxframe *next;
@@ -129,6 +141,9 @@ struct mca_btl_base_endpoint_t {
 	size_t endpoint_rx_put_left;	/* bytes of its data still to read */
 	bool endpoint_rx_put_skip;	/* a duplicate (replay): drop its data */
 	ninja_frame_hdr_t endpoint_rx_put_hdr;	/* in sequence once whole */
+	mca_btl_ninja_get_t *endpoint_rx_get;	/* ... a get's response */
+	/* Gets asked of this peer, not answered yet (btl_ninja.c). */
+	mca_btl_ninja_get_t *endpoint_gets;
 	/* Drain. */
 	uint32_t endpoint_marker_rcvd;	/* epoch of the last marker received */
 	bool endpoint_marker_sent;
@@ -291,6 +306,8 @@ typedef struct mca_btl_ninja_component {
 	volatile int in_cycle;		/* drain started, not reconnected yet */
 	volatile int finalized;		/* module finalized: late callbacks ignore */
 	uint64_t fault_rng;
+	uint64_t get_id;		/* last btl_get id */
+	uint64_t n_puts, n_gets, n_gets_served;
 
 	/* Statistics. */
 	uint64_t n_cycles, n_cancelled, n_timeouts;
@@ -349,6 +366,21 @@ int mca_btl_ninja_del_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
 			    struct mca_btl_base_endpoint_t **peers);
 int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl);
 
+/* btl_ninja.c - get emulation. */
+/* Internal tag, never on the wire: a get's response was read by the
+ * control thread; its completion waits on the deferred queue. */
+#define NINJA_TAG_GETDONE	0x3c
+void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
+			     size_t len);
+mca_btl_ninja_get_t *mca_btl_ninja_get_find(mca_btl_ninja_endpoint_t *ep,
+					    const ninja_put_hdr_t *ph,
+					    size_t dlen);
+void mca_btl_ninja_get_complete(mca_btl_ninja_endpoint_t *ep,
+				mca_btl_ninja_get_t *g, bool app);
+void mca_btl_ninja_get_done(mca_btl_ninja_endpoint_t *ep, const void *data,
+			    size_t len);
+void mca_btl_ninja_get_release_all(mca_btl_ninja_endpoint_t *ep);
+
 /* btl_ninja_frag.c */
 mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload);
 void mca_btl_ninja_frag_return(mca_btl_ninja_frag_t *frag);
@@ -383,6 +415,8 @@ void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
 				   const char *what);
 void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app);
 void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep);
+void mca_btl_ninja_endpoint_protocol_error(mca_btl_ninja_endpoint_t *ep,
+					   const char *why);
 void mca_btl_ninja_report_lost(void);
 void mca_btl_ninja_replay_stats(void);
 void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,

@@ -194,9 +194,10 @@ static int ninja_register(void)
 	m->btl_rdma_pipeline_frag_size = 1024 * 1024;
 	m->btl_min_rdma_pipeline_size = 0;
 	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE |
-		       MCA_BTL_FLAGS_PUT;
-	m->btl_registration_handle_size = 0;	/* put needs no registration */
+		       MCA_BTL_FLAGS_PUT | MCA_BTL_FLAGS_GET;
+	m->btl_registration_handle_size = 0;	/* no registration */
 	m->btl_put_limit = NINJA_PUT_MAX;
+	m->btl_get_limit = 16 * 1024 * 1024;	/* measured: bench/README.md */
 	m->btl_latency = 10;
 	m->btl_bandwidth = 10000;
 	return mca_btl_base_param_register(
@@ -259,6 +260,10 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	 * message) and never looks at put_limit: one frame's len is 32 bits. */
 	if (mca_btl_ninja_module.super.btl_put_limit > NINJA_PUT_MAX)
 		mca_btl_ninja_module.super.btl_put_limit = NINJA_PUT_MAX;
+	/* ob1's RGET reads in pieces of get_limit (0 would never end). */
+	if (mca_btl_ninja_module.super.btl_get_limit == 0 ||
+	    mca_btl_ninja_module.super.btl_get_limit > NINJA_PUT_MAX)
+		mca_btl_ninja_module.super.btl_get_limit = NINJA_PUT_MAX;
 	if (mca_btl_ninja_module.super.btl_rdma_pipeline_frag_size == 0 ||
 	    mca_btl_ninja_module.super.btl_rdma_pipeline_frag_size >
 	    mca_btl_ninja_module.super.btl_put_limit)

@@ -141,6 +141,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_sq_head->sent = 0;
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
 	ep->endpoint_rx_put_left = 0;
+	ep->endpoint_rx_get = NULL;	/* its response comes again */
 }
 
 /*
@@ -437,8 +438,6 @@ void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
  */
 static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 {
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-
 	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq))
 		return 1;
 	if (ninja_seq_before(hdr->seq, ep->endpoint_rx_seq)) {
@@ -460,18 +459,32 @@ static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 	}
 	NINJA_ERROR("btl:ninja: rank %u: protocol error: frame %u from %u.%u "
 		    "but %u expected, again after a replay: the frames in "
-		    "between are lost; %u.%u reported unreachable",
-		    OPAL_PROC_MY_NAME.vpid, hdr->seq,
+		    "between are lost", OPAL_PROC_MY_NAME.vpid, hdr->seq,
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid,
-		    ep->endpoint_rx_seq, ep->endpoint_name.jobid,
+		    ep->endpoint_rx_seq);
+	mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol error "
+		"(sequence gap after a replay: frames lost)");
+	return -1;
+}
+
+/*
+ * The peer broke the protocol (or we cannot keep to it): report it to
+ * ob1 as unreachable, a fatal error with the reason, and never connect to
+ * it again.  The caller closes the connection.
+ */
+void mca_btl_ninja_endpoint_protocol_error(mca_btl_ninja_endpoint_t *ep,
+					   const char *why)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	NINJA_ERROR("btl:ninja: rank %u: %s; %u.%u reported unreachable",
+		    OPAL_PROC_MY_NAME.vpid, why, ep->endpoint_name.jobid,
 		    ep->endpoint_name.vpid);
 	ep->endpoint_lost = true;
-	ep->endpoint_lost_why = "btl/ninja: protocol error (sequence gap "
-				"after a replay: frames lost)";
+	ep->endpoint_lost_why = why;
 	ep->endpoint_want_connect = false;
 	c->peer_lost = 1;
 	c->app_work = 1;
-	return -1;
 }
 
 /* The frame rx_check accepted is whole: the next one is expected. */
@@ -577,6 +590,8 @@ void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
 	}
 	ep->endpoint_failed_at = 0;
 	ep->endpoint_lost = false;
+	/* An ACK request of the old connection may be lost with it. */
+	ep->endpoint_ack_asking = false;
 	ep->endpoint_ack_owed = 0;
 	ep->endpoint_ack_req = ep->endpoint_ack_sent != ep->endpoint_rx_seq;
 	mca_btl_ninja_endpoint_update_out(ep);
@@ -648,7 +663,10 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 			ep->endpoint_tx_seq++;
 		}
 		f->hdr.seq = ep->endpoint_tx_seq++;
-		if (!frag_owned(f) && !frag_absorbable(f))
+		/* A get's response completes nothing here (the reader's
+		 * FIN carries its ack): it does not ask for one. */
+		if (!frag_owned(f) && !frag_absorbable(f) &&
+		    f->hdr.tag != NINJA_TAG_GETRESP)
 			f->hdr.flags |= NINJA_FLAG_ACK_REQ;
 	} else {
 		/*
@@ -989,6 +1007,50 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	return 0;
 }
 
+/*
+ * Our own tags, delivered whole (the verbs rail, a deferred frame, a
+ * request): a put or a get's response is copied to its destination, a
+ * get request answered, a deferred get completion made.
+ */
+static void rdma_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
+			void *data, size_t len)
+{
+	mca_btl_ninja_get_t *g = NULL;
+	ninja_put_hdr_t ph;
+
+	switch (tag) {
+	case NINJA_TAG_GET:
+		mca_btl_ninja_get_serve(ep, data, len);
+		return;
+	case NINJA_TAG_GETDONE:
+		mca_btl_ninja_get_done(ep, data, len);
+		return;
+	case NINJA_TAG_PUT:
+	case NINJA_TAG_GETRESP:
+		break;
+	default:
+		return;
+	}
+	if (len < sizeof(ph)) {
+		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
+			"error (short put or get response)");
+		return;
+	}
+	memcpy(&ph, data, sizeof(ph));
+	if (tag == NINJA_TAG_GETRESP) {
+		g = mca_btl_ninja_get_find(ep, &ph, len - sizeof(ph));
+		if (!g) {
+			mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: "
+				"protocol error (response to no get asked)");
+			return;
+		}
+	}
+	memcpy((void *)(uintptr_t)ph.addr, (char *)data + sizeof(ph),
+	       len - sizeof(ph));
+	if (g)
+		mca_btl_ninja_get_complete(ep, g, true);
+}
+
 void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 				   void *data, size_t len)
 {
@@ -997,15 +1059,9 @@ void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	mca_btl_base_segment_t seg;
 	mca_btl_base_descriptor_t des;
 
-	if (NINJA_TAG_PUT == tag) {
-		/* A put that came whole (verbs rail, deferred frame). */
-		ninja_put_hdr_t ph;
-
-		if (len < sizeof(ph))
-			return;
-		memcpy(&ph, data, sizeof(ph));
-		memcpy((void *)(uintptr_t)ph.addr, (char *)data + sizeof(ph),
-		       len - sizeof(ph));
+	if (OPAL_UNLIKELY(tag >= NINJA_TAG_GETDONE && tag <= NINJA_TAG_PUT)) {
+		/* Put, get: ours, not ob1's (tags 0x3c-0x3f). */
+		rdma_upcall(ep, tag, data, len);
 		return;
 	}
 	seg.seg_addr.pval = data;
@@ -1041,20 +1097,46 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 }
 
 /*
- * A put frame's header and destination are in the buffer at p: copy the
- * part of its data that came with them, read the rest in place later
- * (endpoint_rx_put).  Whichever thread reads it writes the destination:
- * ob1 does not look at it before the FIN, which follows on this stream.
+ * A put or a get's response is whole and in place: in sequence now; a
+ * get completes (ob1 sends its FIN, on this thread or later).
  */
-static void rx_put_start(mca_btl_ninja_endpoint_t *ep,
-			 const ninja_frame_hdr_t *hdr, unsigned char *p,
-			 size_t avail, bool skip)
+static void rx_put_whole(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_get_t *g = ep->endpoint_rx_get;
+
+	rx_commit(ep, &ep->endpoint_rx_put_hdr);
+	if (g) {
+		ep->endpoint_rx_get = NULL;
+		mca_btl_ninja_get_complete(ep, g, app);
+	}
+}
+
+/*
+ * A put frame's (or get response's) header and destination are in the
+ * buffer at p: copy the part of its data that came with them, read the
+ * rest in place later (endpoint_rx_put).  Whichever thread reads it
+ * writes the destination: ob1 does not look at it before the FIN (put),
+ * or the get's completion, which follow.  Returns -1 for a response to
+ * no get we asked (a protocol error), else 0.
+ */
+static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
+			const ninja_frame_hdr_t *hdr, unsigned char *p,
+			size_t avail, bool skip, bool app)
 {
 	size_t dlen = hdr->len - sizeof(ninja_put_hdr_t);
 	size_t have = avail - sizeof(*hdr) - sizeof(ninja_put_hdr_t);
 	ninja_put_hdr_t ph;
 
 	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
+	ep->endpoint_rx_get = NULL;
+	if (hdr->tag == NINJA_TAG_GETRESP && !skip) {
+		ep->endpoint_rx_get = mca_btl_ninja_get_find(ep, &ph, dlen);
+		if (!ep->endpoint_rx_get) {
+			mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: "
+				"protocol error (response to no get asked)");
+			return -1;
+		}
+	}
 	if (have > dlen)
 		have = dlen;
 	if (!skip)
@@ -1069,7 +1151,8 @@ static void rx_put_start(mca_btl_ninja_endpoint_t *ep,
 	ep->endpoint_rx_put_hdr = *hdr;
 	/* In sequence only once whole: a put cut by a failure is replayed. */
 	if (!ep->endpoint_rx_put_left && !skip)
-		rx_commit(ep, hdr);
+		rx_put_whole(ep, app);
+	return 0;
 }
 
 /*
@@ -1099,7 +1182,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			memcpy(&hdr, p, sizeof(hdr));
 			need = sizeof(hdr) + hdr.len;
 			if (NINJA_FRAME_DATA == hdr.type &&
-			    NINJA_TAG_PUT == hdr.tag &&
+			    ninja_tag_in_place(hdr.tag) &&
 			    hdr.len >= sizeof(ninja_put_hdr_t) &&
 			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
 				int ok;
@@ -1114,7 +1197,15 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 						ep_failed(ep, -EPROTO, "out of sequence");
 					return -1;
 				}
-				rx_put_start(ep, &hdr, p, avail, ok == 0);
+				if (rx_put_start(ep, &hdr, p, avail, ok == 0,
+						 app) < 0) {
+					ep->endpoint_rx_busy = false;
+					if (app)
+						ep_failed(ep, -EPROTO, "protocol error");
+					return -1;
+				}
+				if (ep->endpoint_fd < 0)
+					goto out;	/* closed from a callback */
 				avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
 				count++;
 				continue;
@@ -1210,7 +1301,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			size_t need = sizeof(hdr) + hdr.len;
 
 			if (NINJA_FRAME_DATA == hdr.type &&
-			    NINJA_TAG_PUT == hdr.tag)
+			    ninja_tag_in_place(hdr.tag))
 				need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
 
 			if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
@@ -1273,8 +1364,11 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			if (!ep->endpoint_rx_put_skip)
 				ep->endpoint_rx_put += n;
 			ep->endpoint_rx_put_left -= (size_t)n;
-			if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip)
-				rx_commit(ep, &ep->endpoint_rx_put_hdr);
+			if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip) {
+				rx_put_whole(ep, app);
+				if (ep->endpoint_fd < 0)
+					goto out;	/* closed from a callback */
+			}
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
