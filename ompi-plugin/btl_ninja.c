@@ -135,11 +135,12 @@ void mca_btl_ninja_replay_stats(void)
 			    (unsigned long long)c->n_faults,
 			    (unsigned long long)fail, (unsigned long long)rep,
 			    (unsigned long long)dups);
-	NINJA_VERBOSE(10, "btl:ninja: rank %u rdma: puts=%llu gets=%llu "
-		      "gets_served=%llu", OPAL_PROC_MY_NAME.vpid,
-		      (unsigned long long)c->n_puts,
-		      (unsigned long long)c->n_gets,
-		      (unsigned long long)c->n_gets_served);
+	if (c->fault_inject > 0 || c->verbose >= 10)
+		NINJA_ERROR("btl:ninja: rank %u rdma: puts=%llu gets=%llu "
+			    "gets_served=%llu", OPAL_PROC_MY_NAME.vpid,
+			    (unsigned long long)c->n_puts,
+			    (unsigned long long)c->n_gets,
+			    (unsigned long long)c->n_gets_served);
 }
 
 int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
