@@ -613,6 +613,15 @@ void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
 	mca_btl_ninja_component.n_gets_served++;
 	f->put.addr = req.dst;
 	f->put.id = req.id;
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_get) &&
+	    ++mca_btl_ninja_component.fault_get_count ==
+	    mca_btl_ninja_component.fault_get) {
+		NINJA_ERROR("btl:ninja: rank %u: fault injected: get %llu of "
+			    "%u.%u answered with a wrong id (btl_ninja_fault_get)",
+			    OPAL_PROC_MY_NAME.vpid, (unsigned long long)req.id,
+			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		f->put.id = ~req.id;
+	}
 	f->base.des_segments = f->segments;
 	f->base.des_segment_count = 0;	/* in place: not owned */
 	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;

@@ -261,6 +261,8 @@ typedef struct mca_btl_ninja_component {
 	int fault_inject;		/* test knob: 1/N frames or reads fail */
 	int fault_gap;			/* test knob: skip the Nth DATA seq */
 	int fault_gap_count;
+	int fault_get;			/* test knob: corrupt the Nth get answer */
+	int fault_get_count;
 	bool verbs_on;			/* the verbs rail is in use this epoch */
 	char verbs_desc[128];
 

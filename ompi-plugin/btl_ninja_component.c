@@ -157,6 +157,10 @@ static int ninja_register(void)
 		"sequence number that is never sent or retained (a sender bug): "
 		"its peer must stop with a protocol error; 0: off",
 		0, OPAL_INFO_LVL_9, &c->fault_gap);
+	reg_int("fault_get",
+		"Test knob: the Nth get this process answers carries a wrong id "
+		"(a sender bug): its peer must stop with a protocol error; 0: off",
+		0, OPAL_INFO_LVL_9, &c->fault_get);
 	reg_string("verbs_devices",
 		   "Comma-separated RDMA devices the verbs rail may use (empty: any with an ACTIVE port)",
 		   "", OPAL_INFO_LVL_2, &c->verbs_devices);
