@@ -1164,6 +1164,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int count = 0, loops = 0;
+	bool emptied = false;	/* a read returned less than it asked */
 
 	if (ep->endpoint_rx_busy || !ep->endpoint_rx_buf)
 		return 0;
@@ -1332,6 +1333,15 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		}
 		if (loops++ >= 8)
 			break;
+		/*
+		 * The socket had less than we asked for: it was empty then,
+		 * and another recv() now would almost always say EAGAIN - a
+		 * system call between the message and the application's
+		 * answer to it (the next poll comes at once when it spins).
+		 * Not while a put streams in: there the sender is writing.
+		 */
+		if (emptied && app && !ep->endpoint_rx_put_left)
+			break;
 		if (ep->endpoint_rx_put_left) {
 			/* The rest of a put: straight into its destination (a
 			 * duplicate's: into the empty receive buffer, dropped). */
@@ -1344,10 +1354,12 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				 ep->endpoint_rx_len : ep->endpoint_rx_put,
 				 want, MSG_DONTWAIT);
 		} else {
+			size_t room = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+
 			n = recv(ep->endpoint_fd,
 				 ep->endpoint_rx_buf + ep->endpoint_rx_len,
-				 ep->endpoint_rx_cap - ep->endpoint_rx_len,
-				 MSG_DONTWAIT);
+				 room, MSG_DONTWAIT);
+			emptied = n > 0 && (size_t)n < room;
 		}
 		if (n > 0) {
 			if (OPAL_UNLIKELY(c->fault_inject) && fault_due(app)) {
