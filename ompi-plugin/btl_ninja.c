@@ -1,8 +1,8 @@
 /*
  * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
  *
- * btl_ninja.c - btl/ninja module: function table, add/del procs,
- * descriptor allocation, send and sendi.
+ * btl_ninja.c - btl/ninja module: add/del procs, descriptor allocation,
+ * send and sendi, put and get emulation, and the function table.
  */
 #include "opal_config.h"
 
@@ -14,67 +14,6 @@
 #include "opal/util/show_help.h"
 
 #include "btl_ninja.h"
-
-static int ninja_register_cb(struct mca_btl_base_module_t *btl,
-			     mca_btl_base_tag_t tag,
-			     mca_btl_base_module_recv_cb_fn_t cbfunc,
-			     void *cbdata);
-static int ninja_register_error(struct mca_btl_base_module_t *btl,
-				mca_btl_base_module_error_cb_fn_t cbfunc);
-static mca_btl_base_descriptor_t *ninja_alloc(struct mca_btl_base_module_t *btl,
-					      struct mca_btl_base_endpoint_t *ep,
-					      uint8_t order, size_t size,
-					      uint32_t flags);
-static int ninja_free(struct mca_btl_base_module_t *btl,
-		      mca_btl_base_descriptor_t *des);
-static mca_btl_base_descriptor_t *
-ninja_prepare_src(struct mca_btl_base_module_t *btl,
-		  struct mca_btl_base_endpoint_t *ep,
-		  struct opal_convertor_t *convertor, uint8_t order,
-		  size_t reserve, size_t *size, uint32_t flags);
-static int ninja_send(struct mca_btl_base_module_t *btl,
-		      struct mca_btl_base_endpoint_t *ep,
-		      mca_btl_base_descriptor_t *des, mca_btl_base_tag_t tag);
-static int ninja_sendi(struct mca_btl_base_module_t *btl,
-		       struct mca_btl_base_endpoint_t *ep,
-		       struct opal_convertor_t *convertor, void *header,
-		       size_t header_size, size_t payload_size, uint8_t order,
-		       uint32_t flags, mca_btl_base_tag_t tag,
-		       mca_btl_base_descriptor_t **descriptor);
-static int ninja_get(struct mca_btl_base_module_t *btl,
-		     struct mca_btl_base_endpoint_t *ep, void *local_address,
-		     uint64_t remote_address,
-		     struct mca_btl_base_registration_handle_t *local_handle,
-		     struct mca_btl_base_registration_handle_t *remote_handle,
-		     size_t size, int flags, int order,
-		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
-		     void *cbdata);
-static int ninja_put(struct mca_btl_base_module_t *btl,
-		     struct mca_btl_base_endpoint_t *ep, void *local_address,
-		     uint64_t remote_address,
-		     struct mca_btl_base_registration_handle_t *local_handle,
-		     struct mca_btl_base_registration_handle_t *remote_handle,
-		     size_t size, int flags, int order,
-		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
-		     void *cbdata);
-
-mca_btl_ninja_module_t mca_btl_ninja_module = {
-	.super = {
-		.btl_component = &mca_btl_ninja_component.super,
-		.btl_add_procs = mca_btl_ninja_add_procs,
-		.btl_del_procs = mca_btl_ninja_del_procs,
-		.btl_register = ninja_register_cb,
-		.btl_register_error = ninja_register_error,
-		.btl_finalize = mca_btl_ninja_finalize,
-		.btl_alloc = ninja_alloc,
-		.btl_free = ninja_free,
-		.btl_prepare_src = ninja_prepare_src,
-		.btl_send = ninja_send,
-		.btl_sendi = ninja_sendi,
-		.btl_put = ninja_put,
-		.btl_get = ninja_get,
-	},
-};
 
 static int ninja_register_cb(struct mca_btl_base_module_t *btl,
 			     mca_btl_base_tag_t tag,
@@ -458,6 +397,28 @@ static void ninja_put_complete(struct mca_btl_base_module_t *btl,
 }
 
 /*
+ * Frame a put or a get's response (f->put already filled): our header,
+ * the destination header, then len bytes at data, written in place.
+ */
+static void rdma_frame(mca_btl_ninja_frag_t *f, uint8_t tag, void *data,
+		       size_t len)
+{
+	f->base.order = MCA_BTL_NO_ORDER;
+	f->iov[0].iov_base = &f->hdr;
+	f->iov[0].iov_len = sizeof(f->hdr);
+	f->iov[1].iov_base = &f->put;
+	f->iov[1].iov_len = sizeof(f->put);
+	f->iov[2].iov_base = data;
+	f->iov[2].iov_len = len;
+	f->iov_cnt = 3;
+	f->hdr.type = NINJA_FRAME_DATA;
+	f->hdr.tag = tag;
+	f->hdr.flags = 0;
+	f->hdr.len = (uint32_t)(sizeof(f->put) + len);
+	f->size = sizeof(f->hdr) + f->hdr.len;
+}
+
+/*
  * Put emulation, no registration (as btl/tcp does it): one frame of
  * header, destination address and the data, written from the user's
  * buffer in place; the receiver reads the data straight into the
@@ -501,19 +462,7 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 	frag->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP |
 			       MCA_BTL_DES_SEND_ALWAYS_CALLBACK;
 	frag->base.des_cbfunc = ninja_put_complete;
-	frag->base.order = MCA_BTL_NO_ORDER;
-	frag->iov[0].iov_base = &frag->hdr;
-	frag->iov[0].iov_len = sizeof(frag->hdr);
-	frag->iov[1].iov_base = &frag->put;
-	frag->iov[1].iov_len = sizeof(frag->put);
-	frag->iov[2].iov_base = local_address;
-	frag->iov[2].iov_len = size;
-	frag->iov_cnt = 3;
-	frag->hdr.type = NINJA_FRAME_DATA;
-	frag->hdr.tag = NINJA_TAG_PUT;
-	frag->hdr.flags = 0;
-	frag->hdr.len = (uint32_t)(sizeof(frag->put) + size);
-	frag->size = sizeof(frag->hdr) + sizeof(frag->put) + size;
+	rdma_frame(frag, NINJA_TAG_PUT, local_address, size);
 	rc = mca_btl_ninja_endpoint_send(ep, frag, true);
 	mca_btl_ninja_unlock();
 	return rc < 0 ? rc : OPAL_SUCCESS;
@@ -625,19 +574,8 @@ void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
 	f->base.des_segments = f->segments;
 	f->base.des_segment_count = 0;	/* in place: not owned */
 	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
-	f->base.order = MCA_BTL_NO_ORDER;
-	f->iov[0].iov_base = &f->hdr;
-	f->iov[0].iov_len = sizeof(f->hdr);
-	f->iov[1].iov_base = &f->put;
-	f->iov[1].iov_len = sizeof(f->put);
-	f->iov[2].iov_base = (void *)(uintptr_t)req.src;
-	f->iov[2].iov_len = (size_t)req.len;
-	f->iov_cnt = 3;
-	f->hdr.type = NINJA_FRAME_DATA;
-	f->hdr.tag = NINJA_TAG_GETRESP;
-	f->hdr.flags = 0;
-	f->hdr.len = (uint32_t)(sizeof(f->put) + req.len);
-	f->size = sizeof(f->hdr) + f->hdr.len;
+	rdma_frame(f, NINJA_TAG_GETRESP, (void *)(uintptr_t)req.src,
+		   (size_t)req.len);
 	(void)mca_btl_ninja_endpoint_send(ep, f, true);
 }
 
@@ -714,3 +652,23 @@ void mca_btl_ninja_get_release_all(mca_btl_ninja_endpoint_t *ep)
 	}
 	ep->endpoint_rx_get = NULL;
 }
+
+/* The module: every function it names is defined above (no forward
+ * declarations); btl_ninja.h declares it for the rest of the component. */
+mca_btl_ninja_module_t mca_btl_ninja_module = {
+	.super = {
+		.btl_component = &mca_btl_ninja_component.super,
+		.btl_add_procs = mca_btl_ninja_add_procs,
+		.btl_del_procs = mca_btl_ninja_del_procs,
+		.btl_register = ninja_register_cb,
+		.btl_register_error = ninja_register_error,
+		.btl_finalize = mca_btl_ninja_finalize,
+		.btl_alloc = ninja_alloc,
+		.btl_free = ninja_free,
+		.btl_prepare_src = ninja_prepare_src,
+		.btl_send = ninja_send,
+		.btl_sendi = ninja_sendi,
+		.btl_put = ninja_put,
+		.btl_get = ninja_get,
+	},
+};
