@@ -246,6 +246,7 @@ typedef struct mca_btl_ninja_component {
 	int resume_timeout;		/* s: resume on old rails without RESUME */
 	int connect_timeout;		/* ms */
 	int sndbuf, rcvbuf;
+	int tcp_user_timeout;		/* ms, TCP_USER_TIMEOUT (0: off) */
 	int poll_direct;
 	int port_min;
 	char *verbs_devices;

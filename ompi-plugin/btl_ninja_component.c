@@ -127,6 +127,11 @@ static int ninja_register(void)
 		OPAL_INFO_LVL_4, &c->sndbuf);
 	reg_int("rcvbuf", "TCP receive buffer size (0: kernel autotuning)", 0,
 		OPAL_INFO_LVL_4, &c->rcvbuf);
+	reg_int("tcp_user_timeout",
+		"ms sent data may stay unacknowledged before the connection is "
+		"failed and replayed (TCP_USER_TIMEOUT: a path that went silent "
+		"is noticed; 0: the kernel's retransmission limit, ~15 min)",
+		10000, OPAL_INFO_LVL_4, &c->tcp_user_timeout);
 	reg_int("poll_direct",
 		"Up to this many connected peers, progress reads each socket directly "
 		"instead of calling epoll_wait (saves a system call per poll)",

@@ -134,6 +134,19 @@ void mca_btl_ninja_tcp_tune(int fd)
 	int one = 1;
 
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * A path that goes silent (no reset: a dead link, a black hole)
+	 * would otherwise wait for the kernel's retransmissions to give up,
+	 * about 15 minutes; this fails the connection once sent data stays
+	 * unacknowledged this long, and the replay takes over (reconnect,
+	 * or report the peer gone after btl_ninja_replay_timeout).
+	 */
+	if (c->tcp_user_timeout > 0) {
+		unsigned int ms = (unsigned int)c->tcp_user_timeout;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms,
+				 sizeof(ms));
+	}
 	if (c->sndbuf > 0)
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &c->sndbuf,
 				 sizeof(c->sndbuf));
