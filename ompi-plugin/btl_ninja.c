@@ -507,7 +507,6 @@ static int ninja_get(struct mca_btl_base_module_t *btl,
 	req.dst = (uint64_t)(uintptr_t)local_address;
 	req.len = size;
 	req.id = ++c->get_id;
-	c->n_gets++;
 	frag = mca_btl_ninja_frag_copy(&req, sizeof(req), NULL, 0,
 				       NINJA_TAG_GET);
 	if (!frag) {
@@ -515,6 +514,7 @@ static int ninja_get(struct mca_btl_base_module_t *btl,
 		free(g);
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
+	c->n_gets++;
 	g->id = req.id;
 	g->local = local_address;
 	g->len = size;
@@ -579,22 +579,34 @@ void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
 	(void)mca_btl_ninja_endpoint_send(ep, f, true);
 }
 
+/* The link to the pending get with this id (*link NULL: none). */
+static mca_btl_ninja_get_t **get_link(mca_btl_ninja_endpoint_t *ep,
+				      uint64_t id)
+{
+	mca_btl_ninja_get_t **pp = &ep->endpoint_gets;
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
 /*
  * The pending get a response is for: same id, same destination and
- * length, not completed yet.  NULL: a protocol error.
+ * length, not completed yet.  NULL: anything else, a protocol error,
+ * reported here (the caller closes the connection).
  */
 mca_btl_ninja_get_t *mca_btl_ninja_get_find(mca_btl_ninja_endpoint_t *ep,
 					    const ninja_put_hdr_t *ph,
 					    size_t dlen)
 {
-	mca_btl_ninja_get_t *g;
+	mca_btl_ninja_get_t *g = *get_link(ep, ph->id);
 
-	for (g = ep->endpoint_gets; g; g = g->next)
-		if (g->id == ph->id)
-			break;
 	if (!g || g->done || (uint64_t)(uintptr_t)g->local != ph->addr ||
-	    g->len != dlen)
+	    g->len != dlen) {
+		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
+			"error (response to no get asked)");
 		return NULL;
+	}
 	return g;
 }
 
@@ -606,8 +618,6 @@ mca_btl_ninja_get_t *mca_btl_ninja_get_find(mca_btl_ninja_endpoint_t *ep,
 void mca_btl_ninja_get_complete(mca_btl_ninja_endpoint_t *ep,
 				mca_btl_ninja_get_t *g, bool app)
 {
-	mca_btl_ninja_get_t **pp;
-
 	if (!app) {
 		g->done = true;
 		if (mca_btl_ninja_endpoint_defer(ep, NINJA_TAG_GETDONE, &g->id,
@@ -616,9 +626,7 @@ void mca_btl_ninja_get_complete(mca_btl_ninja_endpoint_t *ep,
 				"out of memory completing a get");
 		return;
 	}
-	for (pp = &ep->endpoint_gets; *pp != g; pp = &(*pp)->next)
-		;
-	*pp = g->next;
+	*get_link(ep, g->id) = g->next;
 	g->cbfunc(&mca_btl_ninja_module.super, ep, g->local, g->local_handle,
 		  g->cbcontext, g->cbdata, OPAL_SUCCESS);
 	free(g);
@@ -634,10 +642,8 @@ void mca_btl_ninja_get_done(mca_btl_ninja_endpoint_t *ep, const void *data,
 	if (len != sizeof(id))
 		return;
 	memcpy(&id, data, sizeof(id));
-	for (g = ep->endpoint_gets; g; g = g->next)
-		if (g->id == id && g->done)
-			break;
-	if (g)
+	g = *get_link(ep, id);
+	if (g && g->done)
 		mca_btl_ninja_get_complete(ep, g, true);
 }
 

@@ -1037,14 +1037,9 @@ static void rdma_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 		return;
 	}
 	memcpy(&ph, data, sizeof(ph));
-	if (tag == NINJA_TAG_GETRESP) {
-		g = mca_btl_ninja_get_find(ep, &ph, len - sizeof(ph));
-		if (!g) {
-			mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: "
-				"protocol error (response to no get asked)");
-			return;
-		}
-	}
+	if (tag == NINJA_TAG_GETRESP &&
+	    !(g = mca_btl_ninja_get_find(ep, &ph, len - sizeof(ph))))
+		return;		/* a protocol error, reported */
 	memcpy((void *)(uintptr_t)ph.addr, (char *)data + sizeof(ph),
 	       len - sizeof(ph));
 	if (g)
@@ -1129,14 +1124,9 @@ static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
 
 	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
 	ep->endpoint_rx_get = NULL;
-	if (hdr->tag == NINJA_TAG_GETRESP && !skip) {
-		ep->endpoint_rx_get = mca_btl_ninja_get_find(ep, &ph, dlen);
-		if (!ep->endpoint_rx_get) {
-			mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: "
-				"protocol error (response to no get asked)");
-			return -1;
-		}
-	}
+	if (hdr->tag == NINJA_TAG_GETRESP && !skip &&
+	    !(ep->endpoint_rx_get = mca_btl_ninja_get_find(ep, &ph, dlen)))
+		return -1;	/* a protocol error, reported */
 	if (have > dlen)
 		have = dlen;
 	if (!skip)
