@@ -166,6 +166,23 @@ static int ninja_register(void)
 		"Test knob: the Nth get this process answers carries a wrong id "
 		"(a sender bug): its peer must stop with a protocol error; 0: off",
 		0, OPAL_INFO_LVL_9, &c->fault_get);
+	reg_int("fault_rdma",
+		"Test knob: the Nth put and the Nth get this process asks for "
+		"leave once with their destination (source) outside the peer's "
+		"registration: the peer must refuse them and close the "
+		"connection, the replay sends the true frames; 0: off",
+		0, OPAL_INFO_LVL_9, &c->fault_rdma);
+	reg_int("reg_max",
+		"Memory registrations (regions a peer may put into or get "
+		"from) alive at once; beyond it ob1 uses its send protocol "
+		"(0: no RDMA at all)",
+		65536, OPAL_INFO_LVL_5, &c->reg_max);
+	reg_int("rdma_strikes",
+		"Puts or gets outside this rank's registrations a peer may "
+		"send (each refused, its connection closed and replayed) "
+		"before it is reported unreachable, which ends the job; 0: "
+		"never",
+		3, OPAL_INFO_LVL_5, &c->rdma_strikes);
 	reg_string("verbs_devices",
 		   "Comma-separated RDMA devices the verbs rail may use (empty: any with an ACTIVE port)",
 		   "", OPAL_INFO_LVL_2, &c->verbs_devices);
@@ -201,10 +218,17 @@ static int ninja_register(void)
 	m->btl_max_send_size = 1024 * 1024;
 	m->btl_rdma_pipeline_send_length = 1024 * 1024;
 	m->btl_rdma_pipeline_frag_size = 1024 * 1024;
-	m->btl_min_rdma_pipeline_size = 0;
+	/*
+	 * With btl_register_mem, ob1 (without leave_pinned) takes the RDMA
+	 * protocols (RGET, the receiver's put pipeline) only for messages up
+	 * to this size: every size, as before registration existed.
+	 */
+	m->btl_min_rdma_pipeline_size = SIZE_MAX;
 	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE |
 		       MCA_BTL_FLAGS_PUT | MCA_BTL_FLAGS_GET;
-	m->btl_registration_handle_size = 0;	/* no registration */
+	/* A registration's key (btl_ninja.c, ninja_register_mem). */
+	m->btl_registration_handle_size =
+		sizeof(struct mca_btl_base_registration_handle_t);
 	m->btl_put_limit = NINJA_PUT_MAX;
 	m->btl_get_limit = 512 * 1024;	/* measured: bench/README.md, session 4 */
 	m->btl_latency = 10;

@@ -13,8 +13,10 @@
 #include <stdint.h>
 
 #define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
-#define NINJA_WIRE_VERSION	4	/* 3: per-peer seq/ack, replay;
-					 * 4: get emulation, 16-byte put header */
+#define NINJA_WIRE_VERSION	5	/* 3: per-peer seq/ack, replay;
+					 * 4: get emulation, 16-byte put header;
+					 * 5: put and get name a registration
+					 * key (docs/protocol.md section 10) */
 
 /* Frame types. */
 enum {
@@ -40,34 +42,45 @@ enum {
 
 /*
  * Put emulation (btl_put): a DATA frame with this tag carries a
- * ninja_put_hdr_t (the destination address, the receiver's virtual address
- * ob1 sent in its PUT request; id 0) and then the data, which the receiver
- * writes there directly.  The tags are in the BTL-private range
- * (MCA_BTL_TAG_BTL .. +31), which no ob1 callback uses.
+ * ninja_put_hdr_t (the destination: the receiver's virtual address ob1
+ * sent in its PUT request, and the key of the receiver's registration
+ * that covers it, ob1's remote handle) and then the data, which the
+ * receiver writes there directly - only if [addr, addr + data length)
+ * lies inside that registration (docs/protocol.md section 10).  The tags
+ * are in the BTL-private range (MCA_BTL_TAG_BTL .. +31), which no ob1
+ * callback uses.
  */
 #define NINJA_TAG_PUT		0x3f
 
 /*
  * Get emulation (btl_get, ob1's RGET protocol): the reader sends a DATA
- * frame NINJA_TAG_GET with a ninja_get_req_t; the owner of the memory
+ * frame NINJA_TAG_GET with a ninja_get_req_t naming the answerer's
+ * registration (key) and a range inside it; the owner of the memory
  * answers with a DATA frame NINJA_TAG_GETRESP laid out like a put (a
  * ninja_put_hdr_t with the reader's address and the request's id, then
- * the data), which the reader writes in place and then completes the get.
+ * the data), which the reader writes in place - only if it matches a get
+ * it asked and has not been answered - and then completes the get.
  */
 #define NINJA_TAG_GET		0x3e
 #define NINJA_TAG_GETRESP	0x3d
 
 typedef struct ninja_put_hdr {
 	uint64_t addr;		/* destination, receiver's address space */
-	uint64_t id;		/* GETRESP: the request's id; PUT: 0 */
+	union {
+		uint64_t key;	/* PUT: the receiver's registration */
+		uint64_t id;	/* GETRESP: the request's id */
+	};
 } ninja_put_hdr_t;
+_Static_assert(sizeof(ninja_put_hdr_t) == 16, "ninja_put_hdr_t: 16 bytes");
 
 typedef struct ninja_get_req {
+	uint64_t key;		/* the answerer's registration */
 	uint64_t src;		/* data, in the answerer's address space */
 	uint64_t dst;		/* where it goes, in the reader's */
 	uint64_t len;		/* bytes, at most NINJA_PUT_MAX */
 	uint64_t id;		/* the reader's, echoed in the response */
 } ninja_get_req_t;
+_Static_assert(sizeof(ninja_get_req_t) == 40, "ninja_get_req_t: 40 bytes");
 
 /* Tags whose DATA frame the TCP rail reads straight into place. */
 static inline int ninja_tag_in_place(uint8_t tag)
