@@ -705,9 +705,8 @@ static void rdma_violation(mca_btl_ninja_endpoint_t *ep, const char *what,
 	ep->endpoint_rdma_violations++;
 	if (c->n_rdma_violations == 1)
 		snprintf(c->rdma_first, sizeof(c->rdma_first),
-			 "%s from %u.%u (key %016llx, address 0x%llx, %llu "
-			 "bytes)", what, ep->endpoint_name.jobid,
-			 ep->endpoint_name.vpid, (unsigned long long)key,
+			 "%s from %u.%u (address 0x%llx, %llu bytes)", what,
+			 ep->endpoint_name.jobid, ep->endpoint_name.vpid,
 			 (unsigned long long)addr, (unsigned long long)len);
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: refused %s from %u.%u (key "
 		      "%016llx, address 0x%llx, %llu bytes): closing the "
