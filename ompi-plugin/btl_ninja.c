@@ -421,6 +421,10 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
  * registers and deregisters for every rendezvous message and every
  * pipeline fragment (no registration cache in front of us).
  */
+/* Local use only (ob1's own source of a put): no peer may name it, no
+ * entry; key 0 is never in the table. */
+static struct mca_btl_base_registration_handle_t ninja_local_handle;
+
 static struct mca_btl_base_registration_handle_t *
 ninja_register_mem(struct mca_btl_base_module_t *btl,
 		   struct mca_btl_base_endpoint_t *ep, void *base, size_t size,
@@ -435,6 +439,9 @@ ninja_register_mem(struct mca_btl_base_module_t *btl,
 	if (flags & (MCA_BTL_REG_FLAG_REMOTE_WRITE |
 		     MCA_BTL_REG_FLAG_REMOTE_ATOMIC))
 		access |= NINJA_REG_WRITE;
+	if (!access)
+		return mca_btl_ninja_component.reg_max > 0 ?
+		       &ninja_local_handle : NULL;
 	mca_btl_ninja_lock();
 	if (!c->reg_ready && !c->finalized && c->reg_max > 0 &&
 	    ninja_reg_init(&c->reg, (size_t)c->reg_max) == 0)
@@ -453,6 +460,8 @@ static int ninja_deregister_mem(struct mca_btl_base_module_t *btl,
 	ninja_reg_t *r = (ninja_reg_t *)h;
 	mca_btl_ninja_endpoint_t *ep;
 
+	if (h == &ninja_local_handle)
+		return OPAL_SUCCESS;
 	mca_btl_ninja_lock();
 	if (c->reg_ready && r) {
 		/*

@@ -185,6 +185,11 @@ static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 		return -errno;
 	}
 	f->sent += (size_t)r;
+	/* btl_ninja_fault_rdma: the spoiled header is out, a rewrite after
+	 * the peer refused it sends the true one. */
+	if (OPAL_UNLIKELY(f->fault_at) &&
+	    f->sent >= f->iov[0].iov_len + f->iov[1].iov_len)
+		mca_btl_ninja_rdma_fault_sent(f);
 	return f->sent == f->size;
 }
 
