@@ -241,6 +241,7 @@ static int ninja_close(void)
 		c->output = -1;
 	}
 	pthread_mutex_destroy(&c->lock);
+	mca_btl_ninja_auth_fini();
 	return OPAL_SUCCESS;
 }
 
@@ -306,8 +307,14 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 		goto err;
 	if (mca_btl_ninja_pmix_init() != OPAL_SUCCESS)
 		goto err;
-	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS)
+	/* The connection secret goes out with the first address. */
+	if (mca_btl_ninja_auth_init() != OPAL_SUCCESS)
 		goto err;
+	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS) {
+		NINJA_ERROR("btl:ninja: cannot listen on the selected addresses (%s)",
+			    desc);
+		goto err;
+	}
 	if (mca_btl_ninja_publish(0, false) != OPAL_SUCCESS)
 		goto err;
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
@@ -326,8 +333,8 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	}
 	return btls;
 err:
-	if (c->listen_fd >= 0)
-		close(c->listen_fd);
+	mca_btl_ninja_tcp_listen_close();
+	mca_btl_ninja_auth_fini();
 	if (c->epfd >= 0)
 		close(c->epfd);
 	if (c->wake_fd >= 0)
