@@ -17,9 +17,11 @@
  *                                     (ids of a real AUTH, e.g. from sniff)
  *   attacker replay PORT HEX          HELLO, CHALLENGE, then a real AUTH
  *                                     captured earlier (224 hex digits)
- *   attacker frames PORT              a put to 0x10 and a get of 0x400000
- *                                     after a failed handshake, and as the
- *                                     first bytes of a connection
+ *   attacker frames PORT [JOB VPID PJOB PVPID]
+ *                                     a put to 0x10 and a get of 0x400000
+ *                                     after a failed handshake (an AUTH
+ *                                     with these ids, without the secret),
+ *                                     and as the first bytes of a connection
  *   attacker marker PORT              a drain marker for epoch 2^32-1, first
  *                                     and after a HELLO
  *   attacker bigframe PORT            a frame header of length 0xfffffff0,
@@ -324,7 +326,7 @@ static size_t rdma_frames(unsigned char *buf)
 	return off;
 }
 
-static int mode_frames(int port)
+static int mode_frames(int port, char **ids)
 {
 	unsigned char buf[256];
 	size_t n = rdma_frames(buf);
@@ -340,6 +342,12 @@ static int mode_frames(int port)
 	a.magic = NINJA_WIRE_MAGIC;
 	a.version = NINJA_WIRE_VERSION;
 	a.type = NINJA_HS_AUTH;
+	if (ids) {
+		a.jobid = (uint32_t)strtoul(ids[0], NULL, 0);
+		a.vpid = (uint32_t)strtoul(ids[1], NULL, 0);
+		a.peer_jobid = (uint32_t)strtoul(ids[2], NULL, 0);
+		a.peer_vpid = (uint32_t)strtoul(ids[3], NULL, 0);
+	}
 	rnd(a.mac, sizeof(a.mac));
 	put(fd, &a, sizeof(a));
 	put(fd, buf, n);
@@ -516,8 +524,8 @@ int main(int argc, char **argv)
 		return mode_auth(atoi(argv[2]), argv[3], argc == 8 ? argv + 4 : NULL);
 	if (!strcmp(argv[1], "replay") && argc == 4)
 		return mode_replay(atoi(argv[2]), argv[3]);
-	if (!strcmp(argv[1], "frames"))
-		return mode_frames(atoi(argv[2]));
+	if (!strcmp(argv[1], "frames") && (argc == 3 || argc == 7))
+		return mode_frames(atoi(argv[2]), argc == 7 ? argv + 3 : NULL);
 	if (!strcmp(argv[1], "marker"))
 		return mode_marker(atoi(argv[2]));
 	if (!strcmp(argv[1], "bigframe"))
