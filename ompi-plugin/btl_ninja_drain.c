@@ -893,7 +893,7 @@ static int send_auth(mca_btl_ninja_endpoint_t *ep)
 
 	hs_fill(&s->auth, NINJA_HS_AUTH, 0, ep->endpoint_name);
 	s->auth.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-	if (c->verbs_on && !ep->endpoint_verbs)
+	if (c->verbs_on)
 		(void)mca_btl_ninja_verbs_ep_create(ep, &s->auth.verbs);
 	if (mca_btl_ninja_auth_challenge(s, ep->endpoint_name.jobid,
 					 ep->endpoint_name.vpid) != 0)
