@@ -252,6 +252,7 @@ typedef struct mca_btl_ninja_component {
 	int tcp_user_timeout;		/* ms, TCP_USER_TIMEOUT (0: off) */
 	int poll_direct;
 	int port_min;
+	int fault_max_frame;		/* test knob: max_frame announced */
 	char *verbs_devices;
 	int verbs_gid_index;
 	int verbs_port;

@@ -113,6 +113,9 @@ static uint32_t max_frame(void)
 	const mca_btl_base_module_t *m = &mca_btl_ninja_module.super;
 	size_t n = m->btl_max_send_size;
 
+	if (mca_btl_ninja_component.fault_max_frame > 0)
+		return (uint32_t)mca_btl_ninja_component.fault_max_frame;
+
 	if (m->btl_eager_limit > n)
 		n = m->btl_eager_limit;
 	if (m->btl_rndv_eager_limit > n)

@@ -193,6 +193,11 @@ static int ninja_register(void)
 	reg_int("port_min",
 		"Lowest TCP port to listen on (0: any ephemeral port)", 0,
 		OPAL_INFO_LVL_2, &c->port_min);
+	reg_int("fault_max_frame",
+		"Test knob: announce this as the longest buffered frame in "
+		"handshakes (a sender bug when smaller than what it sends): its "
+		"peers must stop with a protocol error; 0: the real maximum",
+		0, OPAL_INFO_LVL_9, &c->fault_max_frame);
 
 	/* Module defaults, registered as btl_ninja_<name> by the base. */
 	m->btl_exclusivity = MCA_BTL_EXCLUSIVITY_DEFAULT;
