@@ -208,8 +208,7 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
 	c->neps = c->eps_cap = c->nconn = 0;
 	mca_btl_ninja_frag_pools_fini();
 	mca_btl_ninja_pmix_fini();
-	if (c->listen_fd >= 0)
-		close(c->listen_fd);
+	mca_btl_ninja_tcp_listen_close();
 	if (c->epfd >= 0)
 		close(c->epfd);
 	if (c->wake_fd >= 0)

@@ -36,6 +36,7 @@
 #include "opal/util/output.h"
 #include "opal/util/proc.h"
 
+#include "btl_ninja_auth.h"
 #include "btl_ninja_hdr.h"
 #include "btl_ninja_reg.h"
 #include "btl_ninja_verbs.h"
@@ -134,8 +135,8 @@ struct mca_btl_base_endpoint_t {
 	uint64_t endpoint_conn_start;	/* ns: first attempt of this round */
 	bool endpoint_want_connect;	/* app asked for a connection */
 	bool endpoint_was_connected;	/* connected before the last drain */
-	/* Handshake buffer (connector side). */
-	ninja_handshake_t endpoint_hs;
+	/* Handshake (connector side): state, bytes of hs.rx read. */
+	ninja_hs_state_t endpoint_hs;
 	size_t endpoint_hs_len;
 	/* Send queue, FIFO; the head may be partially written. */
 	struct mca_btl_ninja_frag *endpoint_sq_head, *endpoint_sq_tail;
@@ -145,6 +146,8 @@ struct mca_btl_base_endpoint_t {
 	unsigned char *endpoint_rx_buf;
 	size_t endpoint_rx_cap, endpoint_rx_off, endpoint_rx_len;
 	bool endpoint_rx_busy;		/* an upcall from this buffer is running */
+	uint32_t endpoint_rx_max;	/* longest buffered frame len the peer
+					 * announced (handshake max_frame) */
 	uint32_t endpoint_rx_seq;
 	/* Put frame being read straight into its destination (TCP). */
 	unsigned char *endpoint_rx_put;	/* next byte to fill */
@@ -265,6 +268,7 @@ typedef struct mca_btl_ninja_component {
 	int tcp_user_timeout;		/* ms, TCP_USER_TIMEOUT (0: off) */
 	int poll_direct;
 	int port_min;
+	int fault_max_frame;		/* test knob: max_frame announced */
 	char *verbs_devices;
 	int verbs_gid_index;
 	int verbs_port;
@@ -481,6 +485,11 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
 			       size_t desclen);
 int mca_btl_ninja_tcp_listen(void);
+int mca_btl_ninja_tcp_accept(void);
+void mca_btl_ninja_tcp_listen_close(void);
+int mca_btl_ninja_publish_key(const void *key, size_t len);
+int mca_btl_ninja_lookup_key(uint32_t vpid, void *key, size_t len);
+uint32_t mca_btl_ninja_job_size(void);
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
 int mca_btl_ninja_pmix_init(void);
 void mca_btl_ninja_pmix_fini(void);

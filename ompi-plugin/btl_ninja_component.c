@@ -210,6 +210,11 @@ static int ninja_register(void)
 	reg_int("port_min",
 		"Lowest TCP port to listen on (0: any ephemeral port)", 0,
 		OPAL_INFO_LVL_2, &c->port_min);
+	reg_int("fault_max_frame",
+		"Test knob: announce this as the longest buffered frame in "
+		"handshakes (a sender bug when smaller than what it sends): its "
+		"peers must stop with a protocol error; 0: the real maximum",
+		0, OPAL_INFO_LVL_9, &c->fault_max_frame);
 
 	/* Module defaults, registered as btl_ninja_<name> by the base. */
 	m->btl_exclusivity = MCA_BTL_EXCLUSIVITY_DEFAULT;
@@ -265,6 +270,7 @@ static int ninja_close(void)
 		c->output = -1;
 	}
 	pthread_mutex_destroy(&c->lock);
+	mca_btl_ninja_auth_fini();
 	return OPAL_SUCCESS;
 }
 
@@ -330,8 +336,14 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 		goto err;
 	if (mca_btl_ninja_pmix_init() != OPAL_SUCCESS)
 		goto err;
-	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS)
+	/* The connection secret goes out with the first address. */
+	if (mca_btl_ninja_auth_init() != OPAL_SUCCESS)
 		goto err;
+	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS) {
+		NINJA_ERROR("btl:ninja: cannot listen on the selected addresses (%s)",
+			    desc);
+		goto err;
+	}
 	if (mca_btl_ninja_publish(0, false) != OPAL_SUCCESS)
 		goto err;
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
@@ -350,8 +362,8 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	}
 	return btls;
 err:
-	if (c->listen_fd >= 0)
-		close(c->listen_fd);
+	mca_btl_ninja_tcp_listen_close();
+	mca_btl_ninja_auth_fini();
 	if (c->epfd >= 0)
 		close(c->epfd);
 	if (c->wake_fd >= 0)

@@ -35,13 +35,12 @@
 #include "btl_ninja.h"
 #include "ninja_proto.h"
 
-#define NINJA_MAX_PENDING	64	/* accepted, handshake not done */
-
+/* Accepted, not authenticated yet (NINJA_MAX_PENDING, NINJA_PENDING_NS). */
 typedef struct pending_accept {
 	int fd;
-	size_t len;
+	size_t len;		/* bytes of hs.rx read */
 	uint64_t t;
-	ninja_handshake_t hs;
+	ninja_hs_state_t hs;
 } pending_accept_t;
 
 /* Control-thread-only state (never touched by the application thread). */
@@ -66,6 +65,8 @@ static struct {
 	char rails_hint[64];
 	pending_accept_t pending[NINJA_MAX_PENDING];
 	int npending;
+	uint64_t n_rejected;		/* connections that failed to prove
+					 * they belong to the job */
 } T = { .ctl_fd = -1 };
 
 static void verbs_fail(const char *why);
@@ -704,18 +705,11 @@ static void ctl_read(void)
  * Connections
  */
 
-static void hs_fill(ninja_handshake_t *hs, int type, uint32_t reason)
+/* Our AUTH/ACK/NACK to peer (its MAC comes last). */
+static void hs_fill(ninja_hs_auth_t *m, int type, uint32_t reason,
+		    opal_process_name_t peer)
 {
-	opal_process_name_t me = OPAL_PROC_MY_NAME;
-
-	memset(hs, 0, sizeof(*hs));
-	hs->magic = NINJA_WIRE_MAGIC;
-	hs->version = NINJA_WIRE_VERSION;
-	hs->type = (uint16_t)type;
-	hs->jobid = me.jobid;
-	hs->vpid = me.vpid;
-	hs->epoch = mca_btl_ninja_component.epoch;
-	hs->reason = reason;
+	mca_btl_ninja_auth_fill(m, type, reason, peer.jobid, peer.vpid);
 }
 
 /* One connection attempt (connect + handshake) gets this long. */
@@ -799,6 +793,12 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		/* None known yet: the one published at MPI_Init. */
 		(void)mca_btl_ninja_lookup_addr(ep, 0, 0);
 		ep->endpoint_addr_try = 0;
+	}
+	if (!mca_btl_ninja_auth_have_key(ep->endpoint_name.vpid)) {
+		/* Its secret (published at MPI_Init with the address) is what
+		 * our AUTH proves itself with: not there yet, later. */
+		ep->endpoint_retry_at = now + backoff_ns(ep, now);
+		return;
 	}
 	if (!ep->endpoint_addr_valid ||
 	    ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
@@ -885,13 +885,69 @@ static int send_ready(int fd, bool ok)
 	       0 : -1;
 }
 
-/* Lock held: a connecting socket became writable or readable. */
+/* Lock held: our AUTH, once the acceptor's CHALLENGE is in. */
+static int send_auth(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	ninja_hs_state_t *s = &ep->endpoint_hs;
+
+	hs_fill(&s->auth, NINJA_HS_AUTH, 0, ep->endpoint_name);
+	s->auth.ack = mca_btl_ninja_endpoint_hs_ack(ep);
+	if (c->verbs_on)
+		(void)mca_btl_ninja_verbs_ep_create(ep, &s->auth.verbs);
+	if (mca_btl_ninja_auth_challenge(s, ep->endpoint_name.jobid,
+					 ep->endpoint_name.vpid) != 0)
+		return -1;
+	return send(ep->endpoint_fd, &s->auth, sizeof(s->auth), MSG_NOSIGNAL) ==
+	       (ssize_t)sizeof(s->auth) ? 0 : -1;
+}
+
+/* Lock held: the acceptor's ACK (authenticated): the connection is up. */
+static void connect_acked(mca_btl_ninja_endpoint_t *ep,
+			  const ninja_hs_auth_t *r)
+{
+	bool verbs = false;
+
+	if (r->verbs.valid) {
+		/* The acceptor made a QP for us and waits for READY. */
+		verbs = ep->endpoint_verbs &&
+			mca_btl_ninja_verbs_ep_connect(ep, &r->verbs) ==
+			OPAL_SUCCESS;
+		if (send_ready(ep->endpoint_fd, verbs) != 0) {
+			connect_failed(ep, true, "READY not sent");
+			return;
+		}
+	}
+	if (!verbs)
+		mca_btl_ninja_verbs_ep_destroy(ep);
+	mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
+	ep->endpoint_rx_max = r->max_frame;
+	ep->endpoint_verbs_ready = verbs;
+	mca_btl_ninja_endpoint_replay(ep, r->ack);
+	NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: handshake with %u.%u took "
+		      "%.0f us to connect, %.0f us to answer",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid,
+		      us(ep->endpoint_attempt_at, ep->endpoint_hello_at),
+		      us(ep->endpoint_hello_at, mca_btl_ninja_now_ns()));
+}
+
+/*
+ * Lock held: a connecting socket became writable or readable.  HELLO out,
+ * CHALLENGE in, AUTH out, ACK/NACK in (docs/protocol.md "Handshake").
+ */
 static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	ssize_t n;
+	ninja_hs_state_t *s = &ep->endpoint_hs;
+	const ninja_hs_auth_t *r = &s->rx.msg;
+	int rc;
 
 	if (ep->endpoint_state == NINJA_EP_CONNECTING) {
+		ninja_hs_hello_t hello;
 		int err = 0;
 		socklen_t len = sizeof(err);
 
@@ -900,14 +956,9 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			connect_failed(ep, true, strerror(err ? err : errno));
 			return;
 		}
-		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
-		ep->endpoint_hs.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-		if (c->verbs_on)
-			(void)mca_btl_ninja_verbs_ep_create(ep,
-							    &ep->endpoint_hs.verbs);
-		n = send(ep->endpoint_fd, &ep->endpoint_hs,
-			 sizeof(ep->endpoint_hs), MSG_NOSIGNAL);
-		if (n != (ssize_t)sizeof(ep->endpoint_hs)) {
+		mca_btl_ninja_auth_hello(s, &hello);
+		if (send(ep->endpoint_fd, &hello, sizeof(hello), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(hello)) {
 			connect_failed(ep, true, "HELLO not sent");
 			return;
 		}
@@ -916,64 +967,35 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		ep->endpoint_hello_at = mca_btl_ninja_now_ns();
 		return;
 	}
-	/* NINJA_EP_HELLO: the answer. */
-	n = recv(ep->endpoint_fd, (char *)&ep->endpoint_hs + ep->endpoint_hs_len,
-		 sizeof(ep->endpoint_hs) - ep->endpoint_hs_len, MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	/* NINJA_EP_HELLO: the CHALLENGE, then the answer. */
+	rc = mca_btl_ninja_auth_read(ep->endpoint_fd, s, &ep->endpoint_hs_len);
+	if (rc == 0)
 		return;
-	if (n <= 0) {
+	if (rc < 0) {
+		/* Also what a process that is not the one we want says (an
+		 * address from an earlier epoch now belongs to another). */
 		connect_failed(ep, true, "closed during handshake");
 		return;
 	}
-	ep->endpoint_hs_len += (size_t)n;
-	if (ep->endpoint_hs_len < sizeof(ep->endpoint_hs))
+	if (mca_btl_ninja_auth_at_hello(s)) {
+		if (send_auth(ep) != 0)
+			connect_failed(ep, true, "bad CHALLENGE or AUTH not sent");
 		return;
-	if (ep->endpoint_hs.magic != NINJA_WIRE_MAGIC ||
-	    ep->endpoint_hs.version != NINJA_WIRE_VERSION) {
-		NINJA_ERROR("btl:ninja: bad handshake from %u.%u",
+	}
+	if (mca_btl_ninja_auth_verify_reply(s, ep->endpoint_name.jobid,
+					    ep->endpoint_name.vpid) != 0) {
+		NINJA_ERROR("btl:ninja: rank %u: the answer of %u.%u to our "
+			    "handshake is not authentic", OPAL_PROC_MY_NAME.vpid,
 			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
-		connect_failed(ep, true, "bad handshake");
+		connect_failed(ep, true, "answer not authentic");
 		return;
 	}
-	if (ep->endpoint_hs.type == NINJA_HS_ACK &&
-	    (ep->endpoint_hs.jobid != ep->endpoint_name.jobid ||
-	     ep->endpoint_hs.vpid != ep->endpoint_name.vpid)) {
-		/* An address from an earlier epoch now belongs to another. */
-		connect_failed(ep, true, "answered by another process");
-		return;
-	}
-	switch (ep->endpoint_hs.type) {
-	case NINJA_HS_ACK: {
-		bool verbs = false;
-
-		if (ep->endpoint_hs.verbs.valid) {
-			/* The acceptor made a QP for us and waits for READY. */
-			verbs = ep->endpoint_verbs &&
-				mca_btl_ninja_verbs_ep_connect(
-					ep, &ep->endpoint_hs.verbs) == OPAL_SUCCESS;
-			if (send_ready(ep->endpoint_fd, verbs) != 0) {
-				connect_failed(ep, true, "READY not sent");
-				break;
-			}
-		}
-		if (!verbs)
-			mca_btl_ninja_verbs_ep_destroy(ep);
-		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
-		ep->endpoint_verbs_ready = verbs;
-		mca_btl_ninja_endpoint_replay(ep, ep->endpoint_hs.ack);
-		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
-			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
-		NINJA_VERBOSE(10, "btl:ninja: rank %u: handshake with %u.%u took "
-			      "%.0f us to connect, %.0f us to answer",
-			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-			      ep->endpoint_name.vpid,
-			      us(ep->endpoint_attempt_at, ep->endpoint_hello_at),
-			      us(ep->endpoint_hello_at, mca_btl_ninja_now_ns()));
+	switch (r->type) {
+	case NINJA_HS_ACK:
+		connect_acked(ep, r);
 		break;
-	}
 	case NINJA_HS_NACK:
-		if (ep->endpoint_hs.reason == NINJA_NACK_RACE) {
+		if (r->reason == NINJA_NACK_RACE) {
 			/* The peer's own connection to us wins; it will
 			 * attach and clear want_connect.  Retry only in case
 			 * it does not (see accept_hello). */
@@ -981,39 +1003,15 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			ep->endpoint_retry_at += 50000000ull;
 			break;
 		}
-		connect_failed(ep, true, ep->endpoint_hs.reason ==
-			       NINJA_NACK_DRAINING ? "peer is draining" :
-			       "peer does not know us");
-		if (ep->endpoint_hs.reason == NINJA_NACK_DRAINING &&
-		    ep->endpoint_hs.epoch > c->epoch &&
+		connect_failed(ep, true, r->reason == NINJA_NACK_DRAINING ?
+			       "peer is draining" : "peer does not know us");
+		if (r->reason == NINJA_NACK_DRAINING && r->epoch > c->epoch &&
 		    c->state == NINJA_RUNNING)
-			drain_start(ep->endpoint_hs.epoch, "handshake");
+			drain_start(r->epoch, "handshake");
 		break;
 	default:
 		connect_failed(ep, true, "bad handshake type");
 		break;
-	}
-}
-
-static void accept_new(void)
-{
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-
-	for (;;) {
-		int fd = accept4(c->listen_fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0)
-			return;
-		if (T.npending == NINJA_MAX_PENDING) {
-			close(fd);
-			continue;
-		}
-		mca_btl_ninja_tcp_tune(fd);
-		T.pending[T.npending].fd = fd;
-		T.pending[T.npending].len = 0;
-		T.pending[T.npending].t = mca_btl_ninja_now_ns();
-		T.npending++;
 	}
 }
 
@@ -1022,6 +1020,34 @@ static void pending_drop(int i, bool close_fd)
 	if (close_fd)
 		close(T.pending[i].fd);
 	T.pending[i] = T.pending[--T.npending];
+}
+
+/*
+ * New connections.  Unauthenticated ones are bounded: when every slot is
+ * taken the oldest goes (a real peer proves itself within a round trip,
+ * an idle one holds a slot at most NINJA_PENDING_NS).
+ */
+static void accept_new(void)
+{
+	int fd;
+
+	while ((fd = mca_btl_ninja_tcp_accept()) >= 0) {
+		pending_accept_t *p;
+
+		if (T.npending == NINJA_MAX_PENDING) {
+			int i, old = 0;
+
+			for (i = 1; i < T.npending; i++)
+				if (T.pending[i].t < T.pending[old].t)
+					old = i;
+			pending_drop(old, true);
+		}
+		mca_btl_ninja_tcp_tune(fd);
+		p = &T.pending[T.npending++];
+		memset(p, 0, sizeof(*p));
+		p->fd = fd;
+		p->t = mca_btl_ninja_now_ns();
+	}
 }
 
 /* Lock held: the connected socket says EOF or an error (nothing unread). */
@@ -1048,25 +1074,22 @@ static bool boot_dead(mca_btl_ninja_endpoint_t *ep)
 			  errno != EINTR);
 }
 
-/* Lock held.  Decide on a HELLO: see docs/design.md, "Handshake". */
+/*
+ * Lock held.  The connector of pending[i] proved it is peer (a process of
+ * this job): decide on its AUTH, see docs/design.md, "Handshake".
+ */
 static void accept_hello(int i)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	pending_accept_t *p = &T.pending[i];
+	const ninja_hs_auth_t *a = &p->hs.auth;
 	opal_process_name_t me = OPAL_PROC_MY_NAME, peer;
 	mca_btl_ninja_endpoint_t *ep;
-	ninja_handshake_t reply;
-	uint32_t peer_ack;
+	ninja_hs_auth_t reply;
 	int fd = p->fd;
 
-	if (p->hs.magic != NINJA_WIRE_MAGIC ||
-	    p->hs.version != NINJA_WIRE_VERSION ||
-	    p->hs.type != NINJA_HS_HELLO) {
-		pending_drop(i, true);
-		return;
-	}
-	peer.jobid = p->hs.jobid;
-	peer.vpid = p->hs.vpid;
+	peer.jobid = a->jobid;
+	peer.vpid = a->vpid;
 	ep = mca_btl_ninja_endpoint_lookup(peer);
 	if (ep && ep->endpoint_state == NINJA_EP_CONNECTED &&
 	    c->state == NINJA_RUNNING && conn_dead(ep)) {
@@ -1079,9 +1102,9 @@ static void accept_hello(int i)
 	if ((!ep && c->state == NINJA_RUNNING) ||
 	    (ep && ep->endpoint_lost_why)) {
 		/* Unknown, or given up on for a protocol error. */
-		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN);
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN, peer);
 	} else if (c->state != NINJA_RUNNING) {
-		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING);
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING, peer);
 	} else if (ep->endpoint_state == NINJA_EP_CONNECTED ||
 		   ((ep->endpoint_state == NINJA_EP_CONNECTING ||
 		     ep->endpoint_state == NINJA_EP_HELLO) &&
@@ -1093,59 +1116,102 @@ static void accept_hello(int i)
 		 * seen die yet; either way keep ours (data may be in it) -
 		 * the peer retries and gets in once we see the old one go.
 		 */
-		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_RACE);
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_RACE, peer);
 	} else {
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
-		hs_fill(&reply, NINJA_HS_ACK, 0);
+		hs_fill(&reply, NINJA_HS_ACK, 0, peer);
 		reply.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-		if (p->hs.verbs.valid && c->verbs_on &&
+		if (a->verbs.valid && c->verbs_on &&
 		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
 		    OPAL_SUCCESS &&
-		    mca_btl_ninja_verbs_ep_connect(ep, &p->hs.verbs) !=
+		    mca_btl_ninja_verbs_ep_connect(ep, &a->verbs) !=
 		    OPAL_SUCCESS) {
 			mca_btl_ninja_verbs_ep_destroy(ep);
 			memset(&reply.verbs, 0, sizeof(reply.verbs));
 		}
-		if (send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
+		if (mca_btl_ninja_auth_reply_mac(&p->hs, &reply) != 0 ||
+		    send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
 		    (ssize_t)sizeof(reply)) {
 			mca_btl_ninja_verbs_ep_destroy(ep);
 			pending_drop(i, true);
 			return;
 		}
-		peer_ack = p->hs.ack;
-		pending_drop(i, false);
 		mca_btl_ninja_endpoint_attach(ep, fd);
+		ep->endpoint_rx_max = a->max_frame;
 		/* Frames go on the QP once the connector says READY. */
 		ep->endpoint_verbs_ready = false;
-		mca_btl_ninja_endpoint_replay(ep, peer_ack);
+		mca_btl_ninja_endpoint_replay(ep, a->ack);
+		pending_drop(i, false);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
 			      me.vpid, peer.jobid, peer.vpid);
 		return;
 	}
-	(void)send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
+	if (mca_btl_ninja_auth_reply_mac(&p->hs, &reply) == 0)
+		(void)send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
 	pending_drop(i, true);
 }
 
+/* A connection that failed to prove it belongs to the job: closed. */
+static void pending_reject(int i, const char *why)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	char ip[INET_ADDRSTRLEN] = "?";
+
+	if (getpeername(T.pending[i].fd, (struct sockaddr *)&sin, &len) == 0)
+		inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof(ip));
+	if (T.n_rejected++ == 0)
+		NINJA_ERROR("btl:ninja: rank %u: closed a connection from %s:%u "
+			    "that did not prove it belongs to this job (%s); "
+			    "later ones are counted at verbose level 10",
+			    OPAL_PROC_MY_NAME.vpid, ip, ntohs(sin.sin_port), why);
+	else
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: connection from %s:%u "
+			      "rejected (%s), %llu so far", OPAL_PROC_MY_NAME.vpid,
+			      ip, ntohs(sin.sin_port), why,
+			      (unsigned long long)T.n_rejected);
+	pending_drop(i, true);
+}
+
+/* Unlocked: pending[i] is readable: its HELLO, then its AUTH. */
 static void pending_event(int i)
 {
 	pending_accept_t *p = &T.pending[i];
-	ssize_t n;
+	ninja_hs_hello_t challenge;
+	int rc = mca_btl_ninja_auth_read(p->fd, &p->hs, &p->len);
 
-	n = recv(p->fd, (char *)&p->hs + p->len, sizeof(p->hs) - p->len,
-		 MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (rc == 0)
 		return;
-	if (n <= 0) {
+	if (rc < 0) {
 		pending_drop(i, true);
 		return;
 	}
-	p->len += (size_t)n;
-	if (p->len == sizeof(p->hs)) {
-		mca_btl_ninja_lock();
-		accept_hello(i);
-		mca_btl_ninja_unlock();
+	if (mca_btl_ninja_auth_at_hello(&p->hs)) {
+		if (mca_btl_ninja_auth_answer_hello(&p->hs, &challenge) != 0) {
+			pending_reject(i, "no HELLO");
+			return;
+		}
+		if (send(p->fd, &challenge, sizeof(challenge), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(challenge))
+			pending_drop(i, true);
+		return;
 	}
+	if (mca_btl_ninja_auth_verify_auth(&p->hs) != 0) {
+		pending_reject(i, "bad AUTH");
+		return;
+	}
+	/* A process of the job: its secret signs our answer. */
+	if (!mca_btl_ninja_auth_have_key(p->hs.auth.vpid)) {
+		NINJA_ERROR("btl:ninja: rank %u: no connection secret of %u.%u",
+			    OPAL_PROC_MY_NAME.vpid, p->hs.auth.jobid,
+			    p->hs.auth.vpid);
+		pending_drop(i, true);
+		return;
+	}
+	mca_btl_ninja_lock();
+	accept_hello(i);
+	mca_btl_ninja_unlock();
 }
 
 /* ---------------------------------------------------------------------
@@ -1394,10 +1460,10 @@ static void *ninja_thread(void *arg)
 			    i - pi < T.npending &&
 			    T.pending[i - pi].fd == fds[i].fd)
 				pending_event(i - pi);
-		/* Drop accepted sockets that never said HELLO. */
+		/* Drop accepted sockets that did not prove themselves. */
 		now = mca_btl_ninja_now_ns();
 		for (i = T.npending - 1; i >= 0; i--)
-			if (now > T.pending[i].t + 10000000000ull)
+			if (now > T.pending[i].t + NINJA_PENDING_NS)
 				pending_drop(i, true);
 
 		/* A peer's marker seen by the application thread. */

@@ -1197,6 +1197,19 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 
 			memcpy(&hdr, p, sizeof(hdr));
 			need = sizeof(hdr) + hdr.len;
+			if (OPAL_UNLIKELY(hdr.len > ep->endpoint_rx_max) &&
+			    !(NINJA_FRAME_DATA == hdr.type &&
+			      ninja_tag_in_place(hdr.tag))) {
+				/* Longer than the peer said it would send:
+				 * never buffered (docs/protocol.md, limits). */
+				mca_btl_ninja_endpoint_protocol_error(ep,
+					"btl/ninja: protocol error (frame longer "
+					"than the peer's announced maximum)");
+				ep->endpoint_rx_busy = false;
+				if (app)
+					ep_failed(ep, -EPROTO, "frame too long");
+				return -1;
+			}
 			if (NINJA_FRAME_DATA == hdr.type &&
 			    ninja_tag_in_place(hdr.tag) &&
 			    hdr.len >= sizeof(ninja_put_hdr_t) &&
@@ -1245,7 +1258,10 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 					      hdr.epoch,
 					      ep->endpoint_name.jobid,
 					      ep->endpoint_name.vpid);
-				if (app && hdr.epoch > c->epoch) {
+				/* Only the next epoch starts a drain early
+				 * (a later one waits for our agent's QUIESCE). */
+				if (app && hdr.epoch > c->epoch &&
+				    hdr.epoch - c->epoch == 1) {
 					/* The peer drains before our agent
 					 * told us: drain too, now. */
 					if (hdr.epoch > c->drain_request)
