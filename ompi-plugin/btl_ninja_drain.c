@@ -55,7 +55,6 @@ static struct {
 	bool have_control;
 	uint32_t quiesce_epoch;		/* last QUIESCE from the agent */
 	bool safe_sent;
-	bool cancel_pending;
 	bool resume_pending;
 	bool report_pending;		/* RESUMED owed after reconnect */
 	bool publish_pending;		/* this epoch's address not out yet */
@@ -297,7 +296,6 @@ static void drain_start(uint32_t epoch, const char *why)
 	c->state = NINJA_DRAINING;
 	c->in_cycle = 1;
 	T.safe_sent = false;
-	T.cancel_pending = false;
 	T.resume_pending = false;
 	T.drain_warned = false;
 	for (i = 0; i < c->neps; i++) {
@@ -419,6 +417,37 @@ static void teardown(void)
 	c->state = NINJA_DRAINED;
 	NINJA_VERBOSE(20, "btl:ninja: epoch %u drained (%llu frames deferred)",
 		      c->epoch, (unsigned long long)c->cycle.frames_deferred);
+}
+
+/*
+ * Lock held: RESUME or CANCEL came while markers are still outstanding (a
+ * peer that cannot answer: stopped, in a compute loop on a busy node, on
+ * a node that never got the QUIESCE).  Waiting would hold this rank, and
+ * through it the job, for as long as that peer is stuck.  Closing a
+ * connection with data unread loses nothing: every DATA frame stays in
+ * its sender's replay queue until acknowledged, is sent again on the next
+ * connection and a duplicate is dropped by its sequence number (the same
+ * path as a connection that dies in a drain).
+ */
+static void drain_abandon(const char *why)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i, waiting = 0;
+
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_state == NINJA_EP_HELLO ||
+		    (ep->endpoint_state == NINJA_EP_CONNECTED &&
+		     (!ep->endpoint_marker_sent ||
+		      ep->endpoint_marker_rcvd < c->epoch)))
+			waiting++;
+	}
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: %s of epoch %u during its drain: "
+		      "%d connection(s) without both markers closed, "
+		      "unacknowledged frames replayed after the resume",
+		      OPAL_PROC_MY_NAME.vpid, why, c->epoch, waiting);
+	teardown();
 }
 
 static void maybe_send_safe(void)
@@ -621,6 +650,11 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		}
 		if (!T.resume_pending)
 			T.resume_at = mca_btl_ninja_now_ns();
+		if (c->state == NINJA_DRAINING) {
+			mca_btl_ninja_lock();
+			drain_abandon(ninja_verb_name(m.verb));
+			mca_btl_ninja_unlock();
+		}
 		if (c->state == NINJA_DRAINED && (m.verb == NINJA_V_CANCEL ||
 		    !mca_btl_ninja_upgrade_hold_resume(T.rails_hint, T.resume_at))) {
 			do_resume(m.verb == NINJA_V_CANCEL, false);
@@ -630,12 +664,6 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 			T.resume_pending = true;
 			NINJA_VERBOSE(10, "btl:ninja: RESUME %u: waiting for an ACTIVE RDMA port "
 				      "(btl_ninja_upgrade=wait)", m.epoch);
-		} else if (c->state == NINJA_DRAINING) {
-			/* Finish the drain first (data may be in flight). */
-			if (m.verb == NINJA_V_CANCEL)
-				T.cancel_pending = true;
-			else
-				T.resume_pending = true;
 		} else if (c->state == NINJA_RUNNING && !T.report_pending) {
 			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
 				 c->my_addr.rail);
@@ -1420,8 +1448,6 @@ static void *ninja_thread(void *arg)
 		if (c->state == NINJA_DRAINED) {
 			if (!T.have_control) {
 				/* Nobody to ask: resume right away. */
-				do_resume(true, false);
-			} else if (T.cancel_pending) {
 				do_resume(true, false);
 			} else if (T.resume_pending) {
 				if (!T.resume_at)
