@@ -1245,6 +1245,7 @@ static void *ninja_thread(void *arg)
 
 		if (T.have_control && T.ctl_fd < 0 && now >= T.ctl_retry_at)
 			ctl_open();
+		mca_btl_ninja_lookup_collect();	/* PMIx's answers */
 
 		/*
 		 * Connection requests (want_connect) in RUNNING.  Endpoints
@@ -1471,6 +1472,7 @@ static void *ninja_thread(void *arg)
 		mca_btl_ninja_upgrade_step();
 	}
 	ctl_close();
+	mca_btl_ninja_lookup_collect();	/* frees the answers that came */
 	for (int i = 0; i < T.npending; i++)
 		close(T.pending[i].fd);
 	T.npending = 0;
