@@ -746,6 +746,9 @@ static void hs_fill(ninja_handshake_t *hs, int type, uint32_t reason)
 	hs->reason = reason;
 }
 
+/* Known addresses failing this long: ask PMIx for the peer's new one. */
+#define NINJA_ASK_AFTER_NS 100000000ull
+
 /* One connection attempt (connect + handshake) gets this long. */
 #define NINJA_ATTEMPT_NS 2000000000ull
 
@@ -807,7 +810,17 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 			ep->endpoint_addr_valid = true;
 		}
 	}
+	/*
+	 * Only once the known addresses have failed for a while: usually the
+	 * first attempt works and no lookup is ever made.  A lookup waits in
+	 * the PMIx servers for a key its peer may never publish (a peer that
+	 * finalized, or joined after that epoch); one still waiting when the
+	 * job ended hung an orted in PMIx_server_finalize (tests/mpi
+	 * nodes8-initfini).
+	 */
 	ask = !(ep->endpoint_addr_valid && ep->endpoint_addr.epoch >= c->epoch) &&
+	      (!ep->endpoint_addr_valid ||
+	       now - ep->endpoint_conn_start >= NINJA_ASK_AFTER_NS) &&
 	      !ep->endpoint_lookup_busy &&
 	      (ep->endpoint_lookup_epoch != c->epoch ||
 	       now - ep->endpoint_lookup_at > 1000000000ull);
