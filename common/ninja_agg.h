@@ -61,6 +61,7 @@ struct ninja_agg {
 	uint32_t epoch;		/* current (or last) epoch, 0 = none yet */
 	uint8_t phase;		/* enum ninja_phase */
 	uint8_t cancelled;	/* the current epoch was cancelled */
+	uint8_t told_safe;	/* the host was told SAFE for this epoch */
 	/* Counters (monotonic). */
 	uint64_t n_err[NINJA_EERRCOUNT];	/* errors answered, by code */
 	uint64_t n_quiesce, n_resume, n_cancel, n_register, n_gone;

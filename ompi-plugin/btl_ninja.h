@@ -493,6 +493,7 @@ uint32_t mca_btl_ninja_job_size(void);
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
 int mca_btl_ninja_pmix_init(void);
 void mca_btl_ninja_pmix_fini(void);
+void mca_btl_ninja_lookup_collect(void);
 int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 				 int wait_s);
 int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,

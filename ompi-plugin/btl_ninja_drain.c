@@ -54,7 +54,6 @@ static struct {
 	bool have_control;
 	uint32_t quiesce_epoch;		/* last QUIESCE from the agent */
 	bool safe_sent;
-	bool cancel_pending;
 	bool resume_pending;
 	bool report_pending;		/* RESUMED owed after reconnect */
 	bool publish_pending;		/* this epoch's address not out yet */
@@ -298,7 +297,6 @@ static void drain_start(uint32_t epoch, const char *why)
 	c->state = NINJA_DRAINING;
 	c->in_cycle = 1;
 	T.safe_sent = false;
-	T.cancel_pending = false;
 	T.resume_pending = false;
 	T.drain_warned = false;
 	for (i = 0; i < c->neps; i++) {
@@ -420,6 +418,37 @@ static void teardown(void)
 	c->state = NINJA_DRAINED;
 	NINJA_VERBOSE(20, "btl:ninja: epoch %u drained (%llu frames deferred)",
 		      c->epoch, (unsigned long long)c->cycle.frames_deferred);
+}
+
+/*
+ * Lock held: RESUME or CANCEL came while markers are still outstanding (a
+ * peer that cannot answer: stopped, in a compute loop on a busy node, on
+ * a node that never got the QUIESCE).  Waiting would hold this rank, and
+ * through it the job, for as long as that peer is stuck.  Closing a
+ * connection with data unread loses nothing: every DATA frame stays in
+ * its sender's replay queue until acknowledged, is sent again on the next
+ * connection and a duplicate is dropped by its sequence number (the same
+ * path as a connection that dies in a drain).
+ */
+static void drain_abandon(const char *why)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i, waiting = 0;
+
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_state == NINJA_EP_HELLO ||
+		    (ep->endpoint_state == NINJA_EP_CONNECTED &&
+		     (!ep->endpoint_marker_sent ||
+		      ep->endpoint_marker_rcvd < c->epoch)))
+			waiting++;
+	}
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: %s of epoch %u during its drain: "
+		      "%d connection(s) without both markers closed, "
+		      "unacknowledged frames replayed after the resume",
+		      OPAL_PROC_MY_NAME.vpid, why, c->epoch, waiting);
+	teardown();
 }
 
 static void maybe_send_safe(void)
@@ -622,6 +651,11 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		}
 		if (!T.resume_pending)
 			T.resume_at = mca_btl_ninja_now_ns();
+		if (c->state == NINJA_DRAINING) {
+			mca_btl_ninja_lock();
+			drain_abandon(ninja_verb_name(m.verb));
+			mca_btl_ninja_unlock();
+		}
 		if (c->state == NINJA_DRAINED && (m.verb == NINJA_V_CANCEL ||
 		    !mca_btl_ninja_upgrade_hold_resume(T.rails_hint, T.resume_at))) {
 			do_resume(m.verb == NINJA_V_CANCEL, false);
@@ -631,12 +665,6 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 			T.resume_pending = true;
 			NINJA_VERBOSE(10, "btl:ninja: RESUME %u: waiting for an ACTIVE RDMA port "
 				      "(btl_ninja_upgrade=wait)", m.epoch);
-		} else if (c->state == NINJA_DRAINING) {
-			/* Finish the drain first (data may be in flight). */
-			if (m.verb == NINJA_V_CANCEL)
-				T.cancel_pending = true;
-			else
-				T.resume_pending = true;
 		} else if (c->state == NINJA_RUNNING && !T.report_pending) {
 			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
 				 c->my_addr.rail);
@@ -712,6 +740,9 @@ static void hs_fill(ninja_hs_auth_t *m, int type, uint32_t reason,
 	mca_btl_ninja_auth_fill(m, type, reason, peer.jobid, peer.vpid);
 }
 
+/* Known addresses failing this long: ask PMIx for the peer's new one. */
+#define NINJA_ASK_AFTER_NS 100000000ull
+
 /* One connection attempt (connect + handshake) gets this long. */
 #define NINJA_ATTEMPT_NS 2000000000ull
 
@@ -773,7 +804,17 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 			ep->endpoint_addr_valid = true;
 		}
 	}
+	/*
+	 * Only once the known addresses have failed for a while: usually the
+	 * first attempt works and no lookup is ever made.  A lookup waits in
+	 * the PMIx servers for a key its peer may never publish (a peer that
+	 * finalized, or joined after that epoch); one still waiting when the
+	 * job ended hung an orted in PMIx_server_finalize (tests/mpi
+	 * nodes8-initfini).
+	 */
 	ask = !(ep->endpoint_addr_valid && ep->endpoint_addr.epoch >= c->epoch) &&
+	      (!ep->endpoint_addr_valid ||
+	       now - ep->endpoint_conn_start >= NINJA_ASK_AFTER_NS) &&
 	      !ep->endpoint_lookup_busy &&
 	      (ep->endpoint_lookup_epoch != c->epoch ||
 	       now - ep->endpoint_lookup_at > 1000000000ull);
@@ -1283,6 +1324,7 @@ static void *ninja_thread(void *arg)
 
 		if (T.have_control && T.ctl_fd < 0 && now >= T.ctl_retry_at)
 			ctl_open();
+		mca_btl_ninja_lookup_collect();	/* PMIx's answers */
 
 		/*
 		 * Connection requests (want_connect) in RUNNING.  Endpoints
@@ -1487,8 +1529,6 @@ static void *ninja_thread(void *arg)
 			if (!T.have_control) {
 				/* Nobody to ask: resume right away. */
 				do_resume(true, false);
-			} else if (T.cancel_pending) {
-				do_resume(true, false);
 			} else if (T.resume_pending) {
 				if (!T.resume_at)
 					T.resume_at = mca_btl_ninja_now_ns();
@@ -1511,6 +1551,7 @@ static void *ninja_thread(void *arg)
 		mca_btl_ninja_upgrade_step();
 	}
 	ctl_close();
+	mca_btl_ninja_lookup_collect();	/* frees the answers that came */
 	for (int i = 0; i < T.npending; i++)
 		close(T.pending[i].fd);
 	T.npending = 0;

@@ -473,51 +473,90 @@ int mca_btl_ninja_lookup_key(uint32_t vpid, void *key, size_t len)
 }
 
 /* A background read of a peer's address (mca_btl_ninja_lookup_addr_nb). */
-typedef struct {
+typedef struct lookup_req {
+	struct lookup_req *next;
 	opal_process_name_t name;
 	uint32_t epoch;
 	pmix_info_t info[1];
 	int wait_s;
+	bool ok;
+	mca_btl_ninja_addr_t addr;
 } lookup_req_t;
 
 /*
- * PMIx's progress thread: the answer.  The endpoint is found again by
- * name under the lock (at finalize there is none any more); the control
- * thread adopts the address at its next connection attempt.
+ * Answers waiting for the control thread.  PMIx's thread only takes this
+ * lock, held for a pointer swap, never the component lock: the
+ * application's thread holds that one while ob1 runs in a receive
+ * callback, and ob1 may call PMIx_Get from there (ompi_proc_for_name for
+ * a peer it has not met yet), which waits for PMIx's thread.  Taking the
+ * component lock here hung ranks after a few dozen drain cycles.
  */
+static pthread_mutex_t lookup_lock = PTHREAD_MUTEX_INITIALIZER;
+static lookup_req_t *lookup_answers;
+
+static void lookup_free(lookup_req_t *r)
+{
+	PMIX_INFO_DESTRUCT(&r->info[0]);
+	free(r);
+}
+
+/* PMIx's progress thread: the answer, queued for the control thread. */
 static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
 {
 	lookup_req_t *r = cbdata;
-	mca_btl_ninja_endpoint_t *ep;
-	bool ok = st == PMIX_SUCCESS && kv && kv->type == PMIX_BYTE_OBJECT &&
-		  kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
 
 	if (mca_btl_ninja_component.finalized) {
 		/* The job is over (Open MPI may be gone too): just free. */
-		PMIX_INFO_DESTRUCT(&r->info[0]);
-		free(r);
+		lookup_free(r);
 		return;
 	}
-	mca_btl_ninja_lock();
-	ep = mca_btl_ninja_endpoint_lookup(r->name);
-	if (ep && ep->endpoint_lookup_busy &&
-	    ep->endpoint_lookup_epoch == r->epoch) {
-		ep->endpoint_lookup_busy = false;
-		if (ok) {
-			memcpy(&ep->endpoint_lookup_addr, kv->data.bo.bytes,
-			       sizeof(mca_btl_ninja_addr_t));
-			ep->endpoint_lookup_done = true;
-			if (ep->endpoint_state == NINJA_EP_CLOSED)
-				ep->endpoint_retry_at = 0;	/* use it now */
-		}
-	}
-	mca_btl_ninja_unlock();
+	r->ok = st == PMIX_SUCCESS && kv && kv->type == PMIX_BYTE_OBJECT &&
+		kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
+	if (r->ok)
+		memcpy(&r->addr, kv->data.bo.bytes, sizeof(r->addr));
 	NINJA_VERBOSE(20, "btl:ninja: address of %u.%u for epoch %u: %s",
 		      r->name.jobid, r->name.vpid, r->epoch,
-		      ok ? "found" : PMIx_Error_string(st));
+		      r->ok ? "found" : PMIx_Error_string(st));
+	pthread_mutex_lock(&lookup_lock);
+	r->next = lookup_answers;
+	lookup_answers = r;
+	pthread_mutex_unlock(&lookup_lock);
 	mca_btl_ninja_wake();
-	PMIX_INFO_DESTRUCT(&r->info[0]);
-	free(r);
+}
+
+/*
+ * Control thread, without the lock: hand the answers to their endpoints
+ * (found again by name); the next connection attempt adopts the address,
+ * at once if the endpoint is idle.
+ */
+void mca_btl_ninja_lookup_collect(void)
+{
+	lookup_req_t *r, *next;
+
+	pthread_mutex_lock(&lookup_lock);
+	r = lookup_answers;
+	lookup_answers = NULL;
+	pthread_mutex_unlock(&lookup_lock);
+	if (!r)
+		return;
+	mca_btl_ninja_lock();
+	for (; r; r = next) {
+		mca_btl_ninja_endpoint_t *ep = mca_btl_ninja_endpoint_lookup(r->name);
+
+		next = r->next;
+		if (ep && ep->endpoint_lookup_busy &&
+		    ep->endpoint_lookup_epoch == r->epoch) {
+			ep->endpoint_lookup_busy = false;
+			if (r->ok) {
+				ep->endpoint_lookup_addr = r->addr;
+				ep->endpoint_lookup_done = true;
+				if (ep->endpoint_state == NINJA_EP_CLOSED)
+					ep->endpoint_retry_at = 0;	/* use it now */
+			}
+		}
+		lookup_free(r);
+	}
+	mca_btl_ninja_unlock();
 }
 
 /*
@@ -547,8 +586,7 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 	peer_proc(&peer, name.vpid);
 	rc = PMIx_Get_nb(&peer, key, r->info, 1, lookup_cb, r);
 	if (rc != PMIX_SUCCESS) {
-		PMIX_INFO_DESTRUCT(&r->info[0]);
-		free(r);
+		lookup_free(r);
 		return OPAL_ERROR;
 	}
 	return OPAL_SUCCESS;
