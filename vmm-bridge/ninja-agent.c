@@ -597,11 +597,11 @@ static void do_accept(void)
 
 static int listen_on(const char *spec)
 {
-	struct sockaddr_un sa;
+	struct sockaddr_un sa, tmp;
 	struct stat st;
 	mode_t old_mask;
 	char err[512];
-	int fd, r;
+	int fd, r, n;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -640,25 +640,32 @@ static int listen_on(const char *spec)
 			goto fail;
 		}
 	}
-	/* Nobody may connect before the mode and group are ours. */
+	/*
+	 * The socket appears at PATH only when it listens with its mode and
+	 * group: made under a temporary name (umask 0177: nobody else can
+	 * connect meanwhile), then renamed into place.
+	 */
+	tmp = sa;
+	n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%ld",
+		     sa.sun_path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp.sun_path))
+		tmp = sa;	/* no room for a suffix: bind PATH itself */
 	old_mask = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	umask(old_mask);
 	if (r < 0) {
-		vmm_log("cannot bind %s: %s", sa.sun_path, strerror(errno));
+		vmm_log("cannot bind %s: %s", tmp.sun_path, strerror(errno));
 		goto fail;
 	}
-	if (chown(sa.sun_path, (uid_t)-1, agent.sock_gid) < 0 ||
-	    chmod(sa.sun_path, agent.sock_mode) < 0) {
-		vmm_log("cannot give %s group %u mode %04o: %s", sa.sun_path,
-			(unsigned int)agent.sock_gid,
+	if (listen(fd, 128) < 0 ||
+	    chown(tmp.sun_path, (uid_t)-1, agent.sock_gid) < 0 ||
+	    chmod(tmp.sun_path, agent.sock_mode) < 0 ||
+	    (strcmp(tmp.sun_path, sa.sun_path) &&
+	     rename(tmp.sun_path, sa.sun_path) < 0)) {
+		vmm_log("cannot set up %s (group %u, mode %04o): %s",
+			sa.sun_path, (unsigned int)agent.sock_gid,
 			(unsigned int)agent.sock_mode, strerror(errno));
-		unlink(sa.sun_path);
-		goto fail;
-	}
-	if (listen(fd, 128) < 0) {
-		vmm_log("listen %s: %s", sa.sun_path, strerror(errno));
-		unlink(sa.sun_path);
+		unlink(tmp.sun_path);
 		goto fail;
 	}
 	if (stat(sa.sun_path, &st) == 0)
