@@ -387,8 +387,12 @@ static int control_init(void)
 	bool required = c->control_required == 1 ||
 			(c->control_required == -1 && c->control[0]);
 	char why[384] = "";
+	int rc = mca_btl_ninja_ctl_setup(why, sizeof(why));
 
-	if (mca_btl_ninja_ctl_setup(why, sizeof(why)) >= 0)
+	/* Asked for (=1) but none named and no /dev/ninja: no channel. */
+	if (rc == 1 && c->control_required == 1 && !c->control[0])
+		snprintf(why, sizeof(why), "btl_ninja_control is empty and there is no /dev/ninja");
+	else if (rc >= 0)
 		return OPAL_SUCCESS;
 	/* The channel is the node's: one message per node. */
 	NINJA_VERBOSE(1, "btl:ninja: control channel: %s", why);
