@@ -168,19 +168,32 @@ static void check_all_resumed(struct ninja_agg *a)
 	emit(a, TO_HOST, buf, n);
 }
 
-int ninja_agg_open(struct ninja_agg *a)
+int ninja_agg_open_uid(struct ninja_agg *a, uint32_t uid, unsigned int limit)
 {
-	int i;
+	unsigned int mine = 0;
+	int i, slot = -1;
 
 	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++) {
 		if (a->ranks[i].state == NINJA_RS_FREE) {
-			memset(&a->ranks[i], 0, sizeof(a->ranks[i]));
-			a->ranks[i].state = NINJA_RS_UNREG;
-			return i;
+			if (slot < 0)
+				slot = i;
+		} else if (a->ranks[i].uid == uid) {
+			mine++;
 		}
 	}
-	a->n_err[NINJA_EFULL]++;
-	return -NINJA_EFULL;
+	if (slot < 0 || (limit && mine >= limit)) {
+		a->n_err[NINJA_EFULL]++;
+		return -NINJA_EFULL;
+	}
+	memset(&a->ranks[slot], 0, sizeof(a->ranks[slot]));
+	a->ranks[slot].state = NINJA_RS_UNREG;
+	a->ranks[slot].uid = uid;
+	return slot;
+}
+
+int ninja_agg_open(struct ninja_agg *a)
+{
+	return ninja_agg_open_uid(a, 0, 0);
 }
 
 void ninja_agg_close(struct ninja_agg *a, int slot)
@@ -370,7 +383,7 @@ static int host_quiesce(struct ninja_agg *a, const struct ninja_msg *m)
 	int n;
 
 	if (a->phase == NINJA_PH_RUNNING) {
-		if (m->epoch <= a->epoch)
+		if (!ninja_epoch_after(m->epoch, a->epoch))
 			return reply_err(a, TO_HOST, NINJA_ESTALE,
 					 "QUIESCE needs a newer epoch");
 		a->epoch = m->epoch;

@@ -259,6 +259,7 @@ typedef struct mca_btl_ninja_component {
 	char *if_include, *if_exclude;
 	char *rails;
 	char *control;
+	int control_required;		/* -1: when control is set explicitly */
 	char *report;
 	int verbose;
 	int drain_timeout;		/* s: warn when markers are this late */
@@ -501,6 +502,9 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 void mca_btl_ninja_tcp_tune(int fd);
 
 /* btl_ninja_drain.c - control thread. */
+/* Open the control channel and register (at init, before the thread):
+ * 0 open, 1 no channel configured, -1 failed (why says it). */
+int mca_btl_ninja_ctl_setup(char *why, size_t whylen);
 int mca_btl_ninja_thread_start(void);
 void mca_btl_ninja_thread_stop(void);
 void mca_btl_ninja_ctl_send(const char *fmt, ...)

@@ -122,7 +122,7 @@ static void ctl_send(const char *fmt, ...)
 	}
 }
 
-static void ctl_open(void)
+static bool ctl_open(void)
 {
 	opal_process_name_t me = OPAL_PROC_MY_NAME;
 	int fd;
@@ -151,32 +151,93 @@ static void ctl_open(void)
 	ctl_send("REGISTER %u %u pid=%d rail=%s", me.jobid, me.vpid,
 		 (int)getpid(), mca_btl_ninja_component.my_addr.rail);
 	NINJA_VERBOSE(10, "btl:ninja: control channel %s open", T.ctl_path);
-	return;
+	return true;
 fail:
 	NINJA_VERBOSE(10, "btl:ninja: control channel %s: %s (retrying)",
 		      T.ctl_path, strerror(errno));
 	T.ctl_retry_at = mca_btl_ninja_now_ns() + 1000000000ull;
+	return false;
 }
 
-static void ctl_setup(void)
+/*
+ * The node's answer to our REGISTER, read a byte at a time so that what
+ * follows it (a QUIESCE for a late rank) stays for the control thread.
+ */
+static int ctl_first_line(char *line, size_t size, int timeout_ms)
+{
+	uint64_t end = mca_btl_ninja_now_ns() + timeout_ms * 1000000ull;
+	size_t n = 0;
+
+	while (n + 1 < size) {
+		uint64_t now = mca_btl_ninja_now_ns();
+		struct pollfd p = { .fd = T.ctl_fd, .events = POLLIN };
+		ssize_t r;
+
+		if (now >= end)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)((end - now) / 1000000) + 1) < 0 &&
+		    errno != EINTR)
+			return -errno;
+		r = read(T.ctl_fd, line + n, 1);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (r == 1 && line[n++] == '\n') {
+			line[n - 1] = '\0';
+			return 0;
+		}
+	}
+	return -EMSGSIZE;
+}
+
+/* Open and register now; see mca_btl_ninja_ctl_setup(). */
+static int ctl_register(char *why, size_t whylen)
+{
+	char line[NINJA_LINE_MAX + 1];
+	int r;
+
+	if (!ctl_open()) {
+		snprintf(why, whylen, "cannot %s %s: %s",
+			 T.ctl_unix ? "connect to" : "open", T.ctl_path,
+			 strerror(errno));
+		return -1;
+	}
+	r = ctl_first_line(line, sizeof(line), 10000);
+	if (r == 0 && !strncmp(line, "OK REGISTER", 11)) {
+		T.ctl_registered = true;
+		return 0;
+	}
+	if (r == 0)
+		snprintf(why, whylen, "%s refused the registration: %.200s",
+			 T.ctl_path, line);
+	else
+		snprintf(why, whylen, "%s: no answer to REGISTER (%s)",
+			 T.ctl_path, r == -ETIMEDOUT ? "10 s" : strerror(-r));
+	ctl_close();
+	return -1;
+}
+
+int mca_btl_ninja_ctl_setup(char *why, size_t whylen)
 {
 	const char *p = mca_btl_ninja_component.control;
 
 	T.have_control = false;
 	if (!p || !p[0]) {
-		if (access("/dev/ninja", R_OK | W_OK) != 0)
-			return;
+		/* Implicit: the guest module's device, if there is one. */
+		if (access("/dev/ninja", F_OK) != 0)
+			return 1;
 		p = "/dev/ninja";
 	}
 	if (!strcmp(p, "none") || !strcmp(p, "off"))
-		return;
+		return 1;
 	T.have_control = true;
 	if (!strncmp(p, "unix:", 5)) {
 		T.ctl_unix = true;
 		p += 5;
 	}
 	snprintf(T.ctl_path, sizeof(T.ctl_path), "%s", p);
-	ctl_open();
+	return ctl_register(why, whylen);
 }
 
 void mca_btl_ninja_ctl_send(const char *fmt, ...)
@@ -1317,7 +1378,6 @@ static void *ninja_thread(void *arg)
 	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN,
 	       K_VERBS, K_BOOT };
 
-	ctl_setup();
 	while (!c->thread_stop) {
 		uint64_t now = mca_btl_ninja_now_ns(), next = now + 1000000000ull;
 		int nfds = 0, i, timeout, pi;

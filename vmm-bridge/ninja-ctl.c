@@ -34,6 +34,7 @@ enum vmm_exit {
 	VMM_EXIT_USAGE = 1,	/* also: connection failed or lost */
 	VMM_EXIT_DEADLINE = 2,
 	VMM_EXIT_PROTO = 3,
+	VMM_EXIT_RANKS = 4,	/* fewer ranks SAFE than --expect */
 };
 
 enum vmm_op {
@@ -74,6 +75,7 @@ static struct {
 	const char *rails;
 	bool json, verbose;
 	unsigned long count, pause_ms;
+	unsigned long expect;	/* ranks a quiesce must find (0: any) */
 } opt = { .deadline_s = 30.0, .count = 1 };
 
 static struct vmm_node nodes[VMM_CTL_MAX_NODES];
@@ -125,8 +127,11 @@ static void usage(FILE *f)
 		"\n"
 		"Options:\n"
 		"  --control unix:PATH  a node's control socket (repeat for several nodes)\n"
-		"  --epoch N            epoch to use (default: quiesce/cycle: highest node\n"
-		"                       epoch + 1; resume/cancel: the nodes' current epoch)\n"
+		"  --epoch N            epoch to use (default: quiesce/cycle: latest node\n"
+		"                       epoch + 1, 4294967295 wraps to 1; resume/cancel: the\n"
+		"                       nodes' current epoch)\n"
+		"  --expect N           quiesce/cycle: the nodes must have N ranks in all;\n"
+		"                       fewer SAFE ranks: CANCEL, exit 4 (default: any)\n"
 		"  --deadline SEC       give up after SEC seconds per phase (default 30)\n"
 		"  --rails LIST         rail hint for RESUME (rails=LIST, e.g. verbs,tcp)\n"
 		"  --count N            cycle: number of cycles (default 1)\n"
@@ -134,7 +139,8 @@ static void usage(FILE *f)
 		"  --json               print one JSON object per line on stdout\n"
 		"  --verbose, -v        log every protocol line to stderr\n"
 		"\n"
-		"Exit status: 0 ok, 1 usage or connection error, 2 deadline, 3 protocol error.\n");
+		"Exit status: 0 ok, 1 usage or connection error, 2 deadline, 3 protocol error,\n"
+		"4 fewer ranks than --expect.\n");
 }
 
 /* ---- JSON output (hand-written, escaped) ---------------------------- */
@@ -461,7 +467,8 @@ static void handle_line(struct vmm_node *n, const struct vmm_line *l)
 		if (n->epoch != cur.epoch) {
 			/* Our request did not arrive (lost): ask again. */
 			if (cur.op == VMM_OP_QUIESCE && !cur.cancelling &&
-			    n->epoch < cur.epoch && !strcmp(n->phase, "running"))
+			    ninja_epoch_after(cur.epoch, n->epoch) &&
+			    !strcmp(n->phase, "running"))
 				node_send(n, "QUIESCE %" PRIu32, cur.epoch);
 			return;
 		}
@@ -596,7 +603,7 @@ static uint32_t max_node_epoch(void)
 	int i;
 
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].epoch > e)
+		if (ninja_epoch_after(nodes[i].epoch, e))
 			e = nodes[i].epoch;
 	return e;
 }
@@ -721,6 +728,44 @@ static bool cancel_everywhere(uint32_t e)
 	return ok;
 }
 
+/*
+ * Every node is SAFE, but for fewer ranks than --expect: ranks that never
+ * registered are not drained, so this is no SAFE.  CANCEL, one line.
+ */
+static int too_few_ranks(uint32_t e, int64_t took)
+{
+	char per[512];
+	size_t off = 0;
+	bool cancelled;
+	int i;
+
+	per[0] = '\0';
+	for (i = 0; i < nnodes && off < sizeof(per); i++)
+		if (nodes[i].involved)
+			off += (size_t)snprintf(per + off, sizeof(per) - off,
+						"%s%s %u", off ? ", " : "",
+						nodes[i].ch.name,
+						nodes[i].done_ranks);
+	cancelled = cancel_everywhere(e);
+	fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": only %u of %lu expected rank(s) registered (%s); %s\n",
+		e, sum_done_ranks(), opt.expect, per,
+		cancelled ? "cancelled, job continues" :
+		"CANCEL sent but not every node confirmed it");
+	if (opt.json) {
+		struct vmm_json j;
+
+		json_begin(&j, "quiesce");
+		json_u64(&j, "epoch", e);
+		json_str(&j, "result", "too few ranks");
+		json_u64(&j, "ranks", sum_done_ranks());
+		json_u64(&j, "expected", opt.expect);
+		json_bool(&j, "cancelled", cancelled);
+		json_ms(&j, "quiesce_ms", took);
+		json_end(&j);
+	}
+	return VMM_EXIT_RANKS;
+}
+
 /* QUIESCE epoch e on every node.  Returns an exit status; *ms = time. */
 static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 {
@@ -740,6 +785,8 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 	r = wait_done(t0 + deadline_ns(), false);
 	t1 = vmm_now_ns();
 	*took = t1 - t0;
+	if (r == 0 && opt.expect && sum_done_ranks() < opt.expect)
+		return too_few_ranks(e, *took);
 	if (r == 0) {
 		if (cycle) {
 			/* cmd_cycle() prints one line per cycle. */
@@ -983,14 +1030,10 @@ static int cmd_cycle(uint32_t e)
 	unsigned long i;
 	int r;
 
-	for (i = 0; i < opt.count; i++, e++) {
+	for (i = 0; i < opt.count; i++, e = ninja_epoch_next(e)) {
 		int64_t tq, tr;
 		unsigned int ranks;
 
-		if (e == 0) {
-			fprintf(stderr, "ninja-ctl: cycle: epoch space exhausted\n");
-			return VMM_EXIT_PROTO;
-		}
 		r = do_quiesce(e, &tq, true);
 		if (r) {
 			fprintf(stderr, "ninja-ctl: cycle %lu/%lu failed in quiesce\n",
@@ -1078,7 +1121,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		OPT_EPOCH = 256, OPT_DEADLINE, OPT_RAILS, OPT_JSON, OPT_COUNT,
-		OPT_PAUSE,
+		OPT_PAUSE, OPT_EXPECT,
 	};
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'c' },
@@ -1089,6 +1132,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "pause-ms", required_argument, NULL, OPT_PAUSE },
+		{ "expect", required_argument, NULL, OPT_EXPECT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1148,6 +1192,10 @@ int main(int argc, char **argv)
 		case OPT_PAUSE:
 			opt.pause_ms = (unsigned long)num_arg("--pause-ms",
 							      optarg, 3600000);
+			break;
+		case OPT_EXPECT:
+			opt.expect = (unsigned long)num_arg("--expect", optarg,
+							    1000000);
 			break;
 		case 'h':
 			usage(stdout);
@@ -1221,12 +1269,8 @@ int main(int argc, char **argv)
 
 	switch (op) {
 	case VMM_OP_QUIESCE:
-		e = opt.epoch ? (uint32_t)opt.epoch : max_node_epoch() + 1;
-		if (e == 0) {
-			fprintf(stderr, "ninja-ctl: epoch space exhausted (nodes are at %u); use --epoch\n",
-				max_node_epoch());
-			return VMM_EXIT_PROTO;
-		}
+		e = opt.epoch ? (uint32_t)opt.epoch :
+		    ninja_epoch_next(max_node_epoch());
 		if (cycle)
 			return cmd_cycle(e);
 		return do_quiesce(e, &took, false);

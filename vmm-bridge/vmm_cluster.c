@@ -71,7 +71,7 @@ static const char *const vm_keys[] = {
 	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
 	"dest-log", "pidfile", "source-device", "dest-device", "disk-node",
 	"base", "source-overlay", "dest-overlay", "migrate-uri", "nbd-uri",
-	NULL
+	"ranks", NULL
 };
 
 static bool is_vm_key(const char *k)
@@ -376,6 +376,29 @@ static const char *bare(const char *spec)
 	return strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
 }
 
+/* ranks = N (0..256, the most a node serves): SAFE must count N. */
+static int vm_expect_ranks(struct parser *p, const struct raw_vm *r,
+			   const struct subst *subs, struct vmm_vm_conf *vm)
+{
+	char v[32], *end;
+	unsigned long n;
+
+	vm->expect_ranks = -1;
+	if (vm_val(p, r, "ranks", subs, v, sizeof(v), false))
+		return -1;
+	if (!v[0])
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || !isdigit((unsigned char)v[0]) ||
+	    n > 256)
+		return perr(p, r->line,
+			    "[vm %s]: ranks: expected the number of MPI ranks in the VM (0..256), got '%s'",
+			    r->name, v);
+	vm->expect_ranks = (int)n;
+	return 0;
+}
+
 static int finish_vm(struct parser *p, struct raw_vm *r,
 		     struct vmm_vm_conf *vm)
 {
@@ -417,6 +440,8 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 		return -1;
 	if (strcmp(vm->disk_node, "none") == 0)
 		vm->disk_node[0] = '\0';
+	if (vm_expect_ranks(p, r, subs, vm))
+		return -1;
 	if (vm->disk_node[0] && (!vm->base[0] || !vm->dest_overlay[0]))
 		return perr(p, r->line,
 			    "[vm %s]: disk-node %s needs 'base' (the image already at the destination) and 'dest-overlay'",

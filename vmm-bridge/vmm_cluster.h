@@ -64,6 +64,8 @@ struct vmm_vm_conf {
 	char dest_overlay[VMM_PATH_MAX];
 	char migrate_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
 	char nbd_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
+	/* ranks = N: MPI ranks the guest must report SAFE (-1: not set). */
+	int expect_ranks;
 };
 
 struct vmm_cluster {

@@ -870,8 +870,71 @@ static void test_resume_crosses_unsafe(void)
 	CHECK(cap.bad == 0);
 }
 
+static void test_epoch_wrap(void)
+{
+	int s;
+
+	nt_group("epoch sequence comparison");
+	CHECK(ninja_epoch_after(2, 1));
+	CHECK(!ninja_epoch_after(1, 2));
+	CHECK(!ninja_epoch_after(5, 5));
+	CHECK(ninja_epoch_after(1, 0));
+	CHECK(!ninja_epoch_after(0, 1));
+	CHECK(ninja_epoch_after(1, 0xffffffffu));
+	CHECK(ninja_epoch_after(0x7ffffffeu, 0xffffffffu));
+	CHECK(!ninja_epoch_after(0x7fffffffu, 0xffffffffu));
+	CHECK(!ninja_epoch_after(0xffffffffu, 1));
+	CHECK(ninja_epoch_after(0x80000000u, 1));
+	CHECK(!ninja_epoch_after(0x80000001u, 1));
+	CHECK_INT(ninja_epoch_next(0), 1);
+	CHECK_INT(ninja_epoch_next(7), 8);
+	CHECK_INT(ninja_epoch_next(0xffffffffu), 1);
+
+	nt_group("epoch 4294967295, then 1: no exhausted epoch space");
+	reset();
+	s = reg("j", 0);
+	CHECK_INT(hl("QUIESCE 4294967295"), 0);
+	RANK(NINJA_AGG_ALL, "QUIESCE 4294967295");
+	CHECK_INT(rl(s, "SAFE 4294967295"), 0);
+	HOST("SAFE 4294967295 ranks=1");
+	CHECK_INT(hl("RESUME 4294967295"), 0);
+	RANK(NINJA_AGG_ALL, "RESUME 4294967295");
+	CHECK_INT(rl(s, "RESUMED 4294967295"), 0);
+	HOST("REPORT 4294967295 job=j rank=0");
+	HOST("RESUMED 4294967295 ranks=1 cancelled=0");
+	CHECK_INT(hl("QUIESCE 4294967295"), -NINJA_ESTALE);
+	HOST_PREFIX("ERR stale-epoch ");
+	CHECK_INT(hl("QUIESCE 2147483647"), -NINJA_ESTALE);	/* half behind */
+	HOST_PREFIX("ERR stale-epoch ");
+	CHECK_INT(hl("QUIESCE 1"), 0);
+	RANK(NINJA_AGG_ALL, "QUIESCE 1");
+	CHECK_INT(agg.epoch, 1);
+	CHECK_INT(rl(s, "SAFE 1"), 0);
+	HOST("SAFE 1 ranks=1");
+	CHECK_INT(hl("CANCEL 1"), 0);
+	RANK(NINJA_AGG_ALL, "CANCEL 1");
+	CHECK_INT(rl(s, "RESUMED 1"), 0);
+	HOST("REPORT 1 job=j rank=0");
+	HOST("RESUMED 1 ranks=1 cancelled=1");
+	CHECK_INT(hl("QUIESCE 2"), 0);
+	RANK(NINJA_AGG_ALL, "QUIESCE 2");
+	CHECK(cap.bad == 0);
+
+	nt_group("per-user slot limit");
+	reset();
+	CHECK_INT(ninja_agg_open_uid(&agg, 1000, 2), 0);
+	CHECK_INT(ninja_agg_open_uid(&agg, 1000, 2), 1);
+	CHECK_INT(ninja_agg_open_uid(&agg, 1000, 2), -NINJA_EFULL);
+	CHECK_INT(ninja_agg_open_uid(&agg, 1001, 2), 2);
+	CHECK_INT(ninja_agg_open_uid(&agg, 0, 0), 3);
+	ninja_agg_close(&agg, 0);
+	CHECK_INT(ninja_agg_open_uid(&agg, 1000, 2), 0);
+	CHECK_INT(agg.n_err[NINJA_EFULL], 1);
+}
+
 int main(void)
 {
+	test_epoch_wrap();
 	test_register();
 	test_quiesce_safe();
 	test_dup_stale();
