@@ -493,16 +493,17 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	else
 		snprintf(vm->dest_device, sizeof(vm->dest_device), "%s",
 			 dst->device);
+	/* An id that does not fit VMM_ID_MAX would fail at unplug time. */
 	if (vm->source_device[0] &&
-	    vmm_device_id(vm->source_device, dev_src, sizeof(dev_src)))
+	    vmm_device_id(vm->source_device, dev_src, VMM_ID_MAX))
 		return perr(p, r->line,
-			    "[vm %s]: source device '%s' has no id= (device_del needs it)",
-			    vm->name, vm->source_device);
+			    "[vm %s]: source device '%s' has no id= (device_del needs it) or one longer than %d bytes",
+			    vm->name, vm->source_device, VMM_ID_MAX - 1);
 	if (vm->dest_device[0] &&
-	    vmm_device_id(vm->dest_device, dev_dst, sizeof(dev_dst)))
+	    vmm_device_id(vm->dest_device, dev_dst, VMM_ID_MAX))
 		return perr(p, r->line,
-			    "[vm %s]: destination device '%s' has no id=",
-			    vm->name, vm->dest_device);
+			    "[vm %s]: destination device '%s' has no id= or one longer than %d bytes",
+			    vm->name, vm->dest_device, VMM_ID_MAX - 1);
 	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
 		 src->rails_set ? src->rails :
 		 vm->source_device[0] ? "verbs,tcp" : "tcp");
@@ -541,21 +542,31 @@ const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,
 int vmm_device_id(const char *spec, char *id, size_t idlen)
 {
 	const char *p = spec;
+	bool found = false;
 
-	while (p && *p) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+	/* As qmp_device_args() reads it for device_add: ",," is a comma,
+	 * and of several id= the last one counts. */
+	while (*p) {
+		bool is_id = strncmp(p, "id=", 3) == 0;
+		size_t n = 0;
 
-		if (n > 3 && strncmp(p, "id=", 3) == 0) {
-			if (n - 3 >= idlen)
+		if (is_id)
+			p += 3;
+		while (*p && !(p[0] == ',' && p[1] != ',')) {
+			if (is_id && n + 1 >= idlen)
 				return -1;
-			memcpy(id, p + 3, n - 3);
-			id[n - 3] = '\0';
-			return 0;
+			if (is_id)
+				id[n++] = *p;
+			p += p[0] == ',' ? 2 : 1;
 		}
-		p = comma ? comma + 1 : NULL;
+		if (*p)
+			p++;
+		if (is_id) {
+			id[n] = '\0';
+			found = n > 0;
+		}
 	}
-	return -1;
+	return found ? 0 : -1;
 }
 
 static bool valid_name(const char *s)

@@ -152,6 +152,9 @@ static void t_errors(void)
 	bad("device = vfio-pci,host=0000:81:00.0,id=hca0,bus=rp1",
 	    "device = vfio-pci,host=0000:81:00.0,bus=rp1", "has no id=");
 	bad("base = /images/base.qcow2\n", "", "needs 'base'");
+	bad("id=hca0,bus=rp1\n\n[site cloud]",
+	    "id=h0123456789012345678901234567890123456789012345678901234567890123,bus=rp1\n\n[site cloud]",
+	    "or one longer than 63 bytes");
 	bad("dest-command = qemu-system-x86_64 -name {name}\n", "",
 	    "t.conf:29: dest-command: placeholder {disk-node} has no value here");
 	bad("migrate-uri = tcp:10.0.0.2:4444", "migrate-uri = exec:cat", "migrate-uri/nbd-uri must be");
@@ -242,6 +245,15 @@ static void t_device_id(void)
 	CHECK(vmm_device_id("e1000,bus=rp1", id, sizeof(id)) == -1);
 	CHECK(vmm_device_id("e1000,xid=a", id, sizeof(id)) == -1);
 	CHECK(vmm_device_id("", id, sizeof(id)) == -1);
+	/* As device_add reads the spec: ",," is a comma, the last id= wins. */
+	CHECK(vmm_device_id("e1000,id=a,,b,bus=rp1", id, sizeof(id)) == 0 &&
+	      strcmp(id, "a,b") == 0);
+	CHECK(vmm_device_id("e1000,id=a,id=b", id, sizeof(id)) == 0 &&
+	      strcmp(id, "b") == 0);
+	CHECK(vmm_device_id("e1000,id=a,id=", id, sizeof(id)) == -1);
+	CHECK(vmm_device_id("id=x", id, sizeof(id)) == 0 && strcmp(id, "x") == 0);
+	CHECK(vmm_device_id("e1000,id=0123456789", id, 10) == -1);
+	CHECK(vmm_device_id("e1000,id=012345678", id, 10) == 0);
 }
 
 static void t_load(void)
