@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "vmm_chan.h"
 
 #define VMM_CTL_MAX_NODES	64
@@ -143,104 +145,81 @@ static void usage(FILE *f)
 		"4 fewer ranks than --expect.\n");
 }
 
-/* ---- JSON output (hand-written, escaped) ---------------------------- */
+/* ---- JSON output (json-c) --------------------------------------------- */
 
 struct vmm_json {
-	char buf[8192];
-	size_t len;
-	bool first;
+	json_object *o;
 };
 
-static void json_raw(struct vmm_json *j, const char *s, size_t n)
+/* A JSON string of s[0..n): bytes >= 0x80 are taken as Latin-1 code
+ * points (whatever a name holds, the output stays valid UTF-8). */
+static json_object *json_bytes(const char *s, size_t n)
 {
-	if (j->len + n >= sizeof(j->buf))
-		n = sizeof(j->buf) - 1 - j->len;
-	memcpy(j->buf + j->len, s, n);
-	j->len += n;
-	j->buf[j->len] = '\0';
-}
+	char *u = malloc(2 * n + 1);
+	json_object *o;
+	size_t i, k = 0;
 
-static void json_string(struct vmm_json *j, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	json_raw(j, "\"", 1);
+	if (!u)
+		return json_object_new_string_len(s, (int)n);
 	for (i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		char e[6];
 
-		if (ch == '"' || ch == '\\') {
-			e[0] = '\\';
-			e[1] = (char)ch;
-			json_raw(j, e, 2);
-		} else if (ch < 0x20 || ch >= 0x7f) {
-			/* Non-ASCII bytes as Latin-1 code points: always valid. */
-			e[0] = '\\';
-			e[1] = 'u';
-			e[2] = '0';
-			e[3] = '0';
-			e[4] = hex[ch >> 4];
-			e[5] = hex[ch & 15];
-			json_raw(j, e, 6);
+		if (ch < 0x80) {
+			u[k++] = (char)ch;
 		} else {
-			json_raw(j, (const char *)&ch, 1);
+			u[k++] = (char)(0xc0 | (ch >> 6));
+			u[k++] = (char)(0x80 | (ch & 0x3f));
 		}
 	}
-	json_raw(j, "\"", 1);
-}
-
-static void json_key(struct vmm_json *j, const char *k, size_t n)
-{
-	if (!j->first)
-		json_raw(j, ",", 1);
-	j->first = false;
-	json_string(j, k, n);
-	json_raw(j, ":", 1);
+	o = json_object_new_string_len(u, (int)k);
+	free(u);
+	return o;
 }
 
 static void json_begin(struct vmm_json *j, const char *type)
 {
-	j->len = 0;
-	j->first = true;
-	json_raw(j, "{", 1);
-	json_key(j, "type", 4);
-	json_string(j, type, strlen(type));
+	/* Milliseconds with 3 decimals, as the text output prints them. */
+	json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_GLOBAL);
+	j->o = json_object_new_object();
+	json_object_object_add(j->o, "type", json_object_new_string(type));
+}
+
+static void json_strn(struct vmm_json *j, const char *k, const char *v,
+		      size_t n)
+{
+	json_object_object_add(j->o, k, json_bytes(v, n));
 }
 
 static void json_str(struct vmm_json *j, const char *k, const char *v)
 {
-	json_key(j, k, strlen(k));
-	json_string(j, v, strlen(v));
+	json_strn(j, k, v, strlen(v));
 }
 
 static void json_u64(struct vmm_json *j, const char *k, uint64_t v)
 {
-	char b[24];
-	int n = snprintf(b, sizeof(b), "%" PRIu64, v);
+	json_object_object_add(j->o, k, json_object_new_uint64(v));
+}
 
-	json_key(j, k, strlen(k));
-	json_raw(j, b, (size_t)n);
+static void json_double(struct vmm_json *j, const char *k, double v)
+{
+	json_object_object_add(j->o, k, json_object_new_double(v));
 }
 
 static void json_ms(struct vmm_json *j, const char *k, int64_t ns)
 {
-	char b[32];
-	int n = snprintf(b, sizeof(b), "%.3f", (double)ns / 1e6);
-
-	json_key(j, k, strlen(k));
-	json_raw(j, b, (size_t)n);
+	json_double(j, k, (double)ns / 1e6);
 }
 
-static void json_bool(struct vmm_json *j, const char *k, bool v)
+static void json_flag(struct vmm_json *j, const char *k, bool v)
 {
-	json_key(j, k, strlen(k));
-	json_raw(j, v ? "true" : "false", v ? 4 : 5);
+	json_object_object_add(j->o, k, json_object_new_boolean(v));
 }
 
-/* The k=v tokens of m: numbers as numbers, the rest as strings. */
+/* The k=v tokens of m: numbers as numbers, the rest as strings.  A key
+ * already present (ours, or an earlier token's) is not replaced. */
 static void json_kv(struct vmm_json *j, const struct ninja_msg *m)
 {
+	char key[NINJA_LINE_MAX];
 	int k;
 
 	for (k = m->npos; k < m->ntok; k++) {
@@ -253,21 +232,26 @@ static void json_kv(struct vmm_json *j, const struct ninja_msg *m)
 			continue;
 		kl = (size_t)(eq - t->p);
 		vl = t->len - kl - 1;
-		json_key(j, t->p, kl);
+		memcpy(key, t->p, kl);
+		key[kl] = '\0';
+		if (json_object_object_get_ex(j->o, key, NULL))
+			continue;
 		/* A job id is a name even when it looks like a number. */
 		if (vl && !ninja_parse_u64(eq + 1, vl, &v) &&
-		    !(kl == 3 && !memcmp(t->p, "job", 3)))
-			json_raw(j, eq + 1, vl);
+		    strcmp(key, "job") != 0)
+			json_u64(j, key, v);
 		else
-			json_string(j, eq + 1, vl);
+			json_strn(j, key, eq + 1, vl);
 	}
 }
 
 static void json_end(struct vmm_json *j)
 {
-	json_raw(j, "}", 1);
-	printf("%s\n", j->buf);
+	printf("%s\n", json_object_to_json_string_ext(j->o,
+			JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	fflush(stdout);
+	json_object_put(j->o);
+	j->o = NULL;
 }
 
 /* ---- helpers --------------------------------------------------------- */
@@ -832,7 +816,7 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 		json_u64(&j, "epoch", e);
 		json_str(&j, "result", why);
 		json_str(&j, "not_safe", pend);
-		json_bool(&j, "cancelled", cancelled);
+		json_flag(&j, "cancelled", cancelled);
 		json_ms(&j, "quiesce_ms", *took);
 		json_end(&j);
 	}
@@ -988,8 +972,7 @@ static int cmd_event(int argc, char **argv)
 
 		json_begin(&j, "event");
 		json_u64(&j, "t_ns", (uint64_t)t);
-		json_key(&j, "kind", 4);
-		json_string(&j, m.tok[2].p, m.tok[2].len);
+		json_strn(&j, "kind", m.tok[2].p, m.tok[2].len);
 		json_u64(&j, "nodes", (uint64_t)nnodes);
 		json_end(&j);
 	} else {
@@ -1075,29 +1058,16 @@ static int cmd_cycle(uint32_t e)
 	}
 	if (opt.json) {
 		struct vmm_json j;
-		char b[32];
 
 		json_begin(&j, "cycle-summary");
 		json_u64(&j, "count", opt.count);
 		json_str(&j, "result", "ok");
-		snprintf(b, sizeof(b), "%.3f", sq.min);
-		json_key(&j, "quiesce_ms_min", 14);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sq.sum / (double)opt.count);
-		json_key(&j, "quiesce_ms_avg", 14);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sq.max);
-		json_key(&j, "quiesce_ms_max", 14);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sr.min);
-		json_key(&j, "resume_ms_min", 13);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sr.sum / (double)opt.count);
-		json_key(&j, "resume_ms_avg", 13);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sr.max);
-		json_key(&j, "resume_ms_max", 13);
-		json_raw(&j, b, strlen(b));
+		json_double(&j, "quiesce_ms_min", sq.min);
+		json_double(&j, "quiesce_ms_avg", sq.sum / (double)opt.count);
+		json_double(&j, "quiesce_ms_max", sq.max);
+		json_double(&j, "resume_ms_min", sr.min);
+		json_double(&j, "resume_ms_avg", sr.sum / (double)opt.count);
+		json_double(&j, "resume_ms_max", sr.max);
 		json_end(&j);
 	} else {
 		printf("ninja-ctl: %lu cycle(s) ok: quiesce_ms min/avg/max %.3f/%.3f/%.3f, resume_ms min/avg/max %.3f/%.3f/%.3f\n",
