@@ -3,27 +3,31 @@
 # job's time, the two migrations marked, each phase's mean drawn over its
 # intervals (examples/demo-two-site, docs/demo.md).  Everything plotted is
 # measured: the points are pingpong's intervals, the means are computed
-# by the scenario from those same intervals.
+# by the scenario from those same intervals, the line (smooth) is a mean
+# of the intervals within +-2 s that lie in the same phase.
 # gnuplot -e "datafile='pp.csv'; outfile='x.png'; ab1=..; ab2=..; ba1=..; ba2=..;
 #             m0=..; m1=..; m2=..; siteA='...'; siteB='...'; emul='...';
-#             emul2='...'" plot-timeline.gp
+#             emul2='...'; smooth='pp-smooth.csv'" plot-timeline.gp
 # datafile: pingpong -csv output (t_s,msgs,mbps,max_gap_ms, one header line).
 # ab1/ab2, ba1/ba2: the job's time (s) when each ninja-migrate started and
 # ended (the migrated rank's clock does not count the stopped VM's pause).
 # m0/m1/m2 (optional): mean MB/s before, between and after the migrations.
 # siteA/siteB (optional): each site's name and rail, a few words each;
 # emul, emul2 (optional): the subtitle's lines, what is emulated and how.
+# smooth (optional): t_s,MB/s lines (no header), the moving mean drawn as
+# the line; without it the intervals are joined.
 if (!exists("emul")) emul = ""
 if (exists("emul2")) emul = emul."\n".emul2
 if (!exists("siteA")) siteA = "site A"
 if (!exists("siteB")) siteB = "site B"
-set terminal pngcairo noenhanced size 1200,600 font ",10"
+set terminal pngcairo noenhanced size 1200,640 font ",10"
 set output outfile
 set datafile separator ","
 stats datafile every ::1 using 1:3 nooutput
 tend = STATS_max_x
 ytop = STATS_max_y * 1.45
-set key bottom right
+set key below maxcols 1
+set bmargin 7
 set title "MPI PingPong (every byte checked) across a two-site virtual cluster under QEMU/TCG: bandwidth over time\n".emul
 set xlabel "job time [s] (rank 0's clock; a stopped VM's pause does not count)"
 set ylabel "bandwidth [MB/s] per 0.5 s interval"
@@ -48,5 +52,11 @@ if (exists("m0")) {
 	set label 4 siteB at (ab2 + ba1) / 2, graph 0.95 center front
 	set label 5 siteA at (ba2 + tend) / 2, graph 0.95 center front
 }
-plot datafile every ::1 using 1:3 with linespoints lw 1.5 pt 7 ps 0.4 lc rgb "#1f5fa8" title "PingPong MB/s (measured, per interval)", \
-     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase's intervals"
+if (exists("smooth")) {
+	plot datafile every ::1 using 1:3 with points pt 7 ps 0.5 lc rgb "#9db8d9" title "PingPong MB/s per 0.5 s interval (measured)", \
+	     smooth using 1:2 with lines lw 2.5 lc rgb "#1f5fa8" title "mean of the intervals within +-2 s (same phase)", \
+	     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase"
+} else {
+	plot datafile every ::1 using 1:3 with linespoints lw 1.5 pt 7 ps 0.4 lc rgb "#1f5fa8" title "PingPong MB/s (measured, per interval)", \
+	     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase's intervals"
+}
