@@ -40,18 +40,22 @@ set object 2 rect from ba1, graph 0 to ba2, graph 1 behind
 set label 1 "ninja-migrate A -> B (drain, unplug HCA, move)" at (ab1 + ab2) / 2, graph 0.45 center rotate by 90 front
 set label 2 "ninja-migrate B -> A (move, plug HCA)" at (ba1 + ba2) / 2, graph 0.45 center rotate by 90 front
 fmt(m) = sprintf("%.2f MB/s", m)
+# Phase labels: the first from the left edge, the middle one lower (a
+# short phase must not run into its neighbours).
+lA = siteA
+lB = siteB
+lC = siteA
 if (exists("m0")) {
 	set arrow 10 from 0, m0 to ab1, m0 nohead lw 3 dt 2 lc rgb "#c0392b" front
 	set arrow 11 from ab2, m1 to ba1, m1 nohead lw 3 dt 2 lc rgb "#c0392b" front
 	set arrow 12 from ba2, m2 to tend, m2 nohead lw 3 dt 2 lc rgb "#c0392b" front
-	set label 3 siteA."\nmean ".fmt(m0) at ab1 / 2, graph 0.95 center front
-	set label 4 siteB."\nmean ".fmt(m1) at (ab2 + ba1) / 2, graph 0.95 center front
-	set label 5 siteA."\nmean ".fmt(m2) at (ba2 + tend) / 2, graph 0.95 center front
-} else {
-	set label 3 siteA at ab1 / 2, graph 0.95 center front
-	set label 4 siteB at (ab2 + ba1) / 2, graph 0.95 center front
-	set label 5 siteA at (ba2 + tend) / 2, graph 0.95 center front
+	lA = lA."\nmean ".fmt(m0)
+	lB = lB."\nmean ".fmt(m1)
+	lC = lC."\nmean ".fmt(m2)
 }
+set label 3 lA at graph 0.01, graph 0.95 left front
+set label 4 lB at (ab2 + ba1) / 2, graph 0.82 center front
+set label 5 lC at (ba2 + tend) / 2, graph 0.95 center front
 if (exists("smooth")) {
 	plot datafile every ::1 using 1:3 with points pt 7 ps 0.5 lc rgb "#9db8d9" title "PingPong MB/s per 0.5 s interval (measured)", \
 	     smooth using 1:2 with lines lw 2.5 lc rgb "#1f5fa8" title "mean of the intervals within +-2 s (same phase)", \
