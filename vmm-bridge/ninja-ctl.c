@@ -743,7 +743,7 @@ static int too_few_ranks(uint32_t e, int64_t took)
 		json_str(&j, "result", "too few ranks");
 		json_u64(&j, "ranks", sum_done_ranks());
 		json_u64(&j, "expected", opt.expect);
-		json_bool(&j, "cancelled", cancelled);
+		json_flag(&j, "cancelled", cancelled);
 		json_ms(&j, "quiesce_ms", took);
 		json_end(&j);
 	}
