@@ -68,14 +68,45 @@ void mca_btl_ninja_wake(void)
 	}
 }
 
+/*
+ * String parameters are copied out of the MCA variable system: Open MPI
+ * deregisters a framework's variables - freeing their strings and
+ * setting the storage to NULL - before it finalizes the framework's
+ * modules, and the control thread (a RESUME during MPI_Finalize) still
+ * reads them until mca_btl_ninja_finalize has joined it.  The copies
+ * live until the component closes.
+ */
+#define NINJA_MAX_STR_PARAMS 8
+static char *mca_str[NINJA_MAX_STR_PARAMS];	/* owned by the MCA base */
+static char **own_str[NINJA_MAX_STR_PARAMS];	/* our copies */
+static int n_str;
+
 static void reg_string(const char *name, const char *desc, const char *def,
 		       int level, char **store)
 {
-	*store = (char *)def;
+	char **slot;
+
+	if (n_str == NINJA_MAX_STR_PARAMS)
+		abort();	/* a new parameter without a slot: a bug */
+	slot = &mca_str[n_str];
+	*slot = (char *)def;
 	(void)mca_base_component_var_register(
 		&mca_btl_ninja_component.super.btl_version, name, desc,
 		MCA_BASE_VAR_TYPE_STRING, NULL, 0, 0, level,
-		MCA_BASE_VAR_SCOPE_READONLY, store);
+		MCA_BASE_VAR_SCOPE_READONLY, slot);
+	*store = strdup(*slot ? *slot : "");
+	if (!*store)
+		abort();
+	own_str[n_str++] = store;
+}
+
+static void free_strings(void)
+{
+	while (n_str > 0) {
+		n_str--;
+		free(*own_str[n_str]);
+		*own_str[n_str] = NULL;
+	}
 }
 
 static void reg_int(const char *name, const char *desc, int def, int level,
@@ -286,6 +317,7 @@ static int ninja_close(void)
 	}
 	pthread_mutex_destroy(&c->lock);
 	mca_btl_ninja_auth_fini();
+	free_strings();
 	return OPAL_SUCCESS;
 }
 
