@@ -1090,6 +1090,7 @@ int main(int argc, char **argv)
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "pause-ms", required_argument, NULL, OPT_PAUSE },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd;
@@ -1151,6 +1152,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return VMM_EXIT_OK;
+		case 'V':
+			printf("ninja-ctl (Ninja) %s\n", PACKAGE_VERSION);
 			return VMM_EXIT_OK;
 		default:
 			usage(stderr);

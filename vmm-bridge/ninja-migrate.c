@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 		{ "upgrade", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_opts o = { 0 };
@@ -76,6 +77,7 @@ int main(int argc, char **argv)
 		case 'r': o.report = optarg; break;
 		case 'v': o.verbose = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("ninja-migrate (Ninja) %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return VMM_EXIT_USAGE;
 		}
 	}
