@@ -147,6 +147,7 @@ static void check_all_safe(struct ninja_agg *a)
 	    ninja_agg_count(a, NINJA_RS_COUNT))
 		return;
 	a->phase = NINJA_PH_SAFE;
+	a->told_safe = 1;
 	n = snprintf(buf, sizeof(buf) - 1, "SAFE %u ranks=%u", a->epoch,
 		     ninja_agg_count(a, NINJA_RS_SAFE));
 	emit(a, TO_HOST, buf, n);
@@ -167,19 +168,32 @@ static void check_all_resumed(struct ninja_agg *a)
 	emit(a, TO_HOST, buf, n);
 }
 
-int ninja_agg_open(struct ninja_agg *a)
+int ninja_agg_open_uid(struct ninja_agg *a, uint32_t uid, unsigned int limit)
 {
-	int i;
+	unsigned int mine = 0;
+	int i, slot = -1;
 
 	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++) {
 		if (a->ranks[i].state == NINJA_RS_FREE) {
-			memset(&a->ranks[i], 0, sizeof(a->ranks[i]));
-			a->ranks[i].state = NINJA_RS_UNREG;
-			return i;
+			if (slot < 0)
+				slot = i;
+		} else if (a->ranks[i].uid == uid) {
+			mine++;
 		}
 	}
-	a->n_err[NINJA_EFULL]++;
-	return -NINJA_EFULL;
+	if (slot < 0 || (limit && mine >= limit)) {
+		a->n_err[NINJA_EFULL]++;
+		return -NINJA_EFULL;
+	}
+	memset(&a->ranks[slot], 0, sizeof(a->ranks[slot]));
+	a->ranks[slot].state = NINJA_RS_UNREG;
+	a->ranks[slot].uid = uid;
+	return slot;
+}
+
+int ninja_agg_open(struct ninja_agg *a)
+{
+	return ninja_agg_open_uid(a, 0, 0);
 }
 
 void ninja_agg_close(struct ninja_agg *a, int slot)
@@ -282,6 +296,9 @@ int ninja_agg_rank_line(struct ninja_agg *a, int slot, const char *line,
 			return reply_err(a, slot, NINJA_ESTALE, "SAFE");
 		if (r->state == NINJA_RS_SAFE)
 			return reply_err(a, slot, NINJA_EDUP, "SAFE");
+		if (r->state == NINJA_RS_RESUMING)
+			/* Crossed the RESUME a late rank got (host_resume). */
+			return 0;
 		if (r->state != NINJA_RS_DRAINING)
 			return reply_err(a, slot, NINJA_ESTATE, "SAFE");
 		r->state = NINJA_RS_SAFE;
@@ -366,11 +383,12 @@ static int host_quiesce(struct ninja_agg *a, const struct ninja_msg *m)
 	int n;
 
 	if (a->phase == NINJA_PH_RUNNING) {
-		if (m->epoch <= a->epoch)
+		if (!ninja_epoch_after(m->epoch, a->epoch))
 			return reply_err(a, TO_HOST, NINJA_ESTALE,
 					 "QUIESCE needs a newer epoch");
 		a->epoch = m->epoch;
 		a->cancelled = 0;
+		a->told_safe = 0;
 		a->phase = NINJA_PH_QUIESCING;
 		a->n_quiesce++;
 		set_all(a, NINJA_RS_RUNNING, NINJA_RS_RUNNING,
@@ -414,7 +432,15 @@ static int host_resume(struct ninja_agg *a, const struct ninja_msg *m)
 	case NINJA_PH_RESUMING:
 		return 0;
 	case NINJA_PH_QUIESCING:
-		if (!cancel)
+		/*
+		 * A RESUME after the host was told SAFE is honoured even if a
+		 * rank revoked it since (UNSAFE: it registered late or resumed
+		 * on its own): the host sent it for the SAFE it saw, maybe
+		 * before the UNSAFE reached it.  Refusing it left every SAFE
+		 * rank waiting for a RESUME that never came.  A rank still
+		 * draining gets it too and resumes as after a CANCEL.
+		 */
+		if (!cancel && !a->told_safe)
 			return reply_err(a, TO_HOST, NINJA_ESTATE,
 					 "RESUME before every rank is SAFE (use CANCEL)");
 		break;

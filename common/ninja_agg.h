@@ -46,6 +46,7 @@ struct ninja_agg_rank {
 	char job[NINJA_JOB_MAX];
 	uint32_t rank;
 	uint32_t pid;
+	uint32_t uid;		/* owner of the connection (per-user limit) */
 };
 
 struct ninja_agg_ops {
@@ -61,6 +62,7 @@ struct ninja_agg {
 	uint32_t epoch;		/* current (or last) epoch, 0 = none yet */
 	uint8_t phase;		/* enum ninja_phase */
 	uint8_t cancelled;	/* the current epoch was cancelled */
+	uint8_t told_safe;	/* the host was told SAFE for this epoch */
 	/* Counters (monotonic). */
 	uint64_t n_err[NINJA_EERRCOUNT];	/* errors answered, by code */
 	uint64_t n_quiesce, n_resume, n_cancel, n_register, n_gone;
@@ -72,6 +74,11 @@ void ninja_agg_init(struct ninja_agg *a, const struct ninja_agg_ops *ops,
 		    void *ctx);
 /* A new rank connection; returns its slot or -NINJA_EFULL. */
 int ninja_agg_open(struct ninja_agg *a);
+/*
+ * The same for a connection of user uid, which may hold at most limit
+ * slots (0: no per-user limit): one user cannot take every slot.
+ */
+int ninja_agg_open_uid(struct ninja_agg *a, uint32_t uid, unsigned int limit);
 /* The connection of a slot is gone (a rank that died counts no more). */
 void ninja_agg_close(struct ninja_agg *a, int slot);
 /* One line (without '\n') from a rank slot / from the host. */

@@ -136,6 +136,26 @@ int ninja_msg_get_u64(const struct ninja_msg *m, const char *key,
 /* Parse an unsigned decimal slice (no sign, no spaces, fits in 64 bits). */
 int ninja_parse_u64(const char *p, size_t len, uint64_t *val);
 
+/*
+ * Epochs are 1 .. 2^32-1 and wrap: the one after 0xffffffff is 1 (0 means
+ * "none yet").  They are compared as sequence numbers (RFC 1982 style): a
+ * is after b when it is less than 2^31 steps ahead of b.  Epoch 0 is before
+ * every other epoch.
+ */
+static inline bool ninja_epoch_after(uint32_t a, uint32_t b)
+{
+	if (!a)
+		return false;
+	if (!b)
+		return true;
+	return (uint32_t)(a - b) - 1 < 0x7fffffffu;
+}
+
+static inline uint32_t ninja_epoch_next(uint32_t e)
+{
+	return e == UINT32_MAX ? 1 : e + 1;
+}
+
 const char *ninja_verb_name(enum ninja_verb v);
 /* Short wire name of an error ("stale-epoch"), used in ERR lines. */
 const char *ninja_err_name(int err);

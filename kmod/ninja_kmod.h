@@ -72,6 +72,8 @@ struct ninja_file {
 	struct mutex rq_lock;
 	struct kfifo rq;
 	u64 n_dropped;			/* lines dropped on queue overflow */
+	kuid_t uid;			/* opener's effective uid */
+	bool root;			/* opened by root: no REGISTER check */
 	wait_queue_head_t wq;		/* readers and pollers wait here */
 };
 
@@ -92,6 +94,7 @@ struct ninja_dev {
 	unsigned int nfiles;		/* open files, registered or not */
 	u64 n_rank_dropped;		/* lines dropped from rank queues */
 	u64 n_open_full;		/* opens refused: no free slot */
+	u64 n_open_denied;		/* opens refused: not root nor group */
 
 	/*
 	 * txq_lock protects txq, the bytes waiting for the host, and the
@@ -102,18 +105,30 @@ struct ninja_dev {
 	struct kfifo txq;
 	u64 n_tx_lines;			/* lines handed to the host port */
 	u64 n_tx_dropped;		/* lines dropped: port absent / full */
-	struct work_struct tx_work;
-	char tx_buf[2048];		/* used only by tx_work */
+	/*
+	 * The tx work writes txq to the port without ever blocking: a host
+	 * that stops reading leaves bytes in tx_buf[tx_off..tx_len), and
+	 * the work retries later (delayed) instead of sleeping in the tty.
+	 * tx_buf, tx_off and tx_len are used only by the work.
+	 */
+	struct delayed_work tx_work;
+	char tx_buf[2048];
+	unsigned int tx_off, tx_len;
 
 	/*
-	 * port_lock protects port_filp (the open hvc tty) and serializes
-	 * writes to it; it is taken by the tx work and by the kthread
-	 * when it opens or closes the port.  A mutex: kernel_write sleeps.
-	 * The kthread reads the port without it (a read blocks for ever);
-	 * only the kthread ever closes the file, after clearing port_filp.
+	 * port_lock protects port_filp and port_wfilp (the hvc tty, opened
+	 * twice: a blocking file the kthread reads and a non-blocking one
+	 * the tx work writes) and tx_reset; it is taken by the tx work and
+	 * by the kthread when it opens or closes the port, and is never
+	 * held across a wait: hot-unplug and rmmod never wait on a host
+	 * that stopped reading.  The kthread reads the port without it (a
+	 * read blocks for ever); only the kthread ever closes the files,
+	 * after clearing the pointers.
 	 */
 	struct mutex port_lock;
 	struct file *port_filp;
+	struct file *port_wfilp;
+	bool tx_reset;			/* port reopened: drop tx_buf's rest */
 	struct task_struct *port_task;
 	struct ninja_lineq host_lq;	/* only the kthread touches it */
 	char port_state[96];		/* for sysfs; under port_lock */

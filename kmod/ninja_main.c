@@ -23,6 +23,9 @@
 #include <linux/poll.h>
 #include <linux/uaccess.h>
 #include <linux/sched/signal.h>
+#include <linux/cred.h>
+#include <linux/pid.h>
+#include <linux/rcupdate.h>
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
 
@@ -47,6 +50,16 @@ static unsigned int ninja_queue_kib = 64;
 module_param_named(queue_kib, ninja_queue_kib, uint, 0444);
 MODULE_PARM_DESC(queue_kib,
 		 "bytes queued per rank file for reading, in KiB; the oldest lines are dropped beyond it (default 64)");
+
+static unsigned int ninja_gid;
+module_param_named(group, ninja_gid, uint, 0444);
+MODULE_PARM_DESC(group,
+		 "gid whose members may open /dev/ninja besides root (the device is 0660; a udev rule gives its node this group, see docs/kmod.md) (default 0)");
+
+static unsigned int ninja_user_ranks = 64;
+module_param_named(max_ranks_per_user, ninja_user_ranks, uint, 0644);
+MODULE_PARM_DESC(max_ranks_per_user,
+		 "rank slots one non-root user may hold, 0 for no limit (default 64 of 256)");
 
 struct ninja_dev *ninja_dev;
 
@@ -112,7 +125,31 @@ void ninja_to_host(void *ctx, const char *line, size_t len)
 		nd->n_tx_dropped++;
 	}
 	spin_unlock_irqrestore(&nd->txq_lock, flags);
-	queue_work(nd->wq, &nd->tx_work);
+	mod_delayed_work(nd->wq, &nd->tx_work, 0);
+}
+
+/*
+ * A REGISTER from a file not opened by root must name a process of the
+ * opener's uid (its own pid, normally): nobody registers for others.
+ */
+static bool ninja_register_ok(struct ninja_file *f, const char *line,
+			      size_t len)
+{
+	struct ninja_msg m;
+	struct task_struct *t;
+	u64 pid;
+	bool ok;
+
+	if (f->root || ninja_parse_line(line, len, &m) ||
+	    m.verb != NINJA_V_REGISTER)
+		return true;
+	if (ninja_msg_get_u64(&m, "pid", &pid) || !pid || pid > PID_MAX_LIMIT)
+		return false;
+	rcu_read_lock();
+	t = pid_task(find_vpid((pid_t)pid), PIDTYPE_PID);
+	ok = t && uid_eq(task_euid(t), f->uid);
+	rcu_read_unlock();
+	return ok;
 }
 
 /* Line assembler callback for a rank's bytes (agg_lock held). */
@@ -124,8 +161,17 @@ static void ninja_rank_line_cb(void *ctx, const char *line, size_t len,
 
 	if (err)
 		ninja_agg_rank_error(nd->agg, f->slot, err);
+	else if (!ninja_register_ok(f, line, len))
+		ninja_agg_rank_error(nd->agg, f->slot, NINJA_EROLE);
 	else
 		ninja_agg_rank_line(nd->agg, f->slot, line, len);
+}
+
+/* Root, or a member of the group= module parameter. */
+static bool ninja_may_open(void)
+{
+	return uid_eq(current_euid(), GLOBAL_ROOT_UID) ||
+	       in_group_p(KGIDT_INIT(ninja_gid));
 }
 
 static int ninja_open(struct inode *inode, struct file *file)
@@ -135,10 +181,19 @@ static int ninja_open(struct inode *inode, struct file *file)
 	struct ninja_file *f;
 	int ret;
 
+	/* Even if the node's mode was opened up: root and the group only. */
+	if (!ninja_may_open()) {
+		mutex_lock(&nd->agg_lock);
+		nd->n_open_denied++;
+		mutex_unlock(&nd->agg_lock);
+		return -EACCES;
+	}
 	f = kzalloc(sizeof(*f), GFP_KERNEL);
 	if (!f)
 		return -ENOMEM;
 	f->nd = nd;
+	f->uid = current_euid();
+	f->root = uid_eq(f->uid, GLOBAL_ROOT_UID);
 	mutex_init(&f->rq_lock);
 	init_waitqueue_head(&f->wq);
 	ninja_lineq_init(&f->lq);
@@ -147,12 +202,14 @@ static int ninja_open(struct inode *inode, struct file *file)
 		goto err_free_file;
 
 	mutex_lock(&nd->agg_lock);
-	f->slot = ninja_agg_open(nd->agg);
+	f->slot = ninja_agg_open_uid(nd->agg, from_kuid(&init_user_ns, f->uid),
+				     f->root ? 0 : ninja_user_ranks);
 	if (f->slot < 0) {
 		nd->n_open_full++;
 		mutex_unlock(&nd->agg_lock);
-		pr_warn_ratelimited("ninja: no free rank slot (%d in use)\n",
-				    NINJA_AGG_MAX_RANKS);
+		pr_warn_ratelimited("ninja: no free rank slot for uid %u (%d slots, %u per user)\n",
+				    from_kuid(&init_user_ns, f->uid),
+				    NINJA_AGG_MAX_RANKS, ninja_user_ranks);
 		ret = -EBUSY;
 		goto err_free_fifo;
 	}
@@ -221,15 +278,20 @@ static ssize_t ninja_write(struct file *file, const char __user *buf,
 	char chunk[256];
 	size_t done = 0;
 
+	/* A huge write is cut short by a signal, never made to finish. */
 	while (done < count) {
 		size_t n = min(count - done, sizeof(chunk));
 
+		if (signal_pending(current))
+			return done ? done : -ERESTARTSYS;
 		if (copy_from_user(chunk, buf + done, n))
 			return done ? done : -EFAULT;
-		mutex_lock(&nd->agg_lock);
+		if (mutex_lock_interruptible(&nd->agg_lock))
+			return done ? done : -ERESTARTSYS;
 		ninja_lineq_push(&f->lq, chunk, n, ninja_rank_line_cb, f);
 		mutex_unlock(&nd->agg_lock);
 		done += n;
+		cond_resched();
 	}
 	return done;
 }
@@ -341,7 +403,8 @@ static const struct attribute_group ninja_top_group = {
 /* counters/: one number per file. */
 enum {
 	NC_QUIESCE, NC_RESUME, NC_CANCEL, NC_REGISTER, NC_GONE, NC_RANK_ERR,
-	NC_ERRORS, NC_RANK_DROPPED, NC_OPEN_FULL, NC_HOST_RX, NC_HOST_CRLF,
+	NC_ERRORS, NC_RANK_DROPPED, NC_OPEN_FULL, NC_OPEN_DENIED, NC_HOST_RX,
+	NC_HOST_CRLF,
 	NC_HOST_TX, NC_HOST_TX_DROPPED, NC_PORT_OPENS, NC_EVENTS,
 	NC_EVENTS_DROPPED,
 };
@@ -408,6 +471,9 @@ static ssize_t ninja_counter_show(struct kobject *kobj,
 	case NC_OPEN_FULL:
 		v = nd->n_open_full;
 		break;
+	case NC_OPEN_DENIED:
+		v = nd->n_open_denied;
+		break;
 	case NC_HOST_RX:
 		v = nd->n_rx_lines;
 		break;
@@ -428,6 +494,7 @@ NINJA_ATTR(rank_err, NC_RANK_ERR, ninja_counter_show);
 NINJA_ATTR(errors, NC_ERRORS, ninja_counter_show);
 NINJA_ATTR(rank_dropped, NC_RANK_DROPPED, ninja_counter_show);
 NINJA_ATTR(open_full, NC_OPEN_FULL, ninja_counter_show);
+NINJA_ATTR(open_denied, NC_OPEN_DENIED, ninja_counter_show);
 NINJA_ATTR(host_rx, NC_HOST_RX, ninja_counter_show);
 NINJA_ATTR(host_crlf, NC_HOST_CRLF, ninja_counter_show);
 NINJA_ATTR(host_tx, NC_HOST_TX, ninja_counter_show);
@@ -446,6 +513,7 @@ static struct attribute *ninja_counter_attrs[] = {
 	&ninja_attr_errors.ka.attr,
 	&ninja_attr_rank_dropped.ka.attr,
 	&ninja_attr_open_full.ka.attr,
+	&ninja_attr_open_denied.ka.attr,
 	&ninja_attr_host_rx.ka.attr,
 	&ninja_attr_host_crlf.ka.attr,
 	&ninja_attr_host_tx.ka.attr,
@@ -557,7 +625,7 @@ static int __init ninja_init(void)
 	spin_lock_init(&nd->txq_lock);
 	spin_lock_init(&nd->ev_lock);
 	INIT_LIST_HEAD(&nd->ev_pending);
-	INIT_WORK(&nd->tx_work, ninja_tx_work);
+	INIT_DELAYED_WORK(&nd->tx_work, ninja_tx_work);
 	INIT_WORK(&nd->ev_work, ninja_ev_work);
 	snprintf(nd->port_state, sizeof(nd->port_state), "absent %s",
 		 ninja_hvc);
@@ -585,7 +653,7 @@ static int __init ninja_init(void)
 	nd->misc.minor = MISC_DYNAMIC_MINOR;
 	nd->misc.name = "ninja";
 	nd->misc.fops = &ninja_fops;
-	nd->misc.mode = 0666;
+	nd->misc.mode = 0660;
 	ret = misc_register(&nd->misc);
 	if (ret)
 		goto err_remove_groups;
@@ -632,6 +700,8 @@ static void __exit ninja_exit(void)
 	ninja_event_post(NINJA_EV_MODULE_UNLOAD, "reason=rmmod");
 	ninja_event_flush();
 	ninja_port_stop(nd);
+	/* A retry may be pending (a host that stopped reading). */
+	cancel_delayed_work_sync(&nd->tx_work);
 	sysfs_remove_groups(nd->kobj, ninja_groups);
 	kobject_put(nd->kobj);
 	destroy_workqueue(nd->wq);

@@ -132,7 +132,7 @@ void ninja_event_flush(void)
 	if (!nd)
 		return;
 	flush_work(&nd->ev_work);	/* queues tx_work */
-	flush_work(&nd->tx_work);
+	flush_delayed_work(&nd->tx_work);
 }
 
 /* ---- PCI ---- */

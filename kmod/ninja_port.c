@@ -32,6 +32,8 @@
 #define NINJA_HVC_MAJOR		229
 #define NINJA_VPORTS_DIR	"/sys/class/virtio-ports"
 #define NINJA_VPORTS_MAX	64
+/* A host that does not read: retry writing after this long. */
+#define NINJA_TX_RETRY_MS	20
 
 struct ninja_vports {
 	struct dir_context ctx;
@@ -138,7 +140,7 @@ static void ninja_set_state(struct ninja_dev *nd, int err, const char *why)
 static int ninja_port_open(struct ninja_dev *nd, const char **why)
 {
 	struct tty_file_private *priv;
-	struct file *f;
+	struct file *f, *wf;
 	int ret;
 
 	if (ninja_port_name[0] && !ninja_port_name_present(ninja_port_name)) {
@@ -162,8 +164,17 @@ static int ninja_port_open(struct ninja_dev *nd, const char **why)
 		*why = "(cannot set raw mode)";
 		goto err_close;
 	}
+	/* The tx work writes through a non-blocking file of its own. */
+	wf = filp_open(ninja_hvc, O_WRONLY | O_NOCTTY | O_NONBLOCK, 0);
+	if (IS_ERR(wf)) {
+		*why = "(cannot open the tty for writing)";
+		ret = PTR_ERR(wf);
+		goto err_close;
+	}
 	mutex_lock(&nd->port_lock);
 	nd->port_filp = f;
+	nd->port_wfilp = wf;
+	nd->tx_reset = true;
 	nd->n_port_opens++;
 	mutex_unlock(&nd->port_lock);
 	return 0;
@@ -175,12 +186,17 @@ err_close:
 
 static void ninja_port_close(struct ninja_dev *nd)
 {
-	struct file *f;
+	struct file *f, *wf;
 
 	mutex_lock(&nd->port_lock);
 	f = nd->port_filp;
+	wf = nd->port_wfilp;
 	nd->port_filp = NULL;
+	nd->port_wfilp = NULL;
+	nd->tx_reset = true;
 	mutex_unlock(&nd->port_lock);
+	if (wf)
+		filp_close(wf, NULL);
 	if (f)
 		filp_close(f, NULL);
 }
@@ -273,40 +289,75 @@ static int ninja_port_thread(void *arg)
 	return 0;
 }
 
+/* Count the lines of tx_buf[tx_off..tx_len) as lost and forget them. */
+static void ninja_tx_drop(struct ninja_dev *nd)
+{
+	unsigned long flags;
+	unsigned int lost = 0;
+
+	for (; nd->tx_off < nd->tx_len; nd->tx_off++)
+		lost += nd->tx_buf[nd->tx_off] == '\n';
+	spin_lock_irqsave(&nd->txq_lock, flags);
+	nd->n_tx_dropped += lost;
+	spin_unlock_irqrestore(&nd->txq_lock, flags);
+}
+
+/*
+ * Write what the port takes now; 1 when the host is not reading (try
+ * again later), 0 when tx_buf is done (written, or dropped: no port).
+ */
+static int ninja_tx_write(struct ninja_dev *nd)
+{
+	ssize_t w = 0;
+	loff_t pos;
+
+	mutex_lock(&nd->port_lock);
+	if (nd->tx_reset) {
+		/* Not the rest of a line begun on another connection. */
+		nd->tx_reset = false;
+		if (nd->tx_off && nd->tx_buf[nd->tx_off - 1] != '\n')
+			while (nd->tx_off < nd->tx_len &&
+			       nd->tx_buf[nd->tx_off++] != '\n')
+				;
+	}
+	while (nd->port_wfilp && nd->tx_off < nd->tx_len) {
+		pos = 0;
+		w = kernel_write(nd->port_wfilp, nd->tx_buf + nd->tx_off,
+				 nd->tx_len - nd->tx_off, &pos);
+		if (w <= 0)
+			break;
+		nd->tx_off += w;
+	}
+	mutex_unlock(&nd->port_lock);
+	if (nd->tx_off == nd->tx_len)
+		return 0;
+	if (w == -EAGAIN || w == 0)
+		return 1;
+	ninja_tx_drop(nd);	/* no port, or it failed */
+	return 0;
+}
+
 /* Write queued host lines to the port (or drop them: nobody to tell). */
 void ninja_tx_work(struct work_struct *work)
 {
-	struct ninja_dev *nd = container_of(work, struct ninja_dev, tx_work);
+	struct ninja_dev *nd = container_of(to_delayed_work(work),
+					    struct ninja_dev, tx_work);
 	unsigned long flags;
-	unsigned int n;
-	ssize_t w;
-	loff_t pos;
-	size_t off;
 
 	for (;;) {
-		spin_lock_irqsave(&nd->txq_lock, flags);
-		n = kfifo_out(&nd->txq, nd->tx_buf, sizeof(nd->tx_buf));
-		spin_unlock_irqrestore(&nd->txq_lock, flags);
-		if (!n)
-			return;
-		mutex_lock(&nd->port_lock);
-		for (off = 0; nd->port_filp && off < n; off += w) {
-			pos = 0;
-			w = kernel_write(nd->port_filp, nd->tx_buf + off,
-					 n - off, &pos);
-			if (w <= 0)
-				break;
-		}
-		mutex_unlock(&nd->port_lock);
-		if (off < n) {
-			/* No port (or it failed): count the lines lost. */
-			unsigned int lost = 0;
-
-			for (; off < n; off++)
-				lost += nd->tx_buf[off] == '\n';
+		if (nd->tx_off == nd->tx_len) {
 			spin_lock_irqsave(&nd->txq_lock, flags);
-			nd->n_tx_dropped += lost;
+			nd->tx_len = kfifo_out(&nd->txq, nd->tx_buf,
+					       sizeof(nd->tx_buf));
 			spin_unlock_irqrestore(&nd->txq_lock, flags);
+			nd->tx_off = 0;
+			if (!nd->tx_len)
+				return;
+		}
+		if (ninja_tx_write(nd)) {
+			queue_delayed_work(nd->wq, &nd->tx_work,
+					   msecs_to_jiffies(NINJA_TX_RETRY_MS));
+			return;
 		}
 	}
 }

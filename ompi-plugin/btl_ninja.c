@@ -55,6 +55,23 @@ void mca_btl_ninja_report_lost(void)
 	}
 }
 
+/*
+ * The first refused RDMA frame, told once per process (application
+ * thread: opal_show_help is not for the control thread, whose refusals
+ * wait for the next one here or for finalize).
+ */
+static void rdma_warn(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->rdma_warned || !c->n_rdma_violations)
+		return;
+	c->rdma_warned = true;
+	opal_show_help("help-mpi-btl-ninja.txt", "rdma-violation", true,
+		       opal_process_info.nodename, OPAL_PROC_MY_NAME.vpid,
+		       c->rdma_first, c->rdma_strikes);
+}
+
 /* Replay statistics, at finalize (verbose 10, or with fault injection). */
 void mca_btl_ninja_replay_stats(void)
 {
@@ -74,12 +91,21 @@ void mca_btl_ninja_replay_stats(void)
 			    (unsigned long long)c->n_faults,
 			    (unsigned long long)fail, (unsigned long long)rep,
 			    (unsigned long long)dups);
-	if (c->fault_inject > 0 || c->verbose >= 10)
+	if (c->fault_inject > 0 || c->fault_rdma > 0 || c->fault_get > 0 ||
+	    c->n_rdma_violations || c->verbose >= 10)
 		NINJA_ERROR("btl:ninja: rank %u rdma: puts=%llu gets=%llu "
-			    "gets_served=%llu", OPAL_PROC_MY_NAME.vpid,
+			    "gets_served=%llu registrations=%llu "
+			    "deregistrations=%llu refused=%llu violations=%llu "
+			    "faults_injected=%llu", OPAL_PROC_MY_NAME.vpid,
 			    (unsigned long long)c->n_puts,
 			    (unsigned long long)c->n_gets,
-			    (unsigned long long)c->n_gets_served);
+			    (unsigned long long)c->n_gets_served,
+			    (unsigned long long)c->reg.n_added,
+			    (unsigned long long)c->reg.n_removed,
+			    (unsigned long long)c->reg.n_full,
+			    (unsigned long long)c->n_rdma_violations,
+			    (unsigned long long)c->n_rdma_faults);
+	rdma_warn();	/* a refusal the control thread saw */
 }
 
 int mca_btl_ninja_add_procs(struct mca_btl_base_module_t *btl, size_t nprocs,
@@ -176,13 +202,13 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
 	}
 	free(c->eps);
 	free(c->conn);
+	mca_btl_ninja_reg_fini();
 	c->eps = NULL;
 	c->conn = NULL;
 	c->neps = c->eps_cap = c->nconn = 0;
 	mca_btl_ninja_frag_pools_fini();
 	mca_btl_ninja_pmix_fini();
-	if (c->listen_fd >= 0)
-		close(c->listen_fd);
+	mca_btl_ninja_tcp_listen_close();
 	if (c->epfd >= 0)
 		close(c->epfd);
 	if (c->wake_fd >= 0)
@@ -384,6 +410,110 @@ static int ninja_sendi(struct mca_btl_base_module_t *btl,
 	return rc < 0 ? rc : OPAL_SUCCESS;
 }
 
+/*
+ * Memory registration (ob1 calls it for the regions a peer may put into
+ * or get from: the receive buffer pieces of the put pipeline, the send
+ * buffer of RGET, and the reader's own destination).  Nothing is pinned:
+ * an entry in the component's table (btl_ninja_reg.c) with the range, the
+ * access ob1 asked for and the peer it is for, found by a random key.
+ * The handle ob1 sends to the peer is that key.  Cheap on purpose: ob1
+ * registers and deregisters for every rendezvous message and every
+ * pipeline fragment (no registration cache in front of us).
+ */
+/* Local use only (ob1's own source of a put): no peer may name it, no
+ * entry; key 0 is never in the table. */
+static struct mca_btl_base_registration_handle_t ninja_local_handle;
+
+static struct mca_btl_base_registration_handle_t *
+ninja_register_mem(struct mca_btl_base_module_t *btl,
+		   struct mca_btl_base_endpoint_t *ep, void *base, size_t size,
+		   uint32_t flags)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	uint32_t access = 0;
+	ninja_reg_t *r;
+
+	if (flags & MCA_BTL_REG_FLAG_REMOTE_READ)
+		access |= NINJA_REG_READ;
+	if (flags & (MCA_BTL_REG_FLAG_REMOTE_WRITE |
+		     MCA_BTL_REG_FLAG_REMOTE_ATOMIC))
+		access |= NINJA_REG_WRITE;
+	if (!access)
+		return mca_btl_ninja_component.reg_max > 0 ?
+		       &ninja_local_handle : NULL;
+	mca_btl_ninja_lock();
+	if (!c->reg_ready && !c->finalized && c->reg_max > 0 &&
+	    ninja_reg_init(&c->reg, (size_t)c->reg_max) == 0)
+		c->reg_ready = true;
+	r = c->reg_ready ? ninja_reg_add(&c->reg, (uint64_t)(uintptr_t)base,
+					 size, access, ep) : NULL;
+	mca_btl_ninja_unlock();
+	/* NULL: ob1 uses another protocol for this message. */
+	return (struct mca_btl_base_registration_handle_t *)r;
+}
+
+static int ninja_deregister_mem(struct mca_btl_base_module_t *btl,
+				struct mca_btl_base_registration_handle_t *h)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	ninja_reg_t *r = (ninja_reg_t *)h;
+	mca_btl_ninja_endpoint_t *ep;
+
+	if (h == &ninja_local_handle)
+		return OPAL_SUCCESS;
+	mca_btl_ninja_lock();
+	if (c->reg_ready && r) {
+		/*
+		 * Never while a put streams in (ob1 deregisters after the FIN
+		 * that follows it on the same connection); should it be, the
+		 * rest of that put is dropped, not written.
+		 */
+		ep = r->busy;
+		if (ep && ep->endpoint_rx_put_reg == r && ep->endpoint_rx_put_left) {
+			ep->endpoint_rx_put_skip = true;
+			ep->endpoint_rx_put_reg = NULL;
+		}
+		ninja_reg_remove(&c->reg, r);
+	}
+	mca_btl_ninja_unlock();
+	return OPAL_SUCCESS;
+}
+
+void mca_btl_ninja_reg_fini(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->reg_ready)
+		ninja_reg_fini(&c->reg);
+	c->reg_ready = false;
+}
+
+/*
+ * btl_ninja_fault_rdma: the Nth put (and the Nth get) this process asks
+ * for goes out once with its destination (source) outside the peer's
+ * registration; the frame retained for the replay is the true one, so
+ * the job goes on after the peer refuses it and closes the connection.
+ */
+static void rdma_fault(mca_btl_ninja_frag_t *f, uint64_t *field,
+		       uint64_t bad, const char *what)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	c->n_rdma_faults++;
+	NINJA_ERROR("btl:ninja: rank %u: fault injected: %s outside the "
+		    "peer's registration (btl_ninja_fault_rdma)",
+		    OPAL_PROC_MY_NAME.vpid, what);
+	f->fault_at = field;
+	f->fault_val = *field;
+	*field = bad;
+}
+
+void mca_btl_ninja_rdma_fault_sent(mca_btl_ninja_frag_t *f)
+{
+	*f->fault_at = f->fault_val;
+	f->fault_at = NULL;
+}
+
 /* A put frame is on the wire: that is its completion for ob1. */
 static void ninja_put_complete(struct mca_btl_base_module_t *btl,
 			       struct mca_btl_base_endpoint_t *ep,
@@ -419,9 +549,10 @@ static void rdma_frame(mca_btl_ninja_frag_t *f, uint8_t tag, void *data,
 }
 
 /*
- * Put emulation, no registration (as btl/tcp does it): one frame of
- * header, destination address and the data, written from the user's
- * buffer in place; the receiver reads the data straight into the
+ * Put emulation: one frame of header, destination (address and the key
+ * of the receiver's registration, ob1's remote handle) and the data,
+ * written from the user's buffer in place; the receiver checks the range
+ * against its registration and reads the data straight into the
  * destination (mca_btl_ninja_endpoint_recv).  ob1 then needs no receive
  * buffer and no copy for contiguous messages above the eager limit: it
  * asks for puts of btl_ninja_rdma_pipeline_frag_size bytes and sends FIN
@@ -437,10 +568,11 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 		     mca_btl_base_rdma_completion_fn_t cbfunc, void *cbcontext,
 		     void *cbdata)
 {
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	mca_btl_ninja_frag_t *frag;
 	int rc;
 
-	if (size > NINJA_PUT_MAX)
+	if (size > NINJA_PUT_MAX || !remote_handle)
 		return OPAL_ERR_BAD_PARAM;
 	mca_btl_ninja_lock();
 	frag = mca_btl_ninja_frag_alloc(0);
@@ -449,8 +581,11 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
 	frag->put.addr = remote_address;
-	frag->put.id = 0;
-	mca_btl_ninja_component.n_puts++;
+	frag->put.key = remote_handle->key;
+	c->n_puts++;
+	if (OPAL_UNLIKELY(c->fault_rdma) &&
+	    ++c->fault_rdma_puts == c->fault_rdma)
+		rdma_fault(frag, &frag->put.addr, 0x10, "put to address 0x10");
 	frag->put_local = local_address;
 	frag->put_cbfunc = cbfunc;
 	frag->put_cbcontext = cbcontext;
@@ -469,11 +604,12 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
 }
 
 /*
- * Get emulation, no registration: ob1's RGET protocol, where the receiver
- * reads the sender's buffer.  A small request frame (NINJA_TAG_GET) asks
- * the peer to answer with a frame laid out like a put into local_address
- * (NINJA_TAG_GETRESP, written from its buffer in place); the get completes
- * when that response is whole here, and ob1 then sends its FIN.
+ * Get emulation: ob1's RGET protocol, where the receiver reads the
+ * sender's buffer.  A small request frame (NINJA_TAG_GET: the key of the
+ * peer's registration, ob1's remote handle, and the range) asks the peer
+ * to answer with a frame laid out like a put into local_address
+ * (NINJA_TAG_GETRESP, written from its buffer in place); the get
+ * completes when that response is whole here, and ob1 then sends its FIN.
  *
  * Why get and not only put: a put written from the user's buffer may
  * complete towards ob1 only once the peer acknowledges it (a replay after
@@ -497,12 +633,13 @@ static int ninja_get(struct mca_btl_base_module_t *btl,
 	mca_btl_ninja_get_t *g;
 	ninja_get_req_t req;
 
-	if (size > NINJA_PUT_MAX)
+	if (size > NINJA_PUT_MAX || !remote_handle)
 		return OPAL_ERR_BAD_PARAM;
 	g = malloc(sizeof(*g));
 	if (!g)
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	mca_btl_ninja_lock();
+	req.key = remote_handle->key;
 	req.src = remote_address;
 	req.dst = (uint64_t)(uintptr_t)local_address;
 	req.len = size;
@@ -514,6 +651,11 @@ static int ninja_get(struct mca_btl_base_module_t *btl,
 		free(g);
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	}
+	if (OPAL_UNLIKELY(c->fault_rdma) &&
+	    ++c->fault_rdma_gets == c->fault_rdma)
+		rdma_fault(frag, (uint64_t *)(void *)(frag->data +
+			   offsetof(ninja_get_req_t, src)), 0x400000,
+			   "get from address 0x400000");
 	c->n_gets++;
 	g->id = req.id;
 	g->local = local_address;
@@ -530,29 +672,141 @@ static int ninja_get(struct mca_btl_base_module_t *btl,
 	return OPAL_SUCCESS;
 }
 
+/* The link to the pending get with this id (*link NULL: none). */
+static mca_btl_ninja_get_t **get_link(mca_btl_ninja_endpoint_t *ep,
+				      uint64_t id)
+{
+	mca_btl_ninja_get_t **pp = &ep->endpoint_gets;
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* The pending get a response is for: same id, same destination and
+ * length, not completed yet; NULL: none. */
+static mca_btl_ninja_get_t *get_match(mca_btl_ninja_endpoint_t *ep,
+				      const ninja_put_hdr_t *ph, size_t dlen)
+{
+	mca_btl_ninja_get_t *g = *get_link(ep, ph->id);
+
+	if (!g || g->done || (uint64_t)(uintptr_t)g->local != ph->addr ||
+	    g->len != dlen)
+		return NULL;
+	return g;
+}
+
+/*
+ * A peer's put or get broke the rule (lock held): count it, say so (once
+ * per process through opal_show_help, each time at verbose 10).  The
+ * caller closes the connection without accepting the frame; the replay
+ * then sends it again.  A peer that keeps doing it (btl_ninja_rdma_strikes
+ * times) is a job member breaking the protocol after it connected: it is
+ * reported to ob1 as unreachable, which ends the job.
+ */
+static void rdma_violation(mca_btl_ninja_endpoint_t *ep, const char *what,
+			   uint64_t key, uint64_t addr, uint64_t len, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	c->n_rdma_violations++;
+	ep->endpoint_rdma_violations++;
+	if (c->n_rdma_violations == 1)
+		snprintf(c->rdma_first, sizeof(c->rdma_first),
+			 "%s from %u.%u (address 0x%llx, %llu bytes)", what,
+			 ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+			 (unsigned long long)addr, (unsigned long long)len);
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: refused %s from %u.%u (key "
+		      "%016llx, address 0x%llx, %llu bytes): closing the "
+		      "connection", OPAL_PROC_MY_NAME.vpid, what,
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
+		      (unsigned long long)key, (unsigned long long)addr,
+		      (unsigned long long)len);
+	if (app)
+		rdma_warn();
+	if (c->rdma_strikes > 0 &&
+	    ep->endpoint_rdma_violations >= (uint64_t)c->rdma_strikes &&
+	    !ep->endpoint_lost)
+		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
+			"error (RDMA frames outside what this rank registered, "
+			"btl_ninja_rdma_strikes times)");
+}
+
+bool mca_btl_ninja_rdma_admit(mca_btl_ninja_endpoint_t *ep,
+			      const ninja_frame_hdr_t *hdr,
+			      const void *payload, size_t have, bool app)
+{
+	ninja_reg_table_t *t = &mca_btl_ninja_component.reg;
+	ninja_put_hdr_t ph;
+	ninja_get_req_t req;
+	size_t dlen;
+
+	switch (hdr->tag) {
+	case NINJA_TAG_PUT:
+	case NINJA_TAG_GETRESP:
+		if (hdr->len < sizeof(ph) || have < sizeof(ph)) {
+			rdma_violation(ep, "a short put", 0, 0, hdr->len, app);
+			return false;
+		}
+		memcpy(&ph, payload, sizeof(ph));
+		dlen = hdr->len - sizeof(ph);
+		if (hdr->tag == NINJA_TAG_GETRESP) {
+			if (get_match(ep, &ph, dlen))
+				return true;
+			rdma_violation(ep, "a response to no get asked", ph.id,
+				       ph.addr, dlen, app);
+			return false;
+		}
+		if (ninja_reg_check(t, ph.key, ph.addr, dlen, NINJA_REG_WRITE,
+				    ep))
+			return true;
+		rdma_violation(ep, "a put outside this rank's registrations",
+			       ph.key, ph.addr, dlen, app);
+		return false;
+	case NINJA_TAG_GET:
+		if (hdr->len != sizeof(req) || have < sizeof(req)) {
+			rdma_violation(ep, "a malformed get request", 0, 0,
+				       hdr->len, app);
+			return false;
+		}
+		memcpy(&req, payload, sizeof(req));
+		if (req.id && req.len <= NINJA_PUT_MAX &&
+		    ninja_reg_check(t, req.key, req.src, req.len,
+				    NINJA_REG_READ, ep))
+			return true;
+		rdma_violation(ep, "a get outside this rank's registrations",
+			       req.key, req.src, req.len, app);
+		return false;
+	case NINJA_TAG_GETDONE:		/* ours, never on the wire */
+		rdma_violation(ep, "an internal tag", 0, 0, hdr->len, app);
+		return false;
+	default:
+		return true;
+	}
+}
+
 /*
  * The peer asks for our memory (application thread, lock held): answer
  * with a response frame written from it in place.  Retained until
  * acknowledged like any DATA frame, but nothing waits for that: the
- * peer's FIN carries the ack.  A malformed request is a protocol error.
+ * peer's FIN carries the ack.  The request was admitted when it was read
+ * (mca_btl_ninja_rdma_admit); checked again here, where the memory is
+ * read: a request that no longer fits a registration is refused.
  */
 void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
 			     size_t len)
 {
 	mca_btl_ninja_frag_t *f;
+	ninja_frame_hdr_t hdr;
 	ninja_get_req_t req;
 
-	if (len != sizeof(req)) {
-		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
-			"error (malformed get request)");
+	hdr.tag = NINJA_TAG_GET;
+	hdr.len = (uint32_t)len;
+	if (!mca_btl_ninja_rdma_admit(ep, &hdr, data, len, true)) {
+		mca_btl_ninja_endpoint_failed(ep, -EPROTO, "refused a get");
 		return;
 	}
 	memcpy(&req, data, sizeof(req));
-	if (req.len > NINJA_PUT_MAX || !req.id) {
-		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
-			"error (get request out of range)");
-		return;
-	}
 	f = mca_btl_ninja_frag_alloc(0);
 	if (!f) {
 		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: out of "
@@ -579,34 +833,16 @@ void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
 	(void)mca_btl_ninja_endpoint_send(ep, f, true);
 }
 
-/* The link to the pending get with this id (*link NULL: none). */
-static mca_btl_ninja_get_t **get_link(mca_btl_ninja_endpoint_t *ep,
-				      uint64_t id)
-{
-	mca_btl_ninja_get_t **pp = &ep->endpoint_gets;
-
-	while (*pp && (*pp)->id != id)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/*
- * The pending get a response is for: same id, same destination and
- * length, not completed yet.  NULL: anything else, a protocol error,
- * reported here (the caller closes the connection).
- */
+/* The pending get an admitted response is for (NULL: none, refused). */
 mca_btl_ninja_get_t *mca_btl_ninja_get_find(mca_btl_ninja_endpoint_t *ep,
 					    const ninja_put_hdr_t *ph,
 					    size_t dlen)
 {
-	mca_btl_ninja_get_t *g = *get_link(ep, ph->id);
+	mca_btl_ninja_get_t *g = get_match(ep, ph, dlen);
 
-	if (!g || g->done || (uint64_t)(uintptr_t)g->local != ph->addr ||
-	    g->len != dlen) {
-		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
-			"error (response to no get asked)");
-		return NULL;
-	}
+	if (!g)
+		rdma_violation(ep, "a response to no get asked", ph->id,
+			       ph->addr, dlen, false);
 	return g;
 }
 
@@ -676,5 +912,7 @@ mca_btl_ninja_module_t mca_btl_ninja_module = {
 		.btl_sendi = ninja_sendi,
 		.btl_put = ninja_put,
 		.btl_get = ninja_get,
+		.btl_register_mem = ninja_register_mem,
+		.btl_deregister_mem = ninja_deregister_mem,
 	},
 };

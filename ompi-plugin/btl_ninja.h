@@ -36,7 +36,9 @@
 #include "opal/util/output.h"
 #include "opal/util/proc.h"
 
+#include "btl_ninja_auth.h"
 #include "btl_ninja_hdr.h"
+#include "btl_ninja_reg.h"
 #include "btl_ninja_verbs.h"
 
 BEGIN_C_DECLS
@@ -78,6 +80,15 @@ typedef struct mca_btl_ninja_addr {
 } mca_btl_ninja_addr_t;
 
 struct mca_btl_ninja_frag;
+
+/*
+ * What ob1 gets from btl_register_mem and sends to the peer (8 bytes,
+ * btl_registration_handle_size): the key of the registration, never its
+ * address.  It is the first member of the table's entry (ninja_reg_t).
+ */
+struct mca_btl_base_registration_handle_t {
+	uint64_t key;
+};
 
 /* A get this rank asked for (btl_get), until its response is whole. */
 typedef struct mca_btl_ninja_get {
@@ -124,8 +135,8 @@ struct mca_btl_base_endpoint_t {
 	uint64_t endpoint_conn_start;	/* ns: first attempt of this round */
 	bool endpoint_want_connect;	/* app asked for a connection */
 	bool endpoint_was_connected;	/* connected before the last drain */
-	/* Handshake buffer (connector side). */
-	ninja_handshake_t endpoint_hs;
+	/* Handshake (connector side): state, bytes of hs.rx read. */
+	ninja_hs_state_t endpoint_hs;
 	size_t endpoint_hs_len;
 	/* Send queue, FIFO; the head may be partially written. */
 	struct mca_btl_ninja_frag *endpoint_sq_head, *endpoint_sq_tail;
@@ -135,15 +146,19 @@ struct mca_btl_base_endpoint_t {
 	unsigned char *endpoint_rx_buf;
 	size_t endpoint_rx_cap, endpoint_rx_off, endpoint_rx_len;
 	bool endpoint_rx_busy;		/* an upcall from this buffer is running */
+	uint32_t endpoint_rx_max;	/* longest buffered frame len the peer
+					 * announced (handshake max_frame) */
 	uint32_t endpoint_rx_seq;
 	/* Put frame being read straight into its destination (TCP). */
 	unsigned char *endpoint_rx_put;	/* next byte to fill */
 	size_t endpoint_rx_put_left;	/* bytes of its data still to read */
 	bool endpoint_rx_put_skip;	/* a duplicate (replay): drop its data */
+	ninja_reg_t *endpoint_rx_put_reg;	/* ... a put's registration */
 	ninja_frame_hdr_t endpoint_rx_put_hdr;	/* in sequence once whole */
 	mca_btl_ninja_get_t *endpoint_rx_get;	/* ... a get's response */
 	/* Gets asked of this peer, not answered yet (btl_ninja.c). */
 	mca_btl_ninja_get_t *endpoint_gets;
+	uint64_t endpoint_rdma_violations;	/* its puts/gets we refused */
 	/* Drain. */
 	uint32_t endpoint_marker_rcvd;	/* epoch of the last marker received */
 	bool endpoint_marker_sent;
@@ -217,6 +232,10 @@ typedef struct mca_btl_ninja_frag {
 	void *put_local;
 	mca_btl_base_rdma_completion_fn_t put_cbfunc;
 	void *put_cbcontext, *put_cbdata;
+	/* btl_ninja_fault_rdma: a wire field spoiled for the first write
+	 * only (*fault_at restored to fault_val once the frame is out). */
+	uint64_t *fault_at;
+	uint64_t fault_val;
 } mca_btl_ninja_frag_t;
 
 typedef struct mca_btl_ninja_module {
@@ -240,6 +259,7 @@ typedef struct mca_btl_ninja_component {
 	char *if_include, *if_exclude;
 	char *rails;
 	char *control;
+	int control_required;		/* -1: when control is set explicitly */
 	char *report;
 	int verbose;
 	int drain_timeout;		/* s: warn when markers are this late */
@@ -249,6 +269,7 @@ typedef struct mca_btl_ninja_component {
 	int tcp_user_timeout;		/* ms, TCP_USER_TIMEOUT (0: off) */
 	int poll_direct;
 	int port_min;
+	int fault_max_frame;		/* test knob: max_frame announced */
 	char *verbs_devices;
 	int verbs_gid_index;
 	int verbs_port;
@@ -264,6 +285,10 @@ typedef struct mca_btl_ninja_component {
 	int fault_gap_count;
 	int fault_get;			/* test knob: corrupt the Nth get answer */
 	int fault_get_count;
+	int fault_rdma;			/* test knob: Nth put/get out of bounds */
+	int fault_rdma_puts, fault_rdma_gets;
+	int reg_max;			/* registrations alive at once */
+	int rdma_strikes;		/* refused RDMA frames before fatal */
 	bool verbs_on;			/* the verbs rail is in use this epoch */
 	char verbs_desc[128];
 
@@ -311,6 +336,12 @@ typedef struct mca_btl_ninja_component {
 	uint64_t fault_rng;
 	uint64_t get_id;		/* last btl_get id */
 	uint64_t n_puts, n_gets, n_gets_served;
+	/* RDMA emulation bounds (btl_ninja.c, btl_ninja_reg.c). */
+	ninja_reg_table_t reg;		/* under the lock (every reader has it) */
+	bool reg_ready;
+	uint64_t n_rdma_violations, n_rdma_faults;
+	bool rdma_warned;		/* show_help said it (once) */
+	char rdma_first[160];		/* the first refusal, for that text */
 
 	/* Statistics. */
 	uint64_t n_cycles, n_cancelled, n_timeouts;
@@ -384,6 +415,25 @@ void mca_btl_ninja_get_done(mca_btl_ninja_endpoint_t *ep, const void *data,
 			    size_t len);
 void mca_btl_ninja_get_release_all(mca_btl_ninja_endpoint_t *ep);
 
+/*
+ * btl_ninja.c - the bounds of put and get (lock held).  A frame with one of
+ * our RDMA tags, about to be accepted in sequence: true if it may be acted
+ * on; false if it breaks the rule (counted, reported; the caller closes
+ * the connection without accepting the frame, nothing of it is written or
+ * read).  payload: the first have bytes of its hdr->len.
+ */
+bool mca_btl_ninja_rdma_admit(mca_btl_ninja_endpoint_t *ep,
+			      const ninja_frame_hdr_t *hdr,
+			      const void *payload, size_t have, bool app);
+static inline bool ninja_tag_rdma(uint8_t tag)
+{
+	return tag >= NINJA_TAG_GETDONE && tag <= NINJA_TAG_PUT;
+}
+/* A frame spoiled by btl_ninja_fault_rdma is out: restore it (replay). */
+void mca_btl_ninja_rdma_fault_sent(mca_btl_ninja_frag_t *f);
+/* The component's table, deleted at finalize. */
+void mca_btl_ninja_reg_fini(void);
+
 /* btl_ninja_frag.c */
 mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload);
 void mca_btl_ninja_frag_return(mca_btl_ninja_frag_t *frag);
@@ -436,9 +486,15 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
 			       size_t desclen);
 int mca_btl_ninja_tcp_listen(void);
+int mca_btl_ninja_tcp_accept(void);
+void mca_btl_ninja_tcp_listen_close(void);
+int mca_btl_ninja_publish_key(const void *key, size_t len);
+int mca_btl_ninja_lookup_key(uint32_t vpid, void *key, size_t len);
+uint32_t mca_btl_ninja_job_size(void);
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime);
 int mca_btl_ninja_pmix_init(void);
 void mca_btl_ninja_pmix_fini(void);
+void mca_btl_ninja_lookup_collect(void);
 int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 				 int wait_s);
 int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
@@ -446,6 +502,9 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 void mca_btl_ninja_tcp_tune(int fd);
 
 /* btl_ninja_drain.c - control thread. */
+/* Open the control channel and register (at init, before the thread):
+ * 0 open, 1 no channel configured, -1 failed (why says it). */
+int mca_btl_ninja_ctl_setup(char *why, size_t whylen);
 int mca_btl_ninja_thread_start(void);
 void mca_btl_ninja_thread_stop(void);
 void mca_btl_ninja_ctl_send(const char *fmt, ...)

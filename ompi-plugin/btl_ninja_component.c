@@ -9,6 +9,9 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "opal/mca/base/mca_base_var.h"
+#include "opal/util/proc.h"
 #include "opal/util/show_help.h"
 
 #include "btl_ninja.h"
@@ -111,6 +115,12 @@ static int ninja_register(void)
 		   "module, /dev/ninja), unix:PATH (ninja-agent), or none. Empty: "
 		   "/dev/ninja if it exists, else none",
 		   "", OPAL_INFO_LVL_2, &c->control);
+	reg_int("control_required",
+		"A control channel that cannot be opened (or refuses the "
+		"registration) at init stops the job instead of letting it run "
+		"undrainable: 1 yes, 0 warn and keep retrying, -1 (default) yes "
+		"when btl_ninja_control is set explicitly",
+		-1, OPAL_INFO_LVL_2, &c->control_required);
 	reg_string("report",
 		   "File to append one JSON line per drain/reconnect cycle to (empty: none)",
 		   "", OPAL_INFO_LVL_4, &c->report);
@@ -172,6 +182,23 @@ static int ninja_register(void)
 		"Test knob: the Nth get this process answers carries a wrong id "
 		"(a sender bug): its peer must stop with a protocol error; 0: off",
 		0, OPAL_INFO_LVL_9, &c->fault_get);
+	reg_int("fault_rdma",
+		"Test knob: the Nth put and the Nth get this process asks for "
+		"leave once with their destination (source) outside the peer's "
+		"registration: the peer must refuse them and close the "
+		"connection, the replay sends the true frames; 0: off",
+		0, OPAL_INFO_LVL_9, &c->fault_rdma);
+	reg_int("reg_max",
+		"Memory registrations (regions a peer may put into or get "
+		"from) alive at once; beyond it ob1 uses its send protocol "
+		"(0: no RDMA at all)",
+		65536, OPAL_INFO_LVL_5, &c->reg_max);
+	reg_int("rdma_strikes",
+		"Puts or gets outside this rank's registrations a peer may "
+		"send (each refused, its connection closed and replayed) "
+		"before it is reported unreachable, which ends the job; 0: "
+		"never",
+		3, OPAL_INFO_LVL_5, &c->rdma_strikes);
 	reg_string("verbs_devices",
 		   "Comma-separated RDMA devices the verbs rail may use (empty: any with an ACTIVE port)",
 		   "", OPAL_INFO_LVL_2, &c->verbs_devices);
@@ -199,6 +226,11 @@ static int ninja_register(void)
 	reg_int("port_min",
 		"Lowest TCP port to listen on (0: any ephemeral port)", 0,
 		OPAL_INFO_LVL_2, &c->port_min);
+	reg_int("fault_max_frame",
+		"Test knob: announce this as the longest buffered frame in "
+		"handshakes (a sender bug when smaller than what it sends): its "
+		"peers must stop with a protocol error; 0: the real maximum",
+		0, OPAL_INFO_LVL_9, &c->fault_max_frame);
 
 	/* Module defaults, registered as btl_ninja_<name> by the base. */
 	m->btl_exclusivity = MCA_BTL_EXCLUSIVITY_DEFAULT;
@@ -207,10 +239,17 @@ static int ninja_register(void)
 	m->btl_max_send_size = 1024 * 1024;
 	m->btl_rdma_pipeline_send_length = 1024 * 1024;
 	m->btl_rdma_pipeline_frag_size = 1024 * 1024;
-	m->btl_min_rdma_pipeline_size = 0;
+	/*
+	 * With btl_register_mem, ob1 (without leave_pinned) takes the RDMA
+	 * protocols (RGET, the receiver's put pipeline) only for messages up
+	 * to this size: every size, as before registration existed.
+	 */
+	m->btl_min_rdma_pipeline_size = SIZE_MAX;
 	m->btl_flags = MCA_BTL_FLAGS_SEND | MCA_BTL_FLAGS_SEND_INPLACE |
 		       MCA_BTL_FLAGS_PUT | MCA_BTL_FLAGS_GET;
-	m->btl_registration_handle_size = 0;	/* no registration */
+	/* A registration's key (btl_ninja.c, ninja_register_mem). */
+	m->btl_registration_handle_size =
+		sizeof(struct mca_btl_base_registration_handle_t);
 	m->btl_put_limit = NINJA_PUT_MAX;
 	m->btl_get_limit = 512 * 1024;	/* measured: bench/README.md, session 4 */
 	m->btl_latency = 10;
@@ -224,6 +263,11 @@ static int ninja_open(void)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	pthread_mutexattr_t attr;
 
+	/* Our help file: installed beside Open MPI's own, or (build tree)
+	 * still in the sources. */
+	(void)opal_show_help_add_dir(
+		access(NINJA_HELPDIR "/help-mpi-btl-ninja.txt", R_OK) == 0 ?
+		NINJA_HELPDIR : NINJA_SRC_HELPDIR);
 	c->output = opal_output_open(NULL);
 	opal_output_set_verbosity(c->output, c->verbose);
 	pthread_mutexattr_init(&attr);
@@ -247,6 +291,152 @@ static int ninja_close(void)
 		c->output = -1;
 	}
 	pthread_mutex_destroy(&c->lock);
+	mca_btl_ninja_auth_fini();
+	return OPAL_SUCCESS;
+}
+
+/*
+ * Show a topic of help-mpi-btl-ninja.txt once per node (the node's first
+ * rank), rendered here and written to stderr.  mpirun 4.1.4 relays
+ * opal_show_help text through PMIx_Log, and that relay was seen to drop
+ * or garble messages (ORTE_ERROR_LOG ... show_help.c) - even a single
+ * one; stderr goes through the I/O forwarding, which does not lose it.
+ * A rank that is not the node's first shows it only when it fatal() is
+ * still alive 3 s later (the failure was its own, not the node's).
+ */
+static void show_once(bool fatal, const char *topic, ...)
+{
+	va_list ap;
+	char *text;
+
+	if (opal_process_info.my_local_rank != 0) {
+		if (!fatal)
+			return;
+		sleep(3);
+	}
+	va_start(ap, topic);
+	text = opal_show_help_vstring("help-mpi-btl-ninja.txt", topic, true,
+				      ap);
+	va_end(ap);
+	if (text) {
+		fputs(text, stderr);
+		fflush(stderr);
+		free(text);
+	}
+}
+
+/*
+ * A setting or a channel btl/ninja cannot honour: the help text is out,
+ * stop the job - not just this BTL, another one would carry the job on
+ * without what was asked for.  mpirun ends the job when a process exits
+ * non-zero (PMIx_Abort from several ranks at once was seen to crash
+ * mpirun 4.1.4 in its own finalize).
+ */
+static void __attribute__((noreturn)) init_fatal(const char *what)
+{
+	NINJA_VERBOSE(1, "btl:ninja: %s: exiting", what);
+	_exit(1);
+}
+
+static int bad_value(const char *name, const char *value, const char *want)
+{
+	show_once(true, "bad-value", name, value, want);
+	init_fatal("invalid MCA parameter");
+}
+
+/* btl_ninja_rails: a non-empty comma list of verbs and tcp. */
+static bool rails_valid(const char *s)
+{
+	while (1) {
+		size_t n = strcspn(s, ",");
+
+		if (!((n == 3 && !strncmp(s, "tcp", 3)) ||
+		      (n == 5 && !strncmp(s, "verbs", 5))))
+			return false;
+		if (!s[n])
+			return true;
+		s += n + 1;
+	}
+}
+
+static bool control_valid(const char *s)
+{
+	if (!s[0] || !strcmp(s, "none") || !strcmp(s, "off"))
+		return true;
+	if (!strncmp(s, "unix:", 5))
+		s += 5;
+	/* sun_path holds 107 bytes and a NUL. */
+	return s[0] == '/' && strlen(s) < 108;
+}
+
+static int int_in(const char *name, int v, int lo, int hi)
+{
+	char val[16], want[48];
+
+	if (v >= lo && v <= hi)
+		return OPAL_SUCCESS;
+	snprintf(val, sizeof(val), "%d", v);
+	snprintf(want, sizeof(want), "an integer from %d to %d", lo, hi);
+	return bad_value(name, val, want);
+}
+
+/* Every value checked before anything is set up: no silent fallback. */
+static int check_params(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (!rails_valid(c->rails))
+		return bad_value("rails", c->rails,
+				 "a comma-separated list of verbs and tcp");
+	if (strcmp(c->upgrade, "live") && strcmp(c->upgrade, "wait"))
+		return bad_value("upgrade", c->upgrade, "live or wait");
+	if (!control_valid(c->control))
+		return bad_value("control", c->control,
+				 "an absolute device path, unix:/PATH (at most 107 bytes) or none");
+	if (int_in("control_required", c->control_required, -1, 1) ||
+	    int_in("verbs_gid_index", c->verbs_gid_index, -1, 255) ||
+	    int_in("verbs_port", c->verbs_port, 0, 255) ||
+	    int_in("verbs_slots", c->verbs_slots, 4, 65536) ||
+	    int_in("verbs_slot_size", c->verbs_slot_size, 4096, 1 << 30) ||
+	    int_in("connect_timeout", c->connect_timeout, 1, INT32_MAX) ||
+	    int_in("drain_timeout", c->drain_timeout, 1, INT32_MAX) ||
+	    int_in("resume_timeout", c->resume_timeout, 1, INT32_MAX) ||
+	    int_in("replay_timeout", c->replay_timeout, 0, INT32_MAX) ||
+	    int_in("tcp_user_timeout", c->tcp_user_timeout, 0, INT32_MAX) ||
+	    int_in("upgrade_wait", c->upgrade_wait, 0, INT32_MAX) ||
+	    int_in("port_min", c->port_min, 0, 65535) ||
+	    int_in("sndbuf", c->sndbuf, 0, INT32_MAX) ||
+	    int_in("rcvbuf", c->rcvbuf, 0, INT32_MAX))
+		return OPAL_ERR_BAD_PARAM;
+	return OPAL_SUCCESS;
+}
+
+/*
+ * The control channel, opened and registered before the job starts: a
+ * rank that cannot be drained says so, and stops the job when the channel
+ * is required (btl_ninja_control_required, by default when
+ * btl_ninja_control names one).
+ */
+static int control_init(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool required = c->control_required == 1 ||
+			(c->control_required == -1 && c->control[0]);
+	char why[384] = "";
+	int rc = mca_btl_ninja_ctl_setup(why, sizeof(why));
+
+	/* Asked for (=1) but none named and no /dev/ninja: no channel. */
+	if (rc == 1 && c->control_required == 1 && !c->control[0])
+		snprintf(why, sizeof(why), "btl_ninja_control is empty and there is no /dev/ninja");
+	else if (rc >= 0)
+		return OPAL_SUCCESS;
+	/* The channel is the node's: one message per node. */
+	NINJA_VERBOSE(1, "btl:ninja: control channel: %s", why);
+	show_once(required, required ? "control-unreachable" :
+		  "control-unreachable-continue", opal_process_info.nodename,
+		  c->control[0] ? c->control : "/dev/ninja (default)", why);
+	if (required)
+		init_fatal("control channel unreachable");
 	return OPAL_SUCCESS;
 }
 
@@ -261,7 +451,7 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 
 	*num_btls = 0;
 	if (mca_btl_base_param_verify(&mca_btl_ninja_module.super) !=
-	    OPAL_SUCCESS)
+	    OPAL_SUCCESS || check_params() != OPAL_SUCCESS)
 		return NULL;
 	if ((size_t)c->replay_window <
 	    mca_btl_ninja_module.super.btl_max_send_size + sizeof(ninja_frame_hdr_t)) {
@@ -284,16 +474,6 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	    mca_btl_ninja_module.super.btl_put_limit)
 		mca_btl_ninja_module.super.btl_rdma_pipeline_frag_size =
 			mca_btl_ninja_module.super.btl_put_limit;
-	if (c->verbs_slots < 4 || c->verbs_slot_size < 4096) {
-		NINJA_ERROR("btl:ninja: btl_ninja_verbs_slots must be >= 4 and "
-			    "btl_ninja_verbs_slot_size >= 4096");
-		return NULL;
-	}
-	if (strcmp(c->upgrade, "live") && strcmp(c->upgrade, "wait")) {
-		NINJA_ERROR("btl:ninja: btl_ninja_upgrade must be live or wait, not '%s'",
-			    c->upgrade);
-		return NULL;
-	}
 	if (c->if_include[0] && strcmp(c->if_exclude, "127.0.0.1/8") &&
 	    c->if_exclude[0]) {
 		opal_show_help("help-mpi-btl-ninja.txt", "include-exclude", true,
@@ -312,12 +492,20 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 		goto err;
 	if (mca_btl_ninja_pmix_init() != OPAL_SUCCESS)
 		goto err;
-	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS)
+	/* The connection secret goes out with the first address. */
+	if (mca_btl_ninja_auth_init() != OPAL_SUCCESS)
 		goto err;
+	if (mca_btl_ninja_tcp_listen() != OPAL_SUCCESS) {
+		NINJA_ERROR("btl:ninja: cannot listen on the selected addresses (%s)",
+			    desc);
+		goto err;
+	}
 	if (mca_btl_ninja_publish(0, false) != OPAL_SUCCESS)
 		goto err;
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
 	mca_btl_ninja_rails_select("");
+	if (control_init() != OPAL_SUCCESS)
+		goto err;
 
 	btls = malloc(sizeof(*btls));
 	if (!btls)
@@ -332,8 +520,8 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	}
 	return btls;
 err:
-	if (c->listen_fd >= 0)
-		close(c->listen_fd);
+	mca_btl_ninja_tcp_listen_close();
+	mca_btl_ninja_auth_fini();
 	if (c->epfd >= 0)
 		close(c->epfd);
 	if (c->wake_fd >= 0)

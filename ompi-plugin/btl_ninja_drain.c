@@ -35,13 +35,12 @@
 #include "btl_ninja.h"
 #include "ninja_proto.h"
 
-#define NINJA_MAX_PENDING	64	/* accepted, handshake not done */
-
+/* Accepted, not authenticated yet (NINJA_MAX_PENDING, NINJA_PENDING_NS). */
 typedef struct pending_accept {
 	int fd;
-	size_t len;
+	size_t len;		/* bytes of hs.rx read */
 	uint64_t t;
-	ninja_handshake_t hs;
+	ninja_hs_state_t hs;
 } pending_accept_t;
 
 /* Control-thread-only state (never touched by the application thread). */
@@ -55,7 +54,6 @@ static struct {
 	bool have_control;
 	uint32_t quiesce_epoch;		/* last QUIESCE from the agent */
 	bool safe_sent;
-	bool cancel_pending;
 	bool resume_pending;
 	bool report_pending;		/* RESUMED owed after reconnect */
 	bool publish_pending;		/* this epoch's address not out yet */
@@ -66,6 +64,8 @@ static struct {
 	char rails_hint[64];
 	pending_accept_t pending[NINJA_MAX_PENDING];
 	int npending;
+	uint64_t n_rejected;		/* connections that failed to prove
+					 * they belong to the job */
 } T = { .ctl_fd = -1 };
 
 static void verbs_fail(const char *why);
@@ -122,7 +122,7 @@ static void ctl_send(const char *fmt, ...)
 	}
 }
 
-static void ctl_open(void)
+static bool ctl_open(void)
 {
 	opal_process_name_t me = OPAL_PROC_MY_NAME;
 	int fd;
@@ -151,32 +151,93 @@ static void ctl_open(void)
 	ctl_send("REGISTER %u %u pid=%d rail=%s", me.jobid, me.vpid,
 		 (int)getpid(), mca_btl_ninja_component.my_addr.rail);
 	NINJA_VERBOSE(10, "btl:ninja: control channel %s open", T.ctl_path);
-	return;
+	return true;
 fail:
 	NINJA_VERBOSE(10, "btl:ninja: control channel %s: %s (retrying)",
 		      T.ctl_path, strerror(errno));
 	T.ctl_retry_at = mca_btl_ninja_now_ns() + 1000000000ull;
+	return false;
 }
 
-static void ctl_setup(void)
+/*
+ * The node's answer to our REGISTER, read a byte at a time so that what
+ * follows it (a QUIESCE for a late rank) stays for the control thread.
+ */
+static int ctl_first_line(char *line, size_t size, int timeout_ms)
+{
+	uint64_t end = mca_btl_ninja_now_ns() + timeout_ms * 1000000ull;
+	size_t n = 0;
+
+	while (n + 1 < size) {
+		uint64_t now = mca_btl_ninja_now_ns();
+		struct pollfd p = { .fd = T.ctl_fd, .events = POLLIN };
+		ssize_t r;
+
+		if (now >= end)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)((end - now) / 1000000) + 1) < 0 &&
+		    errno != EINTR)
+			return -errno;
+		r = read(T.ctl_fd, line + n, 1);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (r == 1 && line[n++] == '\n') {
+			line[n - 1] = '\0';
+			return 0;
+		}
+	}
+	return -EMSGSIZE;
+}
+
+/* Open and register now; see mca_btl_ninja_ctl_setup(). */
+static int ctl_register(char *why, size_t whylen)
+{
+	char line[NINJA_LINE_MAX + 1];
+	int r;
+
+	if (!ctl_open()) {
+		snprintf(why, whylen, "cannot %s %s: %s",
+			 T.ctl_unix ? "connect to" : "open", T.ctl_path,
+			 strerror(errno));
+		return -1;
+	}
+	r = ctl_first_line(line, sizeof(line), 10000);
+	if (r == 0 && !strncmp(line, "OK REGISTER", 11)) {
+		T.ctl_registered = true;
+		return 0;
+	}
+	if (r == 0)
+		snprintf(why, whylen, "%s refused the registration: %.200s",
+			 T.ctl_path, line);
+	else
+		snprintf(why, whylen, "%s: no answer to REGISTER (%s)",
+			 T.ctl_path, r == -ETIMEDOUT ? "10 s" : strerror(-r));
+	ctl_close();
+	return -1;
+}
+
+int mca_btl_ninja_ctl_setup(char *why, size_t whylen)
 {
 	const char *p = mca_btl_ninja_component.control;
 
 	T.have_control = false;
 	if (!p || !p[0]) {
-		if (access("/dev/ninja", R_OK | W_OK) != 0)
-			return;
+		/* Implicit: the guest module's device, if there is one. */
+		if (access("/dev/ninja", F_OK) != 0)
+			return 1;
 		p = "/dev/ninja";
 	}
 	if (!strcmp(p, "none") || !strcmp(p, "off"))
-		return;
+		return 1;
 	T.have_control = true;
 	if (!strncmp(p, "unix:", 5)) {
 		T.ctl_unix = true;
 		p += 5;
 	}
 	snprintf(T.ctl_path, sizeof(T.ctl_path), "%s", p);
-	ctl_open();
+	return ctl_register(why, whylen);
 }
 
 void mca_btl_ninja_ctl_send(const char *fmt, ...)
@@ -297,7 +358,6 @@ static void drain_start(uint32_t epoch, const char *why)
 	c->state = NINJA_DRAINING;
 	c->in_cycle = 1;
 	T.safe_sent = false;
-	T.cancel_pending = false;
 	T.resume_pending = false;
 	T.drain_warned = false;
 	for (i = 0; i < c->neps; i++) {
@@ -419,6 +479,37 @@ static void teardown(void)
 	c->state = NINJA_DRAINED;
 	NINJA_VERBOSE(20, "btl:ninja: epoch %u drained (%llu frames deferred)",
 		      c->epoch, (unsigned long long)c->cycle.frames_deferred);
+}
+
+/*
+ * Lock held: RESUME or CANCEL came while markers are still outstanding (a
+ * peer that cannot answer: stopped, in a compute loop on a busy node, on
+ * a node that never got the QUIESCE).  Waiting would hold this rank, and
+ * through it the job, for as long as that peer is stuck.  Closing a
+ * connection with data unread loses nothing: every DATA frame stays in
+ * its sender's replay queue until acknowledged, is sent again on the next
+ * connection and a duplicate is dropped by its sequence number (the same
+ * path as a connection that dies in a drain).
+ */
+static void drain_abandon(const char *why)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int i, waiting = 0;
+
+	for (i = 0; i < c->neps; i++) {
+		mca_btl_ninja_endpoint_t *ep = c->eps[i];
+
+		if (ep->endpoint_state == NINJA_EP_HELLO ||
+		    (ep->endpoint_state == NINJA_EP_CONNECTED &&
+		     (!ep->endpoint_marker_sent ||
+		      ep->endpoint_marker_rcvd < c->epoch)))
+			waiting++;
+	}
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: %s of epoch %u during its drain: "
+		      "%d connection(s) without both markers closed, "
+		      "unacknowledged frames replayed after the resume",
+		      OPAL_PROC_MY_NAME.vpid, why, c->epoch, waiting);
+	teardown();
 }
 
 static void maybe_send_safe(void)
@@ -621,6 +712,11 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		}
 		if (!T.resume_pending)
 			T.resume_at = mca_btl_ninja_now_ns();
+		if (c->state == NINJA_DRAINING) {
+			mca_btl_ninja_lock();
+			drain_abandon(ninja_verb_name(m.verb));
+			mca_btl_ninja_unlock();
+		}
 		if (c->state == NINJA_DRAINED && (m.verb == NINJA_V_CANCEL ||
 		    !mca_btl_ninja_upgrade_hold_resume(T.rails_hint, T.resume_at))) {
 			do_resume(m.verb == NINJA_V_CANCEL, false);
@@ -630,12 +726,6 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 			T.resume_pending = true;
 			NINJA_VERBOSE(10, "btl:ninja: RESUME %u: waiting for an ACTIVE RDMA port "
 				      "(btl_ninja_upgrade=wait)", m.epoch);
-		} else if (c->state == NINJA_DRAINING) {
-			/* Finish the drain first (data may be in flight). */
-			if (m.verb == NINJA_V_CANCEL)
-				T.cancel_pending = true;
-			else
-				T.resume_pending = true;
 		} else if (c->state == NINJA_RUNNING && !T.report_pending) {
 			ctl_send("RESUMED %u rail=%s stale=1", m.epoch,
 				 c->my_addr.rail);
@@ -704,19 +794,15 @@ static void ctl_read(void)
  * Connections
  */
 
-static void hs_fill(ninja_handshake_t *hs, int type, uint32_t reason)
+/* Our AUTH/ACK/NACK to peer (its MAC comes last). */
+static void hs_fill(ninja_hs_auth_t *m, int type, uint32_t reason,
+		    opal_process_name_t peer)
 {
-	opal_process_name_t me = OPAL_PROC_MY_NAME;
-
-	memset(hs, 0, sizeof(*hs));
-	hs->magic = NINJA_WIRE_MAGIC;
-	hs->version = NINJA_WIRE_VERSION;
-	hs->type = (uint16_t)type;
-	hs->jobid = me.jobid;
-	hs->vpid = me.vpid;
-	hs->epoch = mca_btl_ninja_component.epoch;
-	hs->reason = reason;
+	mca_btl_ninja_auth_fill(m, type, reason, peer.jobid, peer.vpid);
 }
+
+/* Known addresses failing this long: ask PMIx for the peer's new one. */
+#define NINJA_ASK_AFTER_NS 100000000ull
 
 /* One connection attempt (connect + handshake) gets this long. */
 #define NINJA_ATTEMPT_NS 2000000000ull
@@ -779,7 +865,17 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 			ep->endpoint_addr_valid = true;
 		}
 	}
+	/*
+	 * Only once the known addresses have failed for a while: usually the
+	 * first attempt works and no lookup is ever made.  A lookup waits in
+	 * the PMIx servers for a key its peer may never publish (a peer that
+	 * finalized, or joined after that epoch); one still waiting when the
+	 * job ended hung an orted in PMIx_server_finalize (tests/mpi
+	 * nodes8-initfini).
+	 */
 	ask = !(ep->endpoint_addr_valid && ep->endpoint_addr.epoch >= c->epoch) &&
+	      (!ep->endpoint_addr_valid ||
+	       now - ep->endpoint_conn_start >= NINJA_ASK_AFTER_NS) &&
 	      !ep->endpoint_lookup_busy &&
 	      (ep->endpoint_lookup_epoch != c->epoch ||
 	       now - ep->endpoint_lookup_at > 1000000000ull);
@@ -799,6 +895,12 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		/* None known yet: the one published at MPI_Init. */
 		(void)mca_btl_ninja_lookup_addr(ep, 0, 0);
 		ep->endpoint_addr_try = 0;
+	}
+	if (!mca_btl_ninja_auth_have_key(ep->endpoint_name.vpid)) {
+		/* Its secret (published at MPI_Init with the address) is what
+		 * our AUTH proves itself with: not there yet, later. */
+		ep->endpoint_retry_at = now + backoff_ns(ep, now);
+		return;
 	}
 	if (!ep->endpoint_addr_valid ||
 	    ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
@@ -885,13 +987,69 @@ static int send_ready(int fd, bool ok)
 	       0 : -1;
 }
 
-/* Lock held: a connecting socket became writable or readable. */
+/* Lock held: our AUTH, once the acceptor's CHALLENGE is in. */
+static int send_auth(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	ninja_hs_state_t *s = &ep->endpoint_hs;
+
+	hs_fill(&s->auth, NINJA_HS_AUTH, 0, ep->endpoint_name);
+	s->auth.ack = mca_btl_ninja_endpoint_hs_ack(ep);
+	if (c->verbs_on)
+		(void)mca_btl_ninja_verbs_ep_create(ep, &s->auth.verbs);
+	if (mca_btl_ninja_auth_challenge(s, ep->endpoint_name.jobid,
+					 ep->endpoint_name.vpid) != 0)
+		return -1;
+	return send(ep->endpoint_fd, &s->auth, sizeof(s->auth), MSG_NOSIGNAL) ==
+	       (ssize_t)sizeof(s->auth) ? 0 : -1;
+}
+
+/* Lock held: the acceptor's ACK (authenticated): the connection is up. */
+static void connect_acked(mca_btl_ninja_endpoint_t *ep,
+			  const ninja_hs_auth_t *r)
+{
+	bool verbs = false;
+
+	if (r->verbs.valid) {
+		/* The acceptor made a QP for us and waits for READY. */
+		verbs = ep->endpoint_verbs &&
+			mca_btl_ninja_verbs_ep_connect(ep, &r->verbs) ==
+			OPAL_SUCCESS;
+		if (send_ready(ep->endpoint_fd, verbs) != 0) {
+			connect_failed(ep, true, "READY not sent");
+			return;
+		}
+	}
+	if (!verbs)
+		mca_btl_ninja_verbs_ep_destroy(ep);
+	mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
+	ep->endpoint_rx_max = r->max_frame;
+	ep->endpoint_verbs_ready = verbs;
+	mca_btl_ninja_endpoint_replay(ep, r->ack);
+	NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: handshake with %u.%u took "
+		      "%.0f us to connect, %.0f us to answer",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid,
+		      us(ep->endpoint_attempt_at, ep->endpoint_hello_at),
+		      us(ep->endpoint_hello_at, mca_btl_ninja_now_ns()));
+}
+
+/*
+ * Lock held: a connecting socket became writable or readable.  HELLO out,
+ * CHALLENGE in, AUTH out, ACK/NACK in (docs/protocol.md "Handshake").
+ */
 static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	ssize_t n;
+	ninja_hs_state_t *s = &ep->endpoint_hs;
+	const ninja_hs_auth_t *r = &s->rx.msg;
+	int rc;
 
 	if (ep->endpoint_state == NINJA_EP_CONNECTING) {
+		ninja_hs_hello_t hello;
 		int err = 0;
 		socklen_t len = sizeof(err);
 
@@ -900,14 +1058,9 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			connect_failed(ep, true, strerror(err ? err : errno));
 			return;
 		}
-		hs_fill(&ep->endpoint_hs, NINJA_HS_HELLO, 0);
-		ep->endpoint_hs.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-		if (c->verbs_on)
-			(void)mca_btl_ninja_verbs_ep_create(ep,
-							    &ep->endpoint_hs.verbs);
-		n = send(ep->endpoint_fd, &ep->endpoint_hs,
-			 sizeof(ep->endpoint_hs), MSG_NOSIGNAL);
-		if (n != (ssize_t)sizeof(ep->endpoint_hs)) {
+		mca_btl_ninja_auth_hello(s, &hello);
+		if (send(ep->endpoint_fd, &hello, sizeof(hello), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(hello)) {
 			connect_failed(ep, true, "HELLO not sent");
 			return;
 		}
@@ -916,64 +1069,35 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 		ep->endpoint_hello_at = mca_btl_ninja_now_ns();
 		return;
 	}
-	/* NINJA_EP_HELLO: the answer. */
-	n = recv(ep->endpoint_fd, (char *)&ep->endpoint_hs + ep->endpoint_hs_len,
-		 sizeof(ep->endpoint_hs) - ep->endpoint_hs_len, MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	/* NINJA_EP_HELLO: the CHALLENGE, then the answer. */
+	rc = mca_btl_ninja_auth_read(ep->endpoint_fd, s, &ep->endpoint_hs_len);
+	if (rc == 0)
 		return;
-	if (n <= 0) {
+	if (rc < 0) {
+		/* Also what a process that is not the one we want says (an
+		 * address from an earlier epoch now belongs to another). */
 		connect_failed(ep, true, "closed during handshake");
 		return;
 	}
-	ep->endpoint_hs_len += (size_t)n;
-	if (ep->endpoint_hs_len < sizeof(ep->endpoint_hs))
+	if (mca_btl_ninja_auth_at_hello(s)) {
+		if (send_auth(ep) != 0)
+			connect_failed(ep, true, "bad CHALLENGE or AUTH not sent");
 		return;
-	if (ep->endpoint_hs.magic != NINJA_WIRE_MAGIC ||
-	    ep->endpoint_hs.version != NINJA_WIRE_VERSION) {
-		NINJA_ERROR("btl:ninja: bad handshake from %u.%u",
+	}
+	if (mca_btl_ninja_auth_verify_reply(s, ep->endpoint_name.jobid,
+					    ep->endpoint_name.vpid) != 0) {
+		NINJA_ERROR("btl:ninja: rank %u: the answer of %u.%u to our "
+			    "handshake is not authentic", OPAL_PROC_MY_NAME.vpid,
 			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
-		connect_failed(ep, true, "bad handshake");
+		connect_failed(ep, true, "answer not authentic");
 		return;
 	}
-	if (ep->endpoint_hs.type == NINJA_HS_ACK &&
-	    (ep->endpoint_hs.jobid != ep->endpoint_name.jobid ||
-	     ep->endpoint_hs.vpid != ep->endpoint_name.vpid)) {
-		/* An address from an earlier epoch now belongs to another. */
-		connect_failed(ep, true, "answered by another process");
-		return;
-	}
-	switch (ep->endpoint_hs.type) {
-	case NINJA_HS_ACK: {
-		bool verbs = false;
-
-		if (ep->endpoint_hs.verbs.valid) {
-			/* The acceptor made a QP for us and waits for READY. */
-			verbs = ep->endpoint_verbs &&
-				mca_btl_ninja_verbs_ep_connect(
-					ep, &ep->endpoint_hs.verbs) == OPAL_SUCCESS;
-			if (send_ready(ep->endpoint_fd, verbs) != 0) {
-				connect_failed(ep, true, "READY not sent");
-				break;
-			}
-		}
-		if (!verbs)
-			mca_btl_ninja_verbs_ep_destroy(ep);
-		mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
-		ep->endpoint_verbs_ready = verbs;
-		mca_btl_ninja_endpoint_replay(ep, ep->endpoint_hs.ack);
-		NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
-			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-			      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
-		NINJA_VERBOSE(10, "btl:ninja: rank %u: handshake with %u.%u took "
-			      "%.0f us to connect, %.0f us to answer",
-			      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-			      ep->endpoint_name.vpid,
-			      us(ep->endpoint_attempt_at, ep->endpoint_hello_at),
-			      us(ep->endpoint_hello_at, mca_btl_ninja_now_ns()));
+	switch (r->type) {
+	case NINJA_HS_ACK:
+		connect_acked(ep, r);
 		break;
-	}
 	case NINJA_HS_NACK:
-		if (ep->endpoint_hs.reason == NINJA_NACK_RACE) {
+		if (r->reason == NINJA_NACK_RACE) {
 			/* The peer's own connection to us wins; it will
 			 * attach and clear want_connect.  Retry only in case
 			 * it does not (see accept_hello). */
@@ -981,39 +1105,15 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			ep->endpoint_retry_at += 50000000ull;
 			break;
 		}
-		connect_failed(ep, true, ep->endpoint_hs.reason ==
-			       NINJA_NACK_DRAINING ? "peer is draining" :
-			       "peer does not know us");
-		if (ep->endpoint_hs.reason == NINJA_NACK_DRAINING &&
-		    ep->endpoint_hs.epoch > c->epoch &&
+		connect_failed(ep, true, r->reason == NINJA_NACK_DRAINING ?
+			       "peer is draining" : "peer does not know us");
+		if (r->reason == NINJA_NACK_DRAINING && r->epoch > c->epoch &&
 		    c->state == NINJA_RUNNING)
-			drain_start(ep->endpoint_hs.epoch, "handshake");
+			drain_start(r->epoch, "handshake");
 		break;
 	default:
 		connect_failed(ep, true, "bad handshake type");
 		break;
-	}
-}
-
-static void accept_new(void)
-{
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-
-	for (;;) {
-		int fd = accept4(c->listen_fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0)
-			return;
-		if (T.npending == NINJA_MAX_PENDING) {
-			close(fd);
-			continue;
-		}
-		mca_btl_ninja_tcp_tune(fd);
-		T.pending[T.npending].fd = fd;
-		T.pending[T.npending].len = 0;
-		T.pending[T.npending].t = mca_btl_ninja_now_ns();
-		T.npending++;
 	}
 }
 
@@ -1022,6 +1122,34 @@ static void pending_drop(int i, bool close_fd)
 	if (close_fd)
 		close(T.pending[i].fd);
 	T.pending[i] = T.pending[--T.npending];
+}
+
+/*
+ * New connections.  Unauthenticated ones are bounded: when every slot is
+ * taken the oldest goes (a real peer proves itself within a round trip,
+ * an idle one holds a slot at most NINJA_PENDING_NS).
+ */
+static void accept_new(void)
+{
+	int fd;
+
+	while ((fd = mca_btl_ninja_tcp_accept()) >= 0) {
+		pending_accept_t *p;
+
+		if (T.npending == NINJA_MAX_PENDING) {
+			int i, old = 0;
+
+			for (i = 1; i < T.npending; i++)
+				if (T.pending[i].t < T.pending[old].t)
+					old = i;
+			pending_drop(old, true);
+		}
+		mca_btl_ninja_tcp_tune(fd);
+		p = &T.pending[T.npending++];
+		memset(p, 0, sizeof(*p));
+		p->fd = fd;
+		p->t = mca_btl_ninja_now_ns();
+	}
 }
 
 /* Lock held: the connected socket says EOF or an error (nothing unread). */
@@ -1048,25 +1176,22 @@ static bool boot_dead(mca_btl_ninja_endpoint_t *ep)
 			  errno != EINTR);
 }
 
-/* Lock held.  Decide on a HELLO: see docs/design.md, "Handshake". */
+/*
+ * Lock held.  The connector of pending[i] proved it is peer (a process of
+ * this job): decide on its AUTH, see docs/design.md, "Handshake".
+ */
 static void accept_hello(int i)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	pending_accept_t *p = &T.pending[i];
+	const ninja_hs_auth_t *a = &p->hs.auth;
 	opal_process_name_t me = OPAL_PROC_MY_NAME, peer;
 	mca_btl_ninja_endpoint_t *ep;
-	ninja_handshake_t reply;
-	uint32_t peer_ack;
+	ninja_hs_auth_t reply;
 	int fd = p->fd;
 
-	if (p->hs.magic != NINJA_WIRE_MAGIC ||
-	    p->hs.version != NINJA_WIRE_VERSION ||
-	    p->hs.type != NINJA_HS_HELLO) {
-		pending_drop(i, true);
-		return;
-	}
-	peer.jobid = p->hs.jobid;
-	peer.vpid = p->hs.vpid;
+	peer.jobid = a->jobid;
+	peer.vpid = a->vpid;
 	ep = mca_btl_ninja_endpoint_lookup(peer);
 	if (ep && ep->endpoint_state == NINJA_EP_CONNECTED &&
 	    c->state == NINJA_RUNNING && conn_dead(ep)) {
@@ -1079,9 +1204,9 @@ static void accept_hello(int i)
 	if ((!ep && c->state == NINJA_RUNNING) ||
 	    (ep && ep->endpoint_lost_why)) {
 		/* Unknown, or given up on for a protocol error. */
-		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN);
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_UNKNOWN, peer);
 	} else if (c->state != NINJA_RUNNING) {
-		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING);
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_DRAINING, peer);
 	} else if (ep->endpoint_state == NINJA_EP_CONNECTED ||
 		   ((ep->endpoint_state == NINJA_EP_CONNECTING ||
 		     ep->endpoint_state == NINJA_EP_HELLO) &&
@@ -1093,59 +1218,102 @@ static void accept_hello(int i)
 		 * seen die yet; either way keep ours (data may be in it) -
 		 * the peer retries and gets in once we see the old one go.
 		 */
-		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_RACE);
+		hs_fill(&reply, NINJA_HS_NACK, NINJA_NACK_RACE, peer);
 	} else {
 		if (ep->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(ep);
-		hs_fill(&reply, NINJA_HS_ACK, 0);
+		hs_fill(&reply, NINJA_HS_ACK, 0, peer);
 		reply.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-		if (p->hs.verbs.valid && c->verbs_on &&
+		if (a->verbs.valid && c->verbs_on &&
 		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
 		    OPAL_SUCCESS &&
-		    mca_btl_ninja_verbs_ep_connect(ep, &p->hs.verbs) !=
+		    mca_btl_ninja_verbs_ep_connect(ep, &a->verbs) !=
 		    OPAL_SUCCESS) {
 			mca_btl_ninja_verbs_ep_destroy(ep);
 			memset(&reply.verbs, 0, sizeof(reply.verbs));
 		}
-		if (send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
+		if (mca_btl_ninja_auth_reply_mac(&p->hs, &reply) != 0 ||
+		    send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
 		    (ssize_t)sizeof(reply)) {
 			mca_btl_ninja_verbs_ep_destroy(ep);
 			pending_drop(i, true);
 			return;
 		}
-		peer_ack = p->hs.ack;
-		pending_drop(i, false);
 		mca_btl_ninja_endpoint_attach(ep, fd);
+		ep->endpoint_rx_max = a->max_frame;
 		/* Frames go on the QP once the connector says READY. */
 		ep->endpoint_verbs_ready = false;
-		mca_btl_ninja_endpoint_replay(ep, peer_ack);
+		mca_btl_ninja_endpoint_replay(ep, a->ack);
+		pending_drop(i, false);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
 			      me.vpid, peer.jobid, peer.vpid);
 		return;
 	}
-	(void)send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
+	if (mca_btl_ninja_auth_reply_mac(&p->hs, &reply) == 0)
+		(void)send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
 	pending_drop(i, true);
 }
 
+/* A connection that failed to prove it belongs to the job: closed. */
+static void pending_reject(int i, const char *why)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	char ip[INET_ADDRSTRLEN] = "?";
+
+	if (getpeername(T.pending[i].fd, (struct sockaddr *)&sin, &len) == 0)
+		inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof(ip));
+	if (T.n_rejected++ == 0)
+		NINJA_ERROR("btl:ninja: rank %u: closed a connection from %s:%u "
+			    "that did not prove it belongs to this job (%s); "
+			    "later ones are counted at verbose level 10",
+			    OPAL_PROC_MY_NAME.vpid, ip, ntohs(sin.sin_port), why);
+	else
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: connection from %s:%u "
+			      "rejected (%s), %llu so far", OPAL_PROC_MY_NAME.vpid,
+			      ip, ntohs(sin.sin_port), why,
+			      (unsigned long long)T.n_rejected);
+	pending_drop(i, true);
+}
+
+/* Unlocked: pending[i] is readable: its HELLO, then its AUTH. */
 static void pending_event(int i)
 {
 	pending_accept_t *p = &T.pending[i];
-	ssize_t n;
+	ninja_hs_hello_t challenge;
+	int rc = mca_btl_ninja_auth_read(p->fd, &p->hs, &p->len);
 
-	n = recv(p->fd, (char *)&p->hs + p->len, sizeof(p->hs) - p->len,
-		 MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (rc == 0)
 		return;
-	if (n <= 0) {
+	if (rc < 0) {
 		pending_drop(i, true);
 		return;
 	}
-	p->len += (size_t)n;
-	if (p->len == sizeof(p->hs)) {
-		mca_btl_ninja_lock();
-		accept_hello(i);
-		mca_btl_ninja_unlock();
+	if (mca_btl_ninja_auth_at_hello(&p->hs)) {
+		if (mca_btl_ninja_auth_answer_hello(&p->hs, &challenge) != 0) {
+			pending_reject(i, "no HELLO");
+			return;
+		}
+		if (send(p->fd, &challenge, sizeof(challenge), MSG_NOSIGNAL) !=
+		    (ssize_t)sizeof(challenge))
+			pending_drop(i, true);
+		return;
 	}
+	if (mca_btl_ninja_auth_verify_auth(&p->hs) != 0) {
+		pending_reject(i, "bad AUTH");
+		return;
+	}
+	/* A process of the job: its secret signs our answer. */
+	if (!mca_btl_ninja_auth_have_key(p->hs.auth.vpid)) {
+		NINJA_ERROR("btl:ninja: rank %u: no connection secret of %u.%u",
+			    OPAL_PROC_MY_NAME.vpid, p->hs.auth.jobid,
+			    p->hs.auth.vpid);
+		pending_drop(i, true);
+		return;
+	}
+	mca_btl_ninja_lock();
+	accept_hello(i);
+	mca_btl_ninja_unlock();
 }
 
 /* ---------------------------------------------------------------------
@@ -1210,13 +1378,13 @@ static void *ninja_thread(void *arg)
 	enum { K_WAKE, K_LISTEN, K_CTL, K_PENDING, K_CONNECT, K_DRAIN,
 	       K_VERBS, K_BOOT };
 
-	ctl_setup();
 	while (!c->thread_stop) {
 		uint64_t now = mca_btl_ninja_now_ns(), next = now + 1000000000ull;
 		int nfds = 0, i, timeout, pi;
 
 		if (T.have_control && T.ctl_fd < 0 && now >= T.ctl_retry_at)
 			ctl_open();
+		mca_btl_ninja_lookup_collect();	/* PMIx's answers */
 
 		/*
 		 * Connection requests (want_connect) in RUNNING.  Endpoints
@@ -1394,10 +1562,10 @@ static void *ninja_thread(void *arg)
 			    i - pi < T.npending &&
 			    T.pending[i - pi].fd == fds[i].fd)
 				pending_event(i - pi);
-		/* Drop accepted sockets that never said HELLO. */
+		/* Drop accepted sockets that did not prove themselves. */
 		now = mca_btl_ninja_now_ns();
 		for (i = T.npending - 1; i >= 0; i--)
-			if (now > T.pending[i].t + 10000000000ull)
+			if (now > T.pending[i].t + NINJA_PENDING_NS)
 				pending_drop(i, true);
 
 		/* A peer's marker seen by the application thread. */
@@ -1421,8 +1589,6 @@ static void *ninja_thread(void *arg)
 			if (!T.have_control) {
 				/* Nobody to ask: resume right away. */
 				do_resume(true, false);
-			} else if (T.cancel_pending) {
-				do_resume(true, false);
 			} else if (T.resume_pending) {
 				if (!T.resume_at)
 					T.resume_at = mca_btl_ninja_now_ns();
@@ -1445,6 +1611,7 @@ static void *ninja_thread(void *arg)
 		mca_btl_ninja_upgrade_step();
 	}
 	ctl_close();
+	mca_btl_ninja_lookup_collect();	/* frees the answers that came */
 	for (int i = 0; i < T.npending; i++)
 		close(T.pending[i].fd);
 	T.npending = 0;

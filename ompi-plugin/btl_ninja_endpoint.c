@@ -141,6 +141,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_sq_head->sent = 0;
 	ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
 	ep->endpoint_rx_put_left = 0;
+	ep->endpoint_rx_put_reg = NULL;
 	ep->endpoint_rx_get = NULL;	/* its response comes again */
 }
 
@@ -184,6 +185,11 @@ static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 		return -errno;
 	}
 	f->sent += (size_t)r;
+	/* btl_ninja_fault_rdma: the spoiled header is out, a rewrite after
+	 * the peer refused it sends the true one. */
+	if (OPAL_UNLIKELY(f->fault_at) &&
+	    f->sent >= f->iov[0].iov_len + f->iov[1].iov_len)
+		mca_btl_ninja_rdma_fault_sent(f);
 	return f->sent == f->size;
 }
 
@@ -331,6 +337,8 @@ static void frag_sent(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
 {
 	ep->endpoint_tx_frags++;
 	ep->endpoint_tx_bytes += f->size;
+	if (OPAL_UNLIKELY(f->fault_at))
+		mca_btl_ninja_rdma_fault_sent(f);	/* test knob */
 	if (f->hdr.type != NINJA_FRAME_DATA) {
 		mca_btl_ninja_upgrade_sent(f);	/* may start a hold */
 		mca_btl_ninja_frag_return(f);
@@ -1010,12 +1018,15 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 /*
  * Our own tags, delivered whole (the verbs rail, a deferred frame, a
  * request): a put or a get's response is copied to its destination, a
- * get request answered, a deferred get completion made.
+ * get request answered, a deferred get completion made.  Each was
+ * admitted (mca_btl_ninja_rdma_admit) before it was accepted in sequence;
+ * checked again here, where memory is touched (a deferred frame waited).
  */
 static void rdma_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 			void *data, size_t len)
 {
 	mca_btl_ninja_get_t *g = NULL;
+	ninja_frame_hdr_t hdr;
 	ninja_put_hdr_t ph;
 
 	switch (tag) {
@@ -1031,15 +1042,16 @@ static void rdma_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	default:
 		return;
 	}
-	if (len < sizeof(ph)) {
-		mca_btl_ninja_endpoint_protocol_error(ep, "btl/ninja: protocol "
-			"error (short put or get response)");
+	hdr.tag = tag;
+	hdr.len = (uint32_t)len;
+	if (!mca_btl_ninja_rdma_admit(ep, &hdr, data, len, true)) {
+		ep_failed(ep, -EPROTO, "refused a put");
 		return;
 	}
 	memcpy(&ph, data, sizeof(ph));
 	if (tag == NINJA_TAG_GETRESP &&
 	    !(g = mca_btl_ninja_get_find(ep, &ph, len - sizeof(ph))))
-		return;		/* a protocol error, reported */
+		return;		/* admitted above: not reached */
 	memcpy((void *)(uintptr_t)ph.addr, (char *)data + sizeof(ph),
 	       len - sizeof(ph));
 	if (g)
@@ -1099,6 +1111,7 @@ static void rx_put_whole(mca_btl_ninja_endpoint_t *ep, bool app)
 {
 	mca_btl_ninja_get_t *g = ep->endpoint_rx_get;
 
+	ep->endpoint_rx_put_reg = NULL;
 	rx_commit(ep, &ep->endpoint_rx_put_hdr);
 	if (g) {
 		ep->endpoint_rx_get = NULL;
@@ -1111,8 +1124,10 @@ static void rx_put_whole(mca_btl_ninja_endpoint_t *ep, bool app)
  * buffer at p: copy the part of its data that came with them, read the
  * rest in place later (endpoint_rx_put).  Whichever thread reads it
  * writes the destination: ob1 does not look at it before the FIN (put),
- * or the get's completion, which follow.  Returns -1 for a response to
- * no get we asked (a protocol error), else 0.
+ * or the get's completion, which follow.  Returns -1 for a put outside
+ * our registrations or a response to no get we asked (refused, nothing
+ * written, not accepted: the caller closes the connection), else 0.  A
+ * duplicate (skip) is not checked: its data is dropped unread.
  */
 static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
 			const ninja_frame_hdr_t *hdr, unsigned char *p,
@@ -1124,9 +1139,19 @@ static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
 
 	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
 	ep->endpoint_rx_get = NULL;
+	ep->endpoint_rx_put_reg = NULL;
+	if (!skip && !mca_btl_ninja_rdma_admit(ep, hdr, p + sizeof(*hdr),
+					       sizeof(ph), app))
+		return -1;	/* refused, reported */
 	if (hdr->tag == NINJA_TAG_GETRESP && !skip &&
 	    !(ep->endpoint_rx_get = mca_btl_ninja_get_find(ep, &ph, dlen)))
-		return -1;	/* a protocol error, reported */
+		return -1;	/* admitted above: not reached */
+	if (hdr->tag == NINJA_TAG_PUT && !skip && have < dlen) {
+		/* Streams in: a deregistration meanwhile drops the rest. */
+		ep->endpoint_rx_put_reg = ninja_reg_find(
+			&mca_btl_ninja_component.reg, ph.key);
+		ep->endpoint_rx_put_reg->busy = ep;
+	}
 	if (have > dlen)
 		have = dlen;
 	if (!skip)
@@ -1172,6 +1197,19 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 
 			memcpy(&hdr, p, sizeof(hdr));
 			need = sizeof(hdr) + hdr.len;
+			if (OPAL_UNLIKELY(hdr.len > ep->endpoint_rx_max) &&
+			    !(NINJA_FRAME_DATA == hdr.type &&
+			      ninja_tag_in_place(hdr.tag))) {
+				/* Longer than the peer said it would send:
+				 * never buffered (docs/protocol.md, limits). */
+				mca_btl_ninja_endpoint_protocol_error(ep,
+					"btl/ninja: protocol error (frame longer "
+					"than the peer's announced maximum)");
+				ep->endpoint_rx_busy = false;
+				if (app)
+					ep_failed(ep, -EPROTO, "frame too long");
+				return -1;
+			}
 			if (NINJA_FRAME_DATA == hdr.type &&
 			    ninja_tag_in_place(hdr.tag) &&
 			    hdr.len >= sizeof(ninja_put_hdr_t) &&
@@ -1192,7 +1230,8 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 						 app) < 0) {
 					ep->endpoint_rx_busy = false;
 					if (app)
-						ep_failed(ep, -EPROTO, "protocol error");
+						ep_failed(ep, -EPROTO,
+							  "refused an RDMA frame");
 					return -1;
 				}
 				if (ep->endpoint_fd < 0)
@@ -1219,7 +1258,10 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 					      hdr.epoch,
 					      ep->endpoint_name.jobid,
 					      ep->endpoint_name.vpid);
-				if (app && hdr.epoch > c->epoch) {
+				/* Only the next epoch starts a drain early
+				 * (a later one waits for our agent's QUIESCE). */
+				if (app && hdr.epoch > c->epoch &&
+				    hdr.epoch - c->epoch == 1) {
 					/* The peer drains before our agent
 					 * told us: drain too, now. */
 					if (hdr.epoch > c->drain_request)
@@ -1260,6 +1302,18 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
 			if (ep->endpoint_fd < 0)
 				goto out;	/* closed from a callback */
+			if (OPAL_UNLIKELY(ninja_tag_rdma(hdr.tag)) &&
+			    hdr.seq == ep->endpoint_rx_seq &&
+			    !mca_btl_ninja_rdma_admit(ep, &hdr, p + sizeof(hdr),
+						      hdr.len, app)) {
+				/* A get outside our registrations: refused,
+				 * not accepted (its replay comes again). */
+				ep->endpoint_rx_busy = false;
+				if (app)
+					ep_failed(ep, -EPROTO,
+						  "refused an RDMA frame");
+				return -1;
+			}
 			switch (mca_btl_ninja_endpoint_rx_accept(ep, &hdr)) {
 			case 1:
 				break;

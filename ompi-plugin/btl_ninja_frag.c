@@ -53,6 +53,7 @@ mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload)
 	f->in_cq = false;
 	f->cq_release = false;
 	f->absorbed = false;
+	f->fault_at = NULL;
 	f->cq_next = NULL;
 	f->sent = 0;
 	f->base.des_cbfunc = NULL;

@@ -13,8 +13,12 @@
 #include <stdint.h>
 
 #define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
-#define NINJA_WIRE_VERSION	4	/* 3: per-peer seq/ack, replay;
-					 * 4: get emulation, 16-byte put header */
+#define NINJA_WIRE_VERSION	5	/* 3: per-peer seq/ack, replay;
+					 * 4: get emulation, 16-byte put header;
+					 * 5: authenticated handshake, frame
+					 *    length limit, put and get name a
+					 *    registration key (docs/protocol.md
+					 *    section 10) */
 
 /* Frame types. */
 enum {
@@ -40,34 +44,45 @@ enum {
 
 /*
  * Put emulation (btl_put): a DATA frame with this tag carries a
- * ninja_put_hdr_t (the destination address, the receiver's virtual address
- * ob1 sent in its PUT request; id 0) and then the data, which the receiver
- * writes there directly.  The tags are in the BTL-private range
- * (MCA_BTL_TAG_BTL .. +31), which no ob1 callback uses.
+ * ninja_put_hdr_t (the destination: the receiver's virtual address ob1
+ * sent in its PUT request, and the key of the receiver's registration
+ * that covers it, ob1's remote handle) and then the data, which the
+ * receiver writes there directly - only if [addr, addr + data length)
+ * lies inside that registration (docs/protocol.md section 10).  The tags
+ * are in the BTL-private range (MCA_BTL_TAG_BTL .. +31), which no ob1
+ * callback uses.
  */
 #define NINJA_TAG_PUT		0x3f
 
 /*
  * Get emulation (btl_get, ob1's RGET protocol): the reader sends a DATA
- * frame NINJA_TAG_GET with a ninja_get_req_t; the owner of the memory
+ * frame NINJA_TAG_GET with a ninja_get_req_t naming the answerer's
+ * registration (key) and a range inside it; the owner of the memory
  * answers with a DATA frame NINJA_TAG_GETRESP laid out like a put (a
  * ninja_put_hdr_t with the reader's address and the request's id, then
- * the data), which the reader writes in place and then completes the get.
+ * the data), which the reader writes in place - only if it matches a get
+ * it asked and has not been answered - and then completes the get.
  */
 #define NINJA_TAG_GET		0x3e
 #define NINJA_TAG_GETRESP	0x3d
 
 typedef struct ninja_put_hdr {
 	uint64_t addr;		/* destination, receiver's address space */
-	uint64_t id;		/* GETRESP: the request's id; PUT: 0 */
+	union {
+		uint64_t key;	/* PUT: the receiver's registration */
+		uint64_t id;	/* GETRESP: the request's id */
+	};
 } ninja_put_hdr_t;
+_Static_assert(sizeof(ninja_put_hdr_t) == 16, "ninja_put_hdr_t: 16 bytes");
 
 typedef struct ninja_get_req {
+	uint64_t key;		/* the answerer's registration */
 	uint64_t src;		/* data, in the answerer's address space */
 	uint64_t dst;		/* where it goes, in the reader's */
 	uint64_t len;		/* bytes, at most NINJA_PUT_MAX */
 	uint64_t id;		/* the reader's, echoed in the response */
 } ninja_get_req_t;
+_Static_assert(sizeof(ninja_get_req_t) == 40, "ninja_get_req_t: 40 bytes");
 
 /* Tags whose DATA frame the TCP rail reads straight into place. */
 static inline int ninja_tag_in_place(uint8_t tag)
@@ -116,32 +131,69 @@ typedef struct ninja_frame_hdr {
 				 * reconnections; replay and duplicates) */
 } ninja_frame_hdr_t;
 
-/* Connection handshake: the connector sends HELLO, the acceptor ACK/NACK. */
+/*
+ * Connection handshake (wire version 5, docs/protocol.md "Handshake"):
+ *
+ *   connector -> acceptor   HELLO      ninja_hs_hello_t: nonce_c, no identity
+ *   acceptor  -> connector  CHALLENGE  ninja_hs_hello_t: nonce_a, no identity
+ *   connector -> acceptor   AUTH       ninja_hs_auth_t, mac keyed by the
+ *                                      acceptor's secret
+ *   acceptor  -> connector  ACK/NACK   ninja_hs_auth_t, mac keyed by the
+ *                                      connector's secret
+ *
+ * The acceptor reads nothing else and says nothing about itself before
+ * the AUTH's MAC is verified; a connection that fails any check is closed
+ * without an answer.  Frames follow the ACK on the same stream.
+ */
 enum {
 	NINJA_HS_HELLO = 1,
 	NINJA_HS_ACK = 2,
 	NINJA_HS_NACK = 3,
+	NINJA_HS_CHALLENGE = 4,
+	NINJA_HS_AUTH = 5,
 };
 
 /* NACK reasons. */
 enum {
 	NINJA_NACK_DRAINING = 1,	/* acceptor is draining epoch hs.epoch */
 	NINJA_NACK_RACE = 2,		/* simultaneous connect: the other one wins */
-	NINJA_NACK_UNKNOWN = 3,		/* acceptor does not know the connector */
+	NINJA_NACK_UNKNOWN = 3,		/* acceptor gave up on the connector */
 };
 
-typedef struct ninja_handshake {
+#define NINJA_HS_NONCE	32	/* bytes of each side's nonce */
+#define NINJA_HS_MAC	32	/* HMAC-SHA256 */
+#define NINJA_HS_KEY	32	/* each rank's secret */
+
+/* HELLO and CHALLENGE. */
+typedef struct ninja_hs_hello {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint8_t nonce[NINJA_HS_NONCE];
+} ninja_hs_hello_t;
+
+/* AUTH, ACK and NACK: everything before mac is covered by it. */
+typedef struct ninja_hs_auth {
 	uint32_t magic;
 	uint16_t version;
 	uint16_t type;
 	uint32_t jobid;		/* sender's process name */
 	uint32_t vpid;
+	uint32_t peer_jobid;	/* whom the sender believes it talks to */
+	uint32_t peer_vpid;
 	uint32_t epoch;		/* sender's current epoch */
 	uint32_t reason;	/* NACK reason */
-	uint32_t ack;		/* HELLO, ACK: next DATA seq the sender
+	uint32_t ack;		/* AUTH, ACK: next DATA seq the sender
 				 * expects from the receiver (replay point) */
-	uint32_t pad;
+	uint32_t max_frame;	/* largest len the sender puts in a frame
+				 * read into a buffer (all but in-place) */
 	ninja_verbs_info_t verbs;	/* valid = 0: TCP only */
-} ninja_handshake_t;
+	uint8_t mac[NINJA_HS_MAC];
+} ninja_hs_auth_t;
+
+_Static_assert(sizeof(ninja_verbs_info_t) == 40, "verbs info is 40 bytes");
+_Static_assert(sizeof(ninja_hs_hello_t) == 40, "HELLO is 40 bytes");
+_Static_assert(sizeof(ninja_hs_auth_t) == 112, "AUTH/ACK is 112 bytes");
+_Static_assert(sizeof(ninja_frame_hdr_t) == 16, "frame header is 16 bytes");
 
 #endif /* NINJA_BTL_NINJA_HDR_H */

@@ -3,8 +3,9 @@
  *
  * btl_ninja_rail_tcp.c - the TCP rail's discovery and addressing: which
  * interfaces to use (re-evaluated at every resume, since a migrated VM may
- * find different ones), the listening socket, and the run-time publication
- * and lookup of addresses through PMIx.
+ * find different ones), the listening sockets (one per selected address),
+ * and the run-time publication and lookup of addresses - and, once, of the
+ * connection secret - through PMIx.
  *
  * Addresses are republished after every drain epoch with the epoch inside
  * the value.  The PMIx client API is called directly, not through
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,41 +158,173 @@ void mca_btl_ninja_tcp_tune(int fd)
 }
 
 /*
- * One listening socket on the wildcard address for the life of the job:
- * it survives interfaces coming and going, and the port it got stays
- * valid, so only the IP list changes from one epoch to the next.
+ * Listening sockets: one per address the rail selected (btl_ninja_if_include
+ * / if_exclude), all on the same port, so nothing listens on an interface
+ * the user excluded.  c->listen_fd is an epoll set of them, which the
+ * control thread polls as one descriptor.  The port stays the same for the
+ * life of the job; the set follows the addresses at every publication
+ * (mca_btl_ninja_publish, after a resume's rediscovery).
  */
-int mca_btl_ninja_tcp_listen(void)
+static struct {
+	int fd[NINJA_MAX_ADDRS];
+	uint32_t ip[NINJA_MAX_ADDRS];
+	int n;
+	uint16_t port;		/* network order, 0 before the first bind */
+	int next;		/* round robin of accept */
+} L;
+
+/* A listening socket on ip:port (network order; port 0: any), or -1. */
+static int listen_on(uint32_t ip, uint16_t port, uint16_t *bound)
 {
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
-	int fd, one = 1, port;
+	int fd, one = 1;
 
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return OPAL_ERROR;
+		return -1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_ANY);
-	for (port = c->port_min; ; port++) {
-		sin.sin_port = htons((uint16_t)port);
-		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-			break;
-		if (port == 0 || port >= c->port_min + 1000 || port >= 65535) {
-			close(fd);
-			return OPAL_ERROR;
-		}
-	}
-	if (listen(fd, 128) != 0 ||
+	sin.sin_addr.s_addr = ip;
+	sin.sin_port = port;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    listen(fd, 128) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
 		close(fd);
-		return OPAL_ERROR;
+		return -1;
 	}
-	c->listen_fd = fd;
-	c->my_addr.port = sin.sin_port;
-	return OPAL_SUCCESS;
+	if (bound)
+		*bound = sin.sin_port;
+	return fd;
+}
+
+static int listen_add(uint32_t ip, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	ev.data.fd = fd;
+	if (epoll_ctl(mca_btl_ninja_component.listen_fd, EPOLL_CTL_ADD, fd,
+		      &ev) != 0) {
+		close(fd);
+		return -1;
+	}
+	L.fd[L.n] = fd;
+	L.ip[L.n++] = ip;
+	return 0;
+}
+
+static void listen_drop(int i)
+{
+	(void)epoll_ctl(mca_btl_ninja_component.listen_fd, EPOLL_CTL_DEL,
+			L.fd[i], NULL);
+	close(L.fd[i]);
+	L.n--;
+	L.fd[i] = L.fd[L.n];
+	L.ip[i] = L.ip[L.n];
+}
+
+void mca_btl_ninja_tcp_listen_close(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	while (L.n > 0)
+		listen_drop(L.n - 1);
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	c->listen_fd = -1;
+}
+
+/* Every address of my_addr on one port: the first that all of them take. */
+int mca_btl_ninja_tcp_listen(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_addr_t *a = &c->my_addr;
+	int tries, k;
+
+	c->listen_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (c->listen_fd < 0)
+		return OPAL_ERROR;
+	for (tries = 0; tries <= 1000; tries++) {
+		uint16_t port = 0;
+		int port_h = c->port_min > 0 ? c->port_min + tries : 0;
+
+		if (port_h > 65535)
+			break;
+		for (k = 0; k < a->naddr; k++) {
+			int fd = listen_on(a->ip[k], k ? port : htons((uint16_t)port_h),
+					   k ? NULL : &port);
+
+			if (fd < 0 || listen_add(a->ip[k], fd) != 0)
+				break;
+		}
+		if (k == a->naddr && a->naddr > 0) {
+			L.port = port;
+			a->port = port;
+			return OPAL_SUCCESS;
+		}
+		while (L.n > 0)
+			listen_drop(L.n - 1);
+	}
+	mca_btl_ninja_tcp_listen_close();
+	return OPAL_ERROR;
+}
+
+/*
+ * Control thread: the listening set follows my_addr (rediscovered at a
+ * resume): sockets of addresses gone are closed, new addresses get one
+ * on our port; an address that cannot have it is not published.
+ */
+static void listen_sync(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	mca_btl_ninja_addr_t *a = &c->my_addr;
+	int i, k, n;
+
+	if (c->listen_fd < 0)
+		return;
+	for (i = L.n - 1; i >= 0; i--) {
+		for (k = 0; k < a->naddr && a->ip[k] != L.ip[i]; k++)
+			;
+		if (k == a->naddr)
+			listen_drop(i);
+	}
+	for (k = 0, n = 0; k < a->naddr; k++) {
+		int fd;
+
+		for (i = 0; i < L.n && L.ip[i] != a->ip[k]; i++)
+			;
+		if (i == L.n && ((fd = listen_on(a->ip[k], L.port, NULL)) < 0 ||
+				 listen_add(a->ip[k], fd) != 0)) {
+			char ipstr[INET_ADDRSTRLEN];
+
+			inet_ntop(AF_INET, &a->ip[k], ipstr, sizeof(ipstr));
+			NINJA_ERROR("btl:ninja: cannot listen on %s port %u (%s): "
+				    "address not used", ipstr, ntohs(L.port),
+				    strerror(errno));
+			continue;
+		}
+		a->ip[n++] = a->ip[k];
+	}
+	a->naddr = (uint16_t)n;
+}
+
+/* Control thread: one connection from any listening socket, or -1. */
+int mca_btl_ninja_tcp_accept(void)
+{
+	int i;
+
+	for (i = 0; i < L.n; i++) {
+		int k = (L.next + i) % L.n;
+		int fd = accept4(L.fd[k], NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			L.next = (k + 1) % L.n;
+			return fd;
+		}
+	}
+	return -1;
 }
 
 static pmix_proc_t my_pmix;
@@ -245,6 +379,7 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 
 	if (!pmix_up)
 		return OPAL_ERR_NOT_AVAILABLE;
+	listen_sync();
 	c->my_addr.epoch = epoch;
 	addr_key(key, sizeof(key), epoch);
 	memset(&val, 0, sizeof(val));
@@ -262,6 +397,52 @@ int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
 	return OPAL_SUCCESS;
 }
 
+/*
+ * The connection secret (btl_ninja_auth.c): published once, at init, for
+ * the modex; only processes of the job can read it back.
+ */
+#define NINJA_KEY_KEY "btl.ninja.key"
+
+int mca_btl_ninja_publish_key(const void *key, size_t len)
+{
+	pmix_value_t val;
+	pmix_status_t rc;
+
+	if (!pmix_up)
+		return OPAL_ERR_NOT_AVAILABLE;
+	memset(&val, 0, sizeof(val));
+	val.type = PMIX_BYTE_OBJECT;
+	val.data.bo.bytes = (char *)key;
+	val.data.bo.size = len;
+	rc = PMIx_Put(PMIX_GLOBAL, NINJA_KEY_KEY, &val);
+	if (rc != PMIX_SUCCESS) {
+		NINJA_ERROR("btl:ninja: publishing the connection secret failed: %s",
+			    PMIx_Error_string(rc));
+		return OPAL_ERROR;
+	}
+	return OPAL_SUCCESS;
+}
+
+/* Number of processes in our job (PMIX_JOB_SIZE), 0 if unknown. */
+uint32_t mca_btl_ninja_job_size(void)
+{
+	pmix_value_t *val = NULL;
+	pmix_proc_t job;
+	uint32_t n = 0;
+
+	if (!pmix_up)
+		return 0;
+	memset(&job, 0, sizeof(job));
+	memcpy(job.nspace, my_pmix.nspace, sizeof(job.nspace));
+	job.rank = PMIX_RANK_WILDCARD;
+	if (PMIx_Get(&job, PMIX_JOB_SIZE, NULL, 0, &val) != PMIX_SUCCESS || !val)
+		return 0;
+	if (val->type == PMIX_UINT32)
+		n = val->data.uint32;
+	PMIX_VALUE_RELEASE(val);
+	return n;
+}
+
 /* Peers are ranks of our own job: same namespace, rank = vpid. */
 static void peer_proc(pmix_proc_t *peer, uint32_t vpid)
 {
@@ -270,52 +451,112 @@ static void peer_proc(pmix_proc_t *peer, uint32_t vpid)
 	peer->rank = vpid;
 }
 
+/* A peer's connection secret (blocking read; control thread). */
+int mca_btl_ninja_lookup_key(uint32_t vpid, void *key, size_t len)
+{
+	pmix_value_t *val = NULL;
+	pmix_proc_t peer;
+	int rc = OPAL_SUCCESS;
+
+	if (!pmix_up)
+		return OPAL_ERR_NOT_AVAILABLE;
+	peer_proc(&peer, vpid);
+	if (PMIx_Get(&peer, NINJA_KEY_KEY, NULL, 0, &val) != PMIX_SUCCESS ||
+	    !val)
+		return OPAL_ERR_NOT_FOUND;
+	if (val->type != PMIX_BYTE_OBJECT || val->data.bo.size != len)
+		rc = OPAL_ERR_BAD_PARAM;
+	else
+		memcpy(key, val->data.bo.bytes, len);
+	PMIX_VALUE_RELEASE(val);
+	return rc;
+}
+
 /* A background read of a peer's address (mca_btl_ninja_lookup_addr_nb). */
-typedef struct {
+typedef struct lookup_req {
+	struct lookup_req *next;
 	opal_process_name_t name;
 	uint32_t epoch;
 	pmix_info_t info[1];
 	int wait_s;
+	bool ok;
+	mca_btl_ninja_addr_t addr;
 } lookup_req_t;
 
 /*
- * PMIx's progress thread: the answer.  The endpoint is found again by
- * name under the lock (at finalize there is none any more); the control
- * thread adopts the address at its next connection attempt.
+ * Answers waiting for the control thread.  PMIx's thread only takes this
+ * lock, held for a pointer swap, never the component lock: the
+ * application's thread holds that one while ob1 runs in a receive
+ * callback, and ob1 may call PMIx_Get from there (ompi_proc_for_name for
+ * a peer it has not met yet), which waits for PMIx's thread.  Taking the
+ * component lock here hung ranks after a few dozen drain cycles.
  */
+static pthread_mutex_t lookup_lock = PTHREAD_MUTEX_INITIALIZER;
+static lookup_req_t *lookup_answers;
+
+static void lookup_free(lookup_req_t *r)
+{
+	PMIX_INFO_DESTRUCT(&r->info[0]);
+	free(r);
+}
+
+/* PMIx's progress thread: the answer, queued for the control thread. */
 static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
 {
 	lookup_req_t *r = cbdata;
-	mca_btl_ninja_endpoint_t *ep;
-	bool ok = st == PMIX_SUCCESS && kv && kv->type == PMIX_BYTE_OBJECT &&
-		  kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
 
 	if (mca_btl_ninja_component.finalized) {
 		/* The job is over (Open MPI may be gone too): just free. */
-		PMIX_INFO_DESTRUCT(&r->info[0]);
-		free(r);
+		lookup_free(r);
 		return;
 	}
-	mca_btl_ninja_lock();
-	ep = mca_btl_ninja_endpoint_lookup(r->name);
-	if (ep && ep->endpoint_lookup_busy &&
-	    ep->endpoint_lookup_epoch == r->epoch) {
-		ep->endpoint_lookup_busy = false;
-		if (ok) {
-			memcpy(&ep->endpoint_lookup_addr, kv->data.bo.bytes,
-			       sizeof(mca_btl_ninja_addr_t));
-			ep->endpoint_lookup_done = true;
-			if (ep->endpoint_state == NINJA_EP_CLOSED)
-				ep->endpoint_retry_at = 0;	/* use it now */
-		}
-	}
-	mca_btl_ninja_unlock();
+	r->ok = st == PMIX_SUCCESS && kv && kv->type == PMIX_BYTE_OBJECT &&
+		kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
+	if (r->ok)
+		memcpy(&r->addr, kv->data.bo.bytes, sizeof(r->addr));
 	NINJA_VERBOSE(20, "btl:ninja: address of %u.%u for epoch %u: %s",
 		      r->name.jobid, r->name.vpid, r->epoch,
-		      ok ? "found" : PMIx_Error_string(st));
+		      r->ok ? "found" : PMIx_Error_string(st));
+	pthread_mutex_lock(&lookup_lock);
+	r->next = lookup_answers;
+	lookup_answers = r;
+	pthread_mutex_unlock(&lookup_lock);
 	mca_btl_ninja_wake();
-	PMIX_INFO_DESTRUCT(&r->info[0]);
-	free(r);
+}
+
+/*
+ * Control thread, without the lock: hand the answers to their endpoints
+ * (found again by name); the next connection attempt adopts the address,
+ * at once if the endpoint is idle.
+ */
+void mca_btl_ninja_lookup_collect(void)
+{
+	lookup_req_t *r, *next;
+
+	pthread_mutex_lock(&lookup_lock);
+	r = lookup_answers;
+	lookup_answers = NULL;
+	pthread_mutex_unlock(&lookup_lock);
+	if (!r)
+		return;
+	mca_btl_ninja_lock();
+	for (; r; r = next) {
+		mca_btl_ninja_endpoint_t *ep = mca_btl_ninja_endpoint_lookup(r->name);
+
+		next = r->next;
+		if (ep && ep->endpoint_lookup_busy &&
+		    ep->endpoint_lookup_epoch == r->epoch) {
+			ep->endpoint_lookup_busy = false;
+			if (r->ok) {
+				ep->endpoint_lookup_addr = r->addr;
+				ep->endpoint_lookup_done = true;
+				if (ep->endpoint_state == NINJA_EP_CLOSED)
+					ep->endpoint_retry_at = 0;	/* use it now */
+			}
+		}
+		lookup_free(r);
+	}
+	mca_btl_ninja_unlock();
 }
 
 /*
@@ -345,8 +586,7 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 	peer_proc(&peer, name.vpid);
 	rc = PMIx_Get_nb(&peer, key, r->info, 1, lookup_cb, r);
 	if (rc != PMIX_SUCCESS) {
-		PMIX_INFO_DESTRUCT(&r->info[0]);
-		free(r);
+		lookup_free(r);
 		return OPAL_ERROR;
 	}
 	return OPAL_SUCCESS;

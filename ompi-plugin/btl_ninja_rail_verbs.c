@@ -728,7 +728,24 @@ bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
 static void deliver(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
 		    uint8_t tag, void *data, size_t len, bool app)
 {
-	int ok = mca_btl_ninja_endpoint_rx_accept(ep, h);
+	ninja_frame_hdr_t whole;
+	int ok;
+
+	if (OPAL_UNLIKELY(ninja_tag_rdma(tag)) &&
+	    h->seq == ep->endpoint_rx_seq) {
+		/* A put or get outside our registrations: refused before it
+		 * is accepted, the connection rebuilt (its replay comes
+		 * again).  h is the last piece's header: the whole frame is
+		 * tag, len. */
+		whole = *h;
+		whole.tag = tag;
+		whole.len = (uint32_t)len;
+		if (!mca_btl_ninja_rdma_admit(ep, &whole, data, len, app)) {
+			ep->endpoint_verbs->broken = true;
+			return;
+		}
+	}
+	ok = mca_btl_ninja_endpoint_rx_accept(ep, h);
 
 	if (ok < 0) {
 		ep->endpoint_verbs->broken = true;	/* reconnect, replay */

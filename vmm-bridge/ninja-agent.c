@@ -5,20 +5,31 @@
  * controllers (ninja-ctl) connect to one unix socket; the node aggregation
  * state machine from common/ninja_agg.c does the protocol work.
  *
- *   ninja-agent --listen unix:PATH [--verbose] [--foreground] [--pidfile F]
+ *   ninja-agent --listen unix:PATH [--socket-mode M] [--socket-group G]
+ *               [--operator-group G] [--max-ranks-per-user N] [--verbose]
+ *               [--foreground] [--pidfile F]
  *
  * A connection whose first line is "HELLO <v> host" is a host connection;
  * any other is a rank slot.  Single-threaded poll() loop, non-blocking
  * sockets, a line assembler and a bounded output queue per connection.
- * See docs/protocol.md.
+ *
+ * Who may do what (docs/protocol.md, "Who may send what"): the socket is
+ * created with --socket-mode/--socket-group (0660, the agent's group), and
+ * every connection's credentials (SO_PEERCRED) are taken at accept: a rank
+ * registers only a pid that is the connecting process or one of its uid's
+ * processes; a non-root user holds at most --max-ranks-per-user slots; the
+ * host verbs that change state for others (QUIESCE, RESUME, CANCEL, EVENT)
+ * are accepted from root and members of --operator-group only.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +49,12 @@
  * A protocol exchange is a few lines per epoch; 64 KiB is >100 full lines.
  */
 #define VMM_AGENT_OUTQ_MAX	(64 * 1024)
+/* Slots a non-root user may hold by default (--max-ranks-per-user). */
+#define VMM_AGENT_USER_RANKS	64
+/* Connections a non-root user may hold beyond its rank slots. */
+#define VMM_AGENT_USER_EXTRA	8
+/* accept() out of descriptors or memory: stop accepting this long. */
+#define VMM_AGENT_ACCEPT_PAUSE_MS	100
 
 enum vmm_conn_kind {
 	VMM_CONN_NEW = 0,	/* no line yet: role unknown */
@@ -54,6 +71,10 @@ struct vmm_conn {
 	int slot;		/* VMM_CONN_RANK: ninja_agg slot */
 	bool dead;		/* close at the end of this loop turn */
 	bool close_after_flush;
+	bool oper;		/* root or --operator-group: may QUIESCE */
+	uid_t uid;		/* SO_PEERCRED at accept */
+	gid_t gid;
+	pid_t pid;
 	struct ninja_lineq q;
 	char *out;		/* pending output out[out_off..out_len) */
 	size_t out_off, out_len;
@@ -73,7 +94,12 @@ struct vmm_agent {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	ino_t path_ino;
 	const char *pidfile;
-	uint64_t n_overflow, n_refused;
+	mode_t sock_mode;
+	gid_t sock_gid;
+	gid_t oper_gid;		/* (gid_t)-1: root only */
+	unsigned int user_ranks;	/* per non-root uid, 0: no limit */
+	int64_t accept_paused_until;	/* vmm_now_ns(); 0: accepting */
+	uint64_t n_overflow, n_refused, n_denied, n_accept_pause;
 };
 
 static struct vmm_agent agent;
@@ -252,6 +278,73 @@ static bool is_blank(const char *line, size_t len)
 	return true;
 }
 
+/* Answer ERR not-allowed to c alone (never a state change). */
+static void deny(struct vmm_conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void deny(struct vmm_conn *c, const char *fmt, ...)
+{
+	char buf[NINJA_LINE_MAX], d[48];
+	va_list ap;
+	int n;
+
+	n = snprintf(buf, sizeof(buf) - 1, "ERR %s %s: ",
+		     ninja_err_name(NINJA_EROLE), ninja_strerror(NINJA_EROLE));
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - 1 - n, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	agent.agg.n_err[NINJA_EROLE]++;
+	agent.n_denied++;
+	vmm_log("%s (uid %u pid %d): denied: %.*s", conn_desc(c, d, sizeof(d)),
+		(unsigned int)c->uid, (int)c->pid, n, buf);
+	buf[n++] = '\n';
+	conn_queue(c, buf, (size_t)n);
+}
+
+/* Is pid a process of uid?  (/proc/<pid> belongs to its owner.) */
+static bool pid_of_uid(uint64_t pid, uid_t uid)
+{
+	char path[32];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%llu", (unsigned long long)pid);
+	return stat(path, &st) == 0 && st.st_uid == uid;
+}
+
+/*
+ * May c send this line?  Host verbs that change what every rank does are
+ * for operators only; a REGISTER must name one of the sender's processes.
+ * Malformed lines pass: the state machine answers them.
+ */
+static bool allowed(struct vmm_conn *c, const char *line, size_t len)
+{
+	struct ninja_msg m;
+	uint64_t pid;
+
+	if (c->oper || ninja_parse_line(line, len, &m))
+		return true;
+	if (c->kind == VMM_CONN_HOST) {
+		if (m.verb != NINJA_V_QUIESCE && m.verb != NINJA_V_RESUME &&
+		    m.verb != NINJA_V_CANCEL && m.verb != NINJA_V_EVENT)
+			return true;
+		deny(c, "%s needs root or the operator group (uid %u)",
+		     ninja_verb_name(m.verb), (unsigned int)c->uid);
+		return false;
+	}
+	if (m.verb != NINJA_V_REGISTER)
+		return true;
+	if (ninja_msg_get_u64(&m, "pid", &pid)) {
+		deny(c, "REGISTER needs pid=<the rank's pid>");
+		return false;
+	}
+	if (pid == (uint64_t)c->pid || pid_of_uid(pid, c->uid))
+		return true;
+	deny(c, "REGISTER pid=%llu is not a process of uid %u",
+	     (unsigned long long)pid, (unsigned int)c->uid);
+	return false;
+}
+
 static void conn_line(void *ctx, const char *line, size_t len, int err)
 {
 	struct vmm_conn *c = ctx;
@@ -265,15 +358,18 @@ static void conn_line(void *ctx, const char *line, size_t len, int err)
 		if (!err && is_host_hello(line, len)) {
 			c->kind = VMM_CONN_HOST;
 		} else {
-			int slot = ninja_agg_open(&agent.agg);
+			int slot = ninja_agg_open_uid(&agent.agg, c->uid,
+						      c->uid ?
+						      agent.user_ranks : 0);
 
 			if (slot < 0) {
 				char buf[128];
 				int n = snprintf(buf, sizeof(buf),
-						 "ERR %s %s (max %d)\n",
+						 "ERR %s %s (max %d, %u per user)\n",
 						 ninja_err_name(slot),
 						 ninja_strerror(slot),
-						 NINJA_AGG_MAX_RANKS);
+						 NINJA_AGG_MAX_RANKS,
+						 agent.user_ranks);
 
 				agent.n_refused++;
 				vmm_log("%s: refused: %s",
@@ -293,6 +389,8 @@ static void conn_line(void *ctx, const char *line, size_t len, int err)
 	}
 	if (agent.verbose)
 		log_line(c, "<", line, len, err ? " [too long, cut]" : "");
+	if (!err && !allowed(c, line, len))
+		return;
 	if (c->kind == VMM_CONN_HOST) {
 		agent.cur_host = c;
 		if (err)
@@ -369,19 +467,93 @@ static void reap(void)
 	}
 }
 
+/* Is the peer root or in the operator group (primary or supplementary)? */
+static bool peer_is_operator(int fd, const struct ucred *cr)
+{
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+	size_t i;
+
+	if (cr->uid == 0)
+		return true;
+	if (agent.oper_gid == (gid_t)-1)
+		return false;
+	if (cr->gid == agent.oper_gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return false;
+	for (i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == agent.oper_gid)
+			return true;
+	return false;
+}
+
+static int user_conns(uid_t uid)
+{
+	int i, n = 0;
+
+	for (i = 0; i < agent.nconns; i++)
+		n += agent.conns[i]->uid == uid;
+	return n;
+}
+
+/* Refuse a connection with one line (best effort) and close it. */
+static void refuse(int fd, const char *msg)
+{
+	agent.n_refused++;
+	if (send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* best effort */
+	}
+	close(fd);
+}
+
+/* Out of descriptors (or memory): accepting again at once would spin. */
+static bool accept_should_pause(int err)
+{
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return false;
+	if (!agent.accept_paused_until || agent.verbose)
+		vmm_log("accept: %s: not accepting for %d ms", strerror(err),
+			VMM_AGENT_ACCEPT_PAUSE_MS);
+	agent.n_accept_pause++;
+	agent.accept_paused_until = vmm_now_ns() +
+		VMM_AGENT_ACCEPT_PAUSE_MS * 1000000LL;
+	return true;
+}
+
 static void do_accept(void)
 {
 	for (;;) {
 		int fd = accept4(agent.listen_fd, NULL, NULL,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		socklen_t crlen = sizeof(struct ucred);
+		struct ucred cr;
 		struct vmm_conn *c;
 
 		if (fd < 0) {
 			if (errno == EINTR)
 				continue;
+			if (accept_should_pause(errno))
+				return;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				vmm_log("accept: %s", strerror(errno));
 			return;
+		}
+		agent.accept_paused_until = 0;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0) {
+			vmm_log("SO_PEERCRED: %s; refusing a connection",
+				strerror(errno));
+			refuse(fd, "ERR not-allowed no peer credentials\n");
+			continue;
+		}
+		if (cr.uid && agent.user_ranks &&
+		    user_conns(cr.uid) >= (int)(agent.user_ranks +
+						VMM_AGENT_USER_EXTRA)) {
+			vmm_log("refusing a connection of uid %u: %u already open",
+				(unsigned int)cr.uid,
+				agent.user_ranks + VMM_AGENT_USER_EXTRA);
+			refuse(fd, "ERR full too many connections of this user\n");
+			continue;
 		}
 		if (agent.nconns == VMM_AGENT_MAX_CONNS) {
 			static const char msg[] =
@@ -410,19 +582,26 @@ static void do_accept(void)
 		c->fd = fd;
 		c->id = ++agent.next_id;
 		c->slot = -1;
+		c->uid = cr.uid;
+		c->gid = cr.gid;
+		c->pid = cr.pid;
+		c->oper = peer_is_operator(fd, &cr);
 		ninja_lineq_init(&c->q);
 		agent.conns[agent.nconns++] = c;
 		if (agent.verbose)
-			vmm_log("#%u connected", c->id);
+			vmm_log("#%u connected (uid %u gid %u pid %d%s)", c->id,
+				(unsigned int)cr.uid, (unsigned int)cr.gid,
+				(int)cr.pid, c->oper ? ", operator" : "");
 	}
 }
 
 static int listen_on(const char *spec)
 {
-	struct sockaddr_un sa;
+	struct sockaddr_un sa, tmp;
 	struct stat st;
+	mode_t old_mask;
 	char err[512];
-	int fd;
+	int fd, r, n;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -461,13 +640,32 @@ static int listen_on(const char *spec)
 			goto fail;
 		}
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		vmm_log("cannot bind %s: %s", sa.sun_path, strerror(errno));
+	/*
+	 * The socket appears at PATH only when it listens with its mode and
+	 * group: made under a temporary name (umask 0177: nobody else can
+	 * connect meanwhile), then renamed into place.
+	 */
+	tmp = sa;
+	n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%ld",
+		     sa.sun_path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp.sun_path))
+		tmp = sa;	/* no room for a suffix: bind PATH itself */
+	old_mask = umask(0177);
+	r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
+	umask(old_mask);
+	if (r < 0) {
+		vmm_log("cannot bind %s: %s", tmp.sun_path, strerror(errno));
 		goto fail;
 	}
-	if (listen(fd, 128) < 0) {
-		vmm_log("listen %s: %s", sa.sun_path, strerror(errno));
-		unlink(sa.sun_path);
+	if (listen(fd, 128) < 0 ||
+	    chown(tmp.sun_path, (uid_t)-1, agent.sock_gid) < 0 ||
+	    chmod(tmp.sun_path, agent.sock_mode) < 0 ||
+	    (strcmp(tmp.sun_path, sa.sun_path) &&
+	     rename(tmp.sun_path, sa.sun_path) < 0)) {
+		vmm_log("cannot set up %s (group %u, mode %04o): %s",
+			sa.sun_path, (unsigned int)agent.sock_gid,
+			(unsigned int)agent.sock_mode, strerror(errno));
+		unlink(tmp.sun_path);
 		goto fail;
 	}
 	if (stat(sa.sun_path, &st) == 0)
@@ -534,16 +732,47 @@ static int setup_signals(void)
 	return agent.sig_fd < 0 ? -1 : 0;
 }
 
+/* A group name or number; prints the error itself. */
+static int parse_group(const char *s, gid_t *gid)
+{
+	struct group *gr;
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (s[0] && !*end && !errno && s[0] != '-' && v < (gid_t)-1) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	gr = getgrnam(s);
+	if (!gr) {
+		fprintf(stderr, "ninja-agent: no group '%s'\n", s);
+		return -1;
+	}
+	*gid = gr->gr_gid;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ninja-agent --listen unix:PATH [--verbose] [--foreground] [--pidfile FILE]\n"
+		"usage: ninja-agent --listen unix:PATH [--socket-mode MODE] [--socket-group GROUP]\n"
+		"                   [--operator-group GROUP] [--max-ranks-per-user N]\n"
+		"                   [--verbose] [--foreground] [--pidfile FILE]\n"
 		"\n"
 		"User-space Ninja node agent (the role kmod/ninja.ko plays in a VM).\n"
 		"Ranks (btl_ninja_control=unix:PATH) and controllers (ninja-ctl) connect\n"
 		"to PATH; a connection that starts with \"HELLO 1 host\" is a controller.\n"
 		"\n"
 		"  --listen unix:PATH  socket to create (a stale socket there is replaced)\n"
+		"  --socket-mode MODE  octal mode of PATH (default 0660)\n"
+		"  --socket-group GROUP  group of PATH, name or number (default: the\n"
+		"                      agent's group); who may connect at all\n"
+		"  --operator-group GROUP  members may QUIESCE, RESUME, CANCEL and send\n"
+		"                      EVENT (default: root only)\n"
+		"  --max-ranks-per-user N  rank slots one non-root user may hold\n"
+		"                      (default 64, 0: no limit; the node has 256)\n"
 		"  --verbose, -v       log connections and every line in/out to stderr\n"
 		"  --foreground        stay in the foreground (the default; accepted for\n"
 		"                      compatibility)\n"
@@ -559,6 +788,10 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "socket-mode", required_argument, NULL, 'm' },
+		{ "socket-group", required_argument, NULL, 'g' },
+		{ "operator-group", required_argument, NULL, 'o' },
+		{ "max-ranks-per-user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -569,8 +802,42 @@ int main(int argc, char **argv)
 
 	vmm_set_progname(argv[0]);
 	agent.listen_fd = agent.sig_fd = -1;
+	agent.sock_mode = 0660;
+	agent.sock_gid = getegid();
+	agent.oper_gid = (gid_t)-1;
+	agent.user_ranks = VMM_AGENT_USER_RANKS;
 	while ((o = getopt_long(argc, argv, "l:vfp:h", opts, NULL)) != -1) {
+		unsigned long v;
+		char *end;
+
 		switch (o) {
+		case 'm':
+			errno = 0;
+			v = strtoul(optarg, &end, 8);
+			if (errno || end == optarg || *end || v > 0777) {
+				fprintf(stderr, "ninja-agent: --socket-mode '%s' is not an octal mode (e.g. 0660)\n",
+					optarg);
+				return 1;
+			}
+			agent.sock_mode = (mode_t)v;
+			break;
+		case 'g':
+		case 'o':
+			if (parse_group(optarg, o == 'g' ? &agent.sock_gid :
+					&agent.oper_gid))
+				return 1;
+			break;
+		case 'u':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' ||
+			    v > NINJA_AGG_MAX_RANKS) {
+				fprintf(stderr, "ninja-agent: --max-ranks-per-user '%s' is not 0..%d\n",
+					optarg, NINJA_AGG_MAX_RANKS);
+				return 1;
+			}
+			agent.user_ranks = (unsigned int)v;
+			break;
 		case 'l':
 			listen_spec = optarg;
 			break;
@@ -623,16 +890,30 @@ int main(int argc, char **argv)
 		cleanup();
 		return 1;
 	}
-	vmm_log("listening on unix:%s (protocol %d, max %d ranks)",
-		agent.path, NINJA_PROTO_VERSION, NINJA_AGG_MAX_RANKS);
+	vmm_log("listening on unix:%s (protocol %d, max %d ranks, %u per user; mode %04o group %u; operators: root%s)",
+		agent.path, NINJA_PROTO_VERSION, NINJA_AGG_MAX_RANKS,
+		agent.user_ranks, (unsigned int)agent.sock_mode,
+		(unsigned int)agent.sock_gid,
+		agent.oper_gid == (gid_t)-1 ? "" : " and the operator group");
 
 	for (;;) {
 		int i, n = 2, r;
 		/* conns[] is stable between poll() and the dispatch below. */
 		int nc = agent.nconns;
 
+		int timeout = -1;
+
 		pfd[0].fd = agent.listen_fd;
 		pfd[0].events = POLLIN;
+		if (agent.accept_paused_until) {
+			int64_t left = agent.accept_paused_until - vmm_now_ns();
+
+			if (left > 0) {
+				/* poll() ignores a negative fd. */
+				pfd[0].fd = -1;
+				timeout = (int)(left / 1000000) + 1;
+			}
+		}
 		pfd[1].fd = agent.sig_fd;
 		pfd[1].events = POLLIN;
 		for (i = 0; i < nc; i++, n++) {
@@ -644,8 +925,9 @@ int main(int argc, char **argv)
 				pfd[n].events |= POLLOUT;
 			pfd[n].revents = 0;
 		}
-		/* A server: waiting for the next event has no deadline. */
-		r = poll(pfd, (nfds_t)n, -1);
+		/* A server: the next event has no deadline (but a paused
+		 * accept has). */
+		r = poll(pfd, (nfds_t)n, timeout);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -672,7 +954,8 @@ int main(int argc, char **argv)
 			if (!c->dead && (rev & POLLOUT))
 				conn_flush(c);
 		}
-		if (pfd[0].revents)
+		if (pfd[0].revents || (pfd[0].fd < 0 && timeout >= 0 &&
+				       vmm_now_ns() >= agent.accept_paused_until))
 			do_accept();
 		/* Closing ranks may queue news for hosts: reap, then flush. */
 		reap();
@@ -682,9 +965,11 @@ int main(int argc, char **argv)
 	}
 	free(pfd);
 	cleanup();
-	vmm_log("exit (%llu errors answered, %llu refused, %llu overflows)",
+	vmm_log("exit (%llu errors answered, %llu refused, %llu denied, %llu overflows, %llu accept pauses)",
 		(unsigned long long)ninja_agg_errors(&agent.agg),
 		(unsigned long long)agent.n_refused,
-		(unsigned long long)agent.n_overflow);
+		(unsigned long long)agent.n_denied,
+		(unsigned long long)agent.n_overflow,
+		(unsigned long long)agent.n_accept_pause);
 	return rc;
 }

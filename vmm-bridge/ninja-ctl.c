@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "vmm_chan.h"
 
 #define VMM_CTL_MAX_NODES	64
@@ -34,6 +36,7 @@ enum vmm_exit {
 	VMM_EXIT_USAGE = 1,	/* also: connection failed or lost */
 	VMM_EXIT_DEADLINE = 2,
 	VMM_EXIT_PROTO = 3,
+	VMM_EXIT_RANKS = 4,	/* fewer ranks SAFE than --expect */
 };
 
 enum vmm_op {
@@ -74,6 +77,7 @@ static struct {
 	const char *rails;
 	bool json, verbose;
 	unsigned long count, pause_ms;
+	unsigned long expect;	/* ranks a quiesce must find (0: any) */
 } opt = { .deadline_s = 30.0, .count = 1 };
 
 static struct vmm_node nodes[VMM_CTL_MAX_NODES];
@@ -125,8 +129,11 @@ static void usage(FILE *f)
 		"\n"
 		"Options:\n"
 		"  --control unix:PATH  a node's control socket (repeat for several nodes)\n"
-		"  --epoch N            epoch to use (default: quiesce/cycle: highest node\n"
-		"                       epoch + 1; resume/cancel: the nodes' current epoch)\n"
+		"  --epoch N            epoch to use (default: quiesce/cycle: latest node\n"
+		"                       epoch + 1, 4294967295 wraps to 1; resume/cancel: the\n"
+		"                       nodes' current epoch)\n"
+		"  --expect N           quiesce/cycle: the nodes must have N ranks in all;\n"
+		"                       fewer SAFE ranks: CANCEL, exit 4 (default: any)\n"
 		"  --deadline SEC       give up after SEC seconds per phase (default 30)\n"
 		"  --rails LIST         rail hint for RESUME (rails=LIST, e.g. verbs,tcp)\n"
 		"  --count N            cycle: number of cycles (default 1)\n"
@@ -134,107 +141,85 @@ static void usage(FILE *f)
 		"  --json               print one JSON object per line on stdout\n"
 		"  --verbose, -v        log every protocol line to stderr\n"
 		"\n"
-		"Exit status: 0 ok, 1 usage or connection error, 2 deadline, 3 protocol error.\n");
+		"Exit status: 0 ok, 1 usage or connection error, 2 deadline, 3 protocol error,\n"
+		"4 fewer ranks than --expect.\n");
 }
 
-/* ---- JSON output (hand-written, escaped) ---------------------------- */
+/* ---- JSON output (json-c) --------------------------------------------- */
 
 struct vmm_json {
-	char buf[8192];
-	size_t len;
-	bool first;
+	json_object *o;
 };
 
-static void json_raw(struct vmm_json *j, const char *s, size_t n)
+/* A JSON string of s[0..n): bytes >= 0x80 are taken as Latin-1 code
+ * points (whatever a name holds, the output stays valid UTF-8). */
+static json_object *json_bytes(const char *s, size_t n)
 {
-	if (j->len + n >= sizeof(j->buf))
-		n = sizeof(j->buf) - 1 - j->len;
-	memcpy(j->buf + j->len, s, n);
-	j->len += n;
-	j->buf[j->len] = '\0';
-}
+	char *u = malloc(2 * n + 1);
+	json_object *o;
+	size_t i, k = 0;
 
-static void json_string(struct vmm_json *j, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	json_raw(j, "\"", 1);
+	if (!u)
+		return json_object_new_string_len(s, (int)n);
 	for (i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		char e[6];
 
-		if (ch == '"' || ch == '\\') {
-			e[0] = '\\';
-			e[1] = (char)ch;
-			json_raw(j, e, 2);
-		} else if (ch < 0x20 || ch >= 0x7f) {
-			/* Non-ASCII bytes as Latin-1 code points: always valid. */
-			e[0] = '\\';
-			e[1] = 'u';
-			e[2] = '0';
-			e[3] = '0';
-			e[4] = hex[ch >> 4];
-			e[5] = hex[ch & 15];
-			json_raw(j, e, 6);
+		if (ch < 0x80) {
+			u[k++] = (char)ch;
 		} else {
-			json_raw(j, (const char *)&ch, 1);
+			u[k++] = (char)(0xc0 | (ch >> 6));
+			u[k++] = (char)(0x80 | (ch & 0x3f));
 		}
 	}
-	json_raw(j, "\"", 1);
-}
-
-static void json_key(struct vmm_json *j, const char *k, size_t n)
-{
-	if (!j->first)
-		json_raw(j, ",", 1);
-	j->first = false;
-	json_string(j, k, n);
-	json_raw(j, ":", 1);
+	o = json_object_new_string_len(u, (int)k);
+	free(u);
+	return o;
 }
 
 static void json_begin(struct vmm_json *j, const char *type)
 {
-	j->len = 0;
-	j->first = true;
-	json_raw(j, "{", 1);
-	json_key(j, "type", 4);
-	json_string(j, type, strlen(type));
+	/* Milliseconds with 3 decimals, as the text output prints them. */
+	json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_GLOBAL);
+	j->o = json_object_new_object();
+	json_object_object_add(j->o, "type", json_object_new_string(type));
+}
+
+static void json_strn(struct vmm_json *j, const char *k, const char *v,
+		      size_t n)
+{
+	json_object_object_add(j->o, k, json_bytes(v, n));
 }
 
 static void json_str(struct vmm_json *j, const char *k, const char *v)
 {
-	json_key(j, k, strlen(k));
-	json_string(j, v, strlen(v));
+	json_strn(j, k, v, strlen(v));
 }
 
 static void json_u64(struct vmm_json *j, const char *k, uint64_t v)
 {
-	char b[24];
-	int n = snprintf(b, sizeof(b), "%" PRIu64, v);
+	json_object_object_add(j->o, k, json_object_new_uint64(v));
+}
 
-	json_key(j, k, strlen(k));
-	json_raw(j, b, (size_t)n);
+static void json_double(struct vmm_json *j, const char *k, double v)
+{
+	json_object_object_add(j->o, k, json_object_new_double(v));
 }
 
 static void json_ms(struct vmm_json *j, const char *k, int64_t ns)
 {
-	char b[32];
-	int n = snprintf(b, sizeof(b), "%.3f", (double)ns / 1e6);
-
-	json_key(j, k, strlen(k));
-	json_raw(j, b, (size_t)n);
+	json_double(j, k, (double)ns / 1e6);
 }
 
-static void json_bool(struct vmm_json *j, const char *k, bool v)
+static void json_flag(struct vmm_json *j, const char *k, bool v)
 {
-	json_key(j, k, strlen(k));
-	json_raw(j, v ? "true" : "false", v ? 4 : 5);
+	json_object_object_add(j->o, k, json_object_new_boolean(v));
 }
 
-/* The k=v tokens of m: numbers as numbers, the rest as strings. */
+/* The k=v tokens of m: numbers as numbers, the rest as strings.  A key
+ * already present (ours, or an earlier token's) is not replaced. */
 static void json_kv(struct vmm_json *j, const struct ninja_msg *m)
 {
+	char key[NINJA_LINE_MAX];
 	int k;
 
 	for (k = m->npos; k < m->ntok; k++) {
@@ -247,21 +232,26 @@ static void json_kv(struct vmm_json *j, const struct ninja_msg *m)
 			continue;
 		kl = (size_t)(eq - t->p);
 		vl = t->len - kl - 1;
-		json_key(j, t->p, kl);
+		memcpy(key, t->p, kl);
+		key[kl] = '\0';
+		if (json_object_object_get_ex(j->o, key, NULL))
+			continue;
 		/* A job id is a name even when it looks like a number. */
 		if (vl && !ninja_parse_u64(eq + 1, vl, &v) &&
-		    !(kl == 3 && !memcmp(t->p, "job", 3)))
-			json_raw(j, eq + 1, vl);
+		    strcmp(key, "job") != 0)
+			json_u64(j, key, v);
 		else
-			json_string(j, eq + 1, vl);
+			json_strn(j, key, eq + 1, vl);
 	}
 }
 
 static void json_end(struct vmm_json *j)
 {
-	json_raw(j, "}", 1);
-	printf("%s\n", j->buf);
+	printf("%s\n", json_object_to_json_string_ext(j->o,
+			JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	fflush(stdout);
+	json_object_put(j->o);
+	j->o = NULL;
 }
 
 /* ---- helpers --------------------------------------------------------- */
@@ -461,7 +451,8 @@ static void handle_line(struct vmm_node *n, const struct vmm_line *l)
 		if (n->epoch != cur.epoch) {
 			/* Our request did not arrive (lost): ask again. */
 			if (cur.op == VMM_OP_QUIESCE && !cur.cancelling &&
-			    n->epoch < cur.epoch && !strcmp(n->phase, "running"))
+			    ninja_epoch_after(cur.epoch, n->epoch) &&
+			    !strcmp(n->phase, "running"))
 				node_send(n, "QUIESCE %" PRIu32, cur.epoch);
 			return;
 		}
@@ -596,7 +587,7 @@ static uint32_t max_node_epoch(void)
 	int i;
 
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].epoch > e)
+		if (ninja_epoch_after(nodes[i].epoch, e))
 			e = nodes[i].epoch;
 	return e;
 }
@@ -721,6 +712,44 @@ static bool cancel_everywhere(uint32_t e)
 	return ok;
 }
 
+/*
+ * Every node is SAFE, but for fewer ranks than --expect: ranks that never
+ * registered are not drained, so this is no SAFE.  CANCEL, one line.
+ */
+static int too_few_ranks(uint32_t e, int64_t took)
+{
+	char per[512];
+	size_t off = 0;
+	bool cancelled;
+	int i;
+
+	per[0] = '\0';
+	for (i = 0; i < nnodes && off < sizeof(per); i++)
+		if (nodes[i].involved)
+			off += (size_t)snprintf(per + off, sizeof(per) - off,
+						"%s%s %u", off ? ", " : "",
+						nodes[i].ch.name,
+						nodes[i].done_ranks);
+	cancelled = cancel_everywhere(e);
+	fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": only %u of %lu expected rank(s) registered (%s); %s\n",
+		e, sum_done_ranks(), opt.expect, per,
+		cancelled ? "cancelled, job continues" :
+		"CANCEL sent but not every node confirmed it");
+	if (opt.json) {
+		struct vmm_json j;
+
+		json_begin(&j, "quiesce");
+		json_u64(&j, "epoch", e);
+		json_str(&j, "result", "too few ranks");
+		json_u64(&j, "ranks", sum_done_ranks());
+		json_u64(&j, "expected", opt.expect);
+		json_flag(&j, "cancelled", cancelled);
+		json_ms(&j, "quiesce_ms", took);
+		json_end(&j);
+	}
+	return VMM_EXIT_RANKS;
+}
+
 /* QUIESCE epoch e on every node.  Returns an exit status; *ms = time. */
 static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 {
@@ -740,6 +769,8 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 	r = wait_done(t0 + deadline_ns(), false);
 	t1 = vmm_now_ns();
 	*took = t1 - t0;
+	if (r == 0 && opt.expect && sum_done_ranks() < opt.expect)
+		return too_few_ranks(e, *took);
 	if (r == 0) {
 		if (cycle) {
 			/* cmd_cycle() prints one line per cycle. */
@@ -785,7 +816,7 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 		json_u64(&j, "epoch", e);
 		json_str(&j, "result", why);
 		json_str(&j, "not_safe", pend);
-		json_bool(&j, "cancelled", cancelled);
+		json_flag(&j, "cancelled", cancelled);
 		json_ms(&j, "quiesce_ms", *took);
 		json_end(&j);
 	}
@@ -941,8 +972,7 @@ static int cmd_event(int argc, char **argv)
 
 		json_begin(&j, "event");
 		json_u64(&j, "t_ns", (uint64_t)t);
-		json_key(&j, "kind", 4);
-		json_string(&j, m.tok[2].p, m.tok[2].len);
+		json_strn(&j, "kind", m.tok[2].p, m.tok[2].len);
 		json_u64(&j, "nodes", (uint64_t)nnodes);
 		json_end(&j);
 	} else {
@@ -983,14 +1013,10 @@ static int cmd_cycle(uint32_t e)
 	unsigned long i;
 	int r;
 
-	for (i = 0; i < opt.count; i++, e++) {
+	for (i = 0; i < opt.count; i++, e = ninja_epoch_next(e)) {
 		int64_t tq, tr;
 		unsigned int ranks;
 
-		if (e == 0) {
-			fprintf(stderr, "ninja-ctl: cycle: epoch space exhausted\n");
-			return VMM_EXIT_PROTO;
-		}
 		r = do_quiesce(e, &tq, true);
 		if (r) {
 			fprintf(stderr, "ninja-ctl: cycle %lu/%lu failed in quiesce\n",
@@ -1032,29 +1058,16 @@ static int cmd_cycle(uint32_t e)
 	}
 	if (opt.json) {
 		struct vmm_json j;
-		char b[32];
 
 		json_begin(&j, "cycle-summary");
 		json_u64(&j, "count", opt.count);
 		json_str(&j, "result", "ok");
-		snprintf(b, sizeof(b), "%.3f", sq.min);
-		json_key(&j, "quiesce_ms_min", 14);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sq.sum / (double)opt.count);
-		json_key(&j, "quiesce_ms_avg", 14);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sq.max);
-		json_key(&j, "quiesce_ms_max", 14);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sr.min);
-		json_key(&j, "resume_ms_min", 13);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sr.sum / (double)opt.count);
-		json_key(&j, "resume_ms_avg", 13);
-		json_raw(&j, b, strlen(b));
-		snprintf(b, sizeof(b), "%.3f", sr.max);
-		json_key(&j, "resume_ms_max", 13);
-		json_raw(&j, b, strlen(b));
+		json_double(&j, "quiesce_ms_min", sq.min);
+		json_double(&j, "quiesce_ms_avg", sq.sum / (double)opt.count);
+		json_double(&j, "quiesce_ms_max", sq.max);
+		json_double(&j, "resume_ms_min", sr.min);
+		json_double(&j, "resume_ms_avg", sr.sum / (double)opt.count);
+		json_double(&j, "resume_ms_max", sr.max);
 		json_end(&j);
 	} else {
 		printf("ninja-ctl: %lu cycle(s) ok: quiesce_ms min/avg/max %.3f/%.3f/%.3f, resume_ms min/avg/max %.3f/%.3f/%.3f\n",
@@ -1078,7 +1091,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		OPT_EPOCH = 256, OPT_DEADLINE, OPT_RAILS, OPT_JSON, OPT_COUNT,
-		OPT_PAUSE,
+		OPT_PAUSE, OPT_EXPECT,
 	};
 	static const struct option opts[] = {
 		{ "control", required_argument, NULL, 'c' },
@@ -1089,6 +1102,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "pause-ms", required_argument, NULL, OPT_PAUSE },
+		{ "expect", required_argument, NULL, OPT_EXPECT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1149,6 +1163,10 @@ int main(int argc, char **argv)
 		case OPT_PAUSE:
 			opt.pause_ms = (unsigned long)num_arg("--pause-ms",
 							      optarg, 3600000);
+			break;
+		case OPT_EXPECT:
+			opt.expect = (unsigned long)num_arg("--expect", optarg,
+							    1000000);
 			break;
 		case 'h':
 			usage(stdout);
@@ -1225,12 +1243,8 @@ int main(int argc, char **argv)
 
 	switch (op) {
 	case VMM_OP_QUIESCE:
-		e = opt.epoch ? (uint32_t)opt.epoch : max_node_epoch() + 1;
-		if (e == 0) {
-			fprintf(stderr, "ninja-ctl: epoch space exhausted (nodes are at %u); use --epoch\n",
-				max_node_epoch());
-			return VMM_EXIT_PROTO;
-		}
+		e = opt.epoch ? (uint32_t)opt.epoch :
+		    ninja_epoch_next(max_node_epoch());
 		if (cycle)
 			return cmd_cycle(e);
 		return do_quiesce(e, &took, false);

@@ -35,12 +35,14 @@ static void usage(FILE *f)
 "  --upgrade live|wait  live (default; cluster key 'upgrade'): RESUME as soon\n"
 "                   as the device is plugged, the ranks move to verbs by\n"
 "                   themselves at port-active; wait: RESUME after port-active\n"
+"  --force          migrate even when a guest reports fewer SAFE ranks than\n"
+"                   its cluster-file 'ranks' (those ranks lose the device)\n"
 "  --verbose        log every QMP message and guest line with timestamps\n"
 "                   (stderr)\n"
 "  --help\n"
 "\n"
 "Exit status: 0 done; 1 usage, bad file or unreachable (nothing changed);\n"
-"2 drain failed (cancelled, job continues); 3 failed before the\n"
+"2 drain failed or fewer ranks than expected (cancelled, job continues); 3 failed before the\n"
 "switch-over, rolled back; 4 moved but a later step failed; 5 rollback\n"
 "failed (operator needed); 6 another ninja-migrate is running.\n");
 }
@@ -53,6 +55,7 @@ int main(int argc, char **argv)
 		{ "report", required_argument, NULL, 'r' },
 		{ "upgrade", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -63,7 +66,7 @@ int main(int argc, char **argv)
 	int c, r;
 
 	vmm_set_progname(argv[0]);
-	while ((c = getopt_long(argc, argv, "nsr:u:vh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nsr:u:vfh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'u':
 			if (strcmp(optarg, "live") && strcmp(optarg, "wait")) {
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
 		case 's': o.switch_only = true; break;
 		case 'r': o.report = optarg; break;
 		case 'v': o.verbose = true; break;
+		case 'f': o.force = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("ninja-migrate (Ninja) %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return VMM_EXIT_USAGE;

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,6 +116,14 @@ static int qmp_fill(struct qmp *q, int64_t deadline, bool wait)
 {
 	for (;;) {
 		ssize_t r;
+
+		/* Checked before every read, not only when the socket is
+		 * empty: a monitor that sends an event every few ms must not
+		 * keep a command waiting past its deadline. */
+		if (wait && vmm_now_ns() >= deadline) {
+			qmp_fail(q, QMP_ERR_TIMEOUT, "no answer in time");
+			return -2;
+		}
 
 		if (q->cap - q->len < 4096) {
 			size_t ncap = q->cap ? q->cap * 2 : 16384;
@@ -324,9 +333,9 @@ static enum msg_kind classify(json_object *msg)
 int qmp_poll(struct qmp *q)
 {
 	json_object *msg;
-	int r;
+	int r, n;
 
-	for (;;) {
+	for (n = 0; n < QMP_EVENTQ_MAX; n++) {
 		r = qmp_next(q, 0, false, &msg);
 		if (r == -2)
 			return 0;
@@ -344,6 +353,7 @@ int qmp_poll(struct qmp *q)
 		}
 		json_object_put(msg);
 	}
+	return 0;
 }
 
 int qmp_cmd(struct qmp *q, const char *cmd, json_object *args,
@@ -446,37 +456,78 @@ int qmp_cmd(struct qmp *q, const char *cmd, json_object *args,
 	}
 }
 
-int qmp_cmdf(struct qmp *q, json_object **ret, int64_t deadline,
-	     const char *cmd, const char *argsfmt, ...)
+json_object *qmp_args(const char *key, ...)
 {
-	json_object *args = NULL;
-	char buf[8192];
+	json_object *o = json_object_new_object();
 	va_list ap;
 
-	if (argsfmt) {
-		va_start(ap, argsfmt);
-		vsnprintf(buf, sizeof(buf), argsfmt, ap);
-		va_end(ap);
-		args = json_tokener_parse(buf);
-		if (!args) {
-			/* A bug in our own code: say so loudly. */
-			qmp_fail(q, QMP_ERR_PROTO,
-				 "internal: bad arguments for %s: %s", cmd, buf);
-			q->eof = false;
-			return -1;
-		}
+	va_start(ap, key);
+	for (; key; key = va_arg(ap, const char *)) {
+		json_object *v = va_arg(ap, json_object *);
+
+		if (v)
+			json_object_object_add(o, key, v);
 	}
-	return qmp_cmd(q, cmd, args, ret, deadline);
+	va_end(ap);
+	return o;
+}
+
+json_object *qmp_device_args(const char *spec)
+{
+	json_object *o = json_object_new_object();
+	size_t len = strlen(spec);
+	char *tok = malloc(len + 1);
+	const char *s = spec;
+	bool first = true;
+
+	if (!tok)
+		return o;
+	while (*s) {
+		size_t n = 0;
+		char *eq;
+
+		while (*s) {
+			if (s[0] == ',' && s[1] == ',') {
+				tok[n++] = ',';
+				s += 2;
+				continue;
+			}
+			if (*s == ',')
+				break;
+			tok[n++] = *s++;
+		}
+		tok[n] = '\0';
+		if (*s == ',')
+			s++;
+		eq = strchr(tok, '=');
+		if (!eq && first)
+			json_object_object_add(o, "driver",
+					       json_object_new_string(tok));
+		else if (eq) {
+			*eq = '\0';
+			json_object_object_add(o, tok,
+					       json_object_new_string(eq + 1));
+		}
+		first = false;
+	}
+	free(tok);
+	return o;
 }
 
 int qmp_open_fd(struct qmp *q, int fd, int64_t deadline)
 {
 	json_object *msg, *g, *v = NULL;
-	int r;
+	int r, fl;
 
 	q->fd = fd;
 	q->eof = false;
 	q->err = QMP_OK;
+	/* Deadlines need a non-blocking socket (a caller's fd may not be). */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		qmp_fail(q, QMP_ERR_IO, "fcntl: %s", strerror(errno));
+		return -1;
+	}
 	for (;;) {
 		r = qmp_next(q, deadline, true, &msg);
 		if (r) {

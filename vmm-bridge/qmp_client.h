@@ -12,7 +12,9 @@
  *   - events arriving between replies are dispatched at once from a
  *     name -> handler table (qmp_set_handlers) and queued for
  *     qmp_wait_event();
- *   - every wait has an absolute deadline on the vmm_now_ns() clock;
+ *   - every wait has an absolute deadline on the vmm_now_ns() clock,
+ *     which holds while a monitor streams events (nothing more is read
+ *     once it has passed);
  *   - errors are classified (enum qmp_err) and QEMU's error *class* is
  *     kept (errclass) for callers to branch on; the desc is only ever
  *     shown to people.
@@ -106,10 +108,20 @@ void qmp_set_handlers(struct qmp *q, const struct qmp_event_handler *h,
  */
 int qmp_cmd(struct qmp *q, const char *cmd, json_object *args,
 	    json_object **ret, int64_t deadline);
-/* The same with arguments as a JSON text (printf format). */
-int qmp_cmdf(struct qmp *q, json_object **ret, int64_t deadline,
-	     const char *cmd, const char *argsfmt, ...)
-	__attribute__((format(printf, 5, 6)));
+/*
+ * Command arguments are built with json-c, never by string formatting
+ * (a device id or a path may hold '"' or '\\'):
+ *   qmp_args("id", json_object_new_string(id), NULL)
+ * An object from (key, value) pairs up to a NULL key; the values are
+ * consumed (NULL values are skipped).
+ */
+json_object *qmp_args(const char *key, ...);
+/*
+ * device_add arguments from a -device spec: "e1000,id=x,bus=rp1" ->
+ * {"driver":"e1000","id":"x","bus":"rp1"} (",," is a literal comma, as
+ * on QEMU's command line).
+ */
+json_object *qmp_device_args(const char *spec);
 
 /*
  * Wait for the event named name whose data satisfies match (NULL: any),
@@ -124,7 +136,9 @@ int qmp_wait_event(struct qmp *q, const char *name, qmp_match_fn match,
 /* Match helper: data member key (string) equals (const char *)arg. */
 bool qmp_match_device(json_object *data, void *arg);
 bool qmp_match_job(json_object *data, void *arg);
-/* Read whatever is available without waiting (dispatches events). 0/-1. */
+/* Read what is available without waiting (dispatches events), at most
+ * QMP_EVENTQ_MAX messages per call (a monitor that never stops talking
+ * cannot keep the caller here).  0/-1. */
 int qmp_poll(struct qmp *q);
 /* Drop every queued event. */
 void qmp_flush_events(struct qmp *q);

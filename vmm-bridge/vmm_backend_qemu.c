@@ -329,46 +329,6 @@ static int qemu_check_dest(struct vmm_vm *vm)
 
 /* ---- devices ---- */
 
-/* "e1000,id=x,bus=rp1" -> {"driver":"e1000","id":"x","bus":"rp1"}. */
-static json_object *device_args(const char *spec)
-{
-	json_object *o = json_object_new_object();
-	char tok[VMM_SPEC_MAX];
-	const char *s = spec;
-	bool first = true;
-
-	while (*s) {
-		size_t n = 0;
-		char *eq;
-
-		/* ",," is a literal comma, as on QEMU's command line. */
-		while (*s && n < sizeof(tok) - 1) {
-			if (s[0] == ',' && s[1] == ',') {
-				tok[n++] = ',';
-				s += 2;
-				continue;
-			}
-			if (*s == ',')
-				break;
-			tok[n++] = *s++;
-		}
-		tok[n] = '\0';
-		if (*s == ',')
-			s++;
-		eq = strchr(tok, '=');
-		if (!eq && first)
-			json_object_object_add(o, "driver",
-					       json_object_new_string(tok));
-		else if (eq) {
-			*eq = '\0';
-			json_object_object_add(o, tok,
-					       json_object_new_string(eq + 1));
-		}
-		first = false;
-	}
-	return o;
-}
-
 static int qemu_unplug(struct vmm_vm *vm, const char *spec, int64_t deadline)
 {
 	struct qmp *q = cur(vm);
@@ -379,7 +339,8 @@ static int qemu_unplug(struct vmm_vm *vm, const char *spec, int64_t deadline)
 		vmm_vm_fail(vm, "device '%s' has no id=", spec);
 		return -1;
 	}
-	r = qmp_cmdf(q, NULL, deadline, "device_del", "{\"id\":\"%s\"}", id);
+	r = qmp_cmd(q, "device_del", qmp_args("id", json_object_new_string(id),
+					       NULL), NULL, deadline);
 	if (r && q->err == QMP_ERR_CMD &&
 	    strcmp(q->errclass, "DeviceNotFound") == 0) {
 		vmm_progress(vm, "unplug: no device %s here, nothing to remove",
@@ -407,7 +368,7 @@ static int qemu_plug(struct vmm_vm *vm, const char *spec, int64_t deadline)
 	struct qmp *q = cur(vm);
 	int r;
 
-	r = qmp_cmd(q, "device_add", device_args(spec), NULL, deadline);
+	r = qmp_cmd(q, "device_add", qmp_device_args(spec), NULL, deadline);
 	if (r)
 		return qfail(vm, q, r);
 	return 0;
@@ -574,29 +535,32 @@ static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
 
 /* ---- storage ---- */
 
-/* {"type":"unix","path":P} / {"type":"inet","host":H,"port":"N"} */
-static void nbd_addr(const char *uri, char *out, size_t size, bool legacy)
+/*
+ * {"type":"unix","path":P} / {"type":"inet","host":H,"port":"N"}; legacy
+ * (nbd-server-start's SocketAddressLegacy) wraps the address in "data".
+ */
+static json_object *nbd_addr(const char *uri, bool legacy)
 {
-	if (strncmp(uri, "unix:", 5) == 0) {
-		if (legacy)
-			snprintf(out, size,
-				 "{\"type\":\"unix\",\"data\":{\"path\":\"%s\"}}",
-				 uri + 5);
-		else
-			snprintf(out, size, "{\"type\":\"unix\",\"path\":\"%s\"}",
-				 uri + 5);
+	bool unix_sock = strncmp(uri, "unix:", 5) == 0;
+	json_object *o = qmp_args("type", json_object_new_string(
+					  unix_sock ? "unix" : "inet"), NULL);
+	json_object *a = legacy ? json_object_new_object() : o;
+
+	if (unix_sock) {
+		json_object_object_add(a, "path",
+				       json_object_new_string(uri + 5));
 	} else {
+		/* tcp:HOST:PORT (vmm_cluster.c checked the colon). */
 		const char *hp = uri + 4, *colon = strrchr(hp, ':');
 
-		if (legacy)
-			snprintf(out, size,
-				 "{\"type\":\"inet\",\"data\":{\"host\":\"%.*s\",\"port\":\"%s\"}}",
-				 (int)(colon - hp), hp, colon + 1);
-		else
-			snprintf(out, size,
-				 "{\"type\":\"inet\",\"host\":\"%.*s\",\"port\":\"%s\"}",
-				 (int)(colon - hp), hp, colon + 1);
+		json_object_object_add(a, "host", json_object_new_string_len(
+					       hp, (int)(colon - hp)));
+		json_object_object_add(a, "port",
+				       json_object_new_string(colon + 1));
 	}
+	if (legacy)
+		json_object_object_add(o, "data", a);
+	return o;
 }
 
 static bool match_job_error(json_object *data, void *arg)
@@ -609,35 +573,43 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
-	char addr[VMM_PATH_MAX + 96];
 	json_object *data = NULL;
 	int r;
 
 	if (!c->disk_node[0])
 		return 0;
 	snprintf(p->export_id, sizeof(p->export_id), "ninja-%s", c->disk_node);
-	nbd_addr(c->nbd_uri, addr, sizeof(addr), true);
-	r = qmp_cmdf(&p->dst, NULL, deadline, "nbd-server-start",
-		     "{\"addr\":%s}", addr);
+	r = qmp_cmd(&p->dst, "nbd-server-start",
+		    qmp_args("addr", nbd_addr(c->nbd_uri, true), NULL), NULL,
+		    deadline);
 	if (r)
 		return qfail(vm, &p->dst, r);
 	p->nbd_started = true;
-	r = qmp_cmdf(&p->dst, NULL, deadline, "block-export-add",
-		     "{\"type\":\"nbd\",\"id\":\"%s\",\"node-name\":\"%s\",\"writable\":true,\"name\":\"%s\"}",
-		     p->export_id, c->disk_node, c->disk_node);
+	r = qmp_cmd(&p->dst, "block-export-add",
+		    qmp_args("type", json_object_new_string("nbd"),
+			     "id", json_object_new_string(p->export_id),
+			     "node-name", json_object_new_string(c->disk_node),
+			     "writable", json_object_new_boolean(1),
+			     "name", json_object_new_string(c->disk_node), NULL),
+		    NULL, deadline);
 	if (r)
 		return qfail(vm, &p->dst, r);
 	p->export_added = true;
-	nbd_addr(c->nbd_uri, addr, sizeof(addr), false);
-	r = qmp_cmdf(&p->src, NULL, deadline, "blockdev-add",
-		     "{\"driver\":\"nbd\",\"node-name\":\"" TGT_NODE "\",\"server\":%s,\"export\":\"%s\"}",
-		     addr, c->disk_node);
+	r = qmp_cmd(&p->src, "blockdev-add",
+		    qmp_args("driver", json_object_new_string("nbd"),
+			     "node-name", json_object_new_string(TGT_NODE),
+			     "server", nbd_addr(c->nbd_uri, false),
+			     "export", json_object_new_string(c->disk_node),
+			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
 	p->tgt_added = true;
-	r = qmp_cmdf(&p->src, NULL, deadline, "blockdev-mirror",
-		     "{\"job-id\":\"" JOB_ID "\",\"device\":\"%s\",\"target\":\"" TGT_NODE "\",\"sync\":\"top\"}",
-		     c->disk_node);
+	r = qmp_cmd(&p->src, "blockdev-mirror",
+		    qmp_args("job-id", json_object_new_string(JOB_ID),
+			     "device", json_object_new_string(c->disk_node),
+			     "target", json_object_new_string(TGT_NODE),
+			     "sync", json_object_new_string("top"), NULL),
+		    NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
 	p->mirror_started = true;
@@ -766,7 +738,7 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
-	json_object *data = NULL;
+	json_object *data = NULL, *caps;
 	enum vmm_mode mode = vm->cl->mode;
 	int r;
 
@@ -775,14 +747,20 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 		       VMM_MODE_STOPPED;
 	snprintf(vm->mode_used, sizeof(vm->mode_used), "%s",
 		 vmm_mode_name(mode));
-	r = qmp_cmdf(&p->src, NULL, deadline, "migrate-set-capabilities",
-		     "{\"capabilities\":[{\"capability\":\"pause-before-switchover\",\"state\":true}]}");
+	caps = json_object_new_array();
+	json_object_array_add(caps, qmp_args(
+		"capability", json_object_new_string("pause-before-switchover"),
+		"state", json_object_new_boolean(1), NULL));
+	r = qmp_cmd(&p->src, "migrate-set-capabilities",
+		    qmp_args("capabilities", caps, NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
 	if (vm->cl->max_bandwidth) {
-		r = qmp_cmdf(&p->src, NULL, deadline, "migrate-set-parameters",
-			     "{\"max-bandwidth\":%llu}",
-			     (unsigned long long)vm->cl->max_bandwidth);
+		/* At most INT64_MAX (vmm_cluster.c). */
+		r = qmp_cmd(&p->src, "migrate-set-parameters",
+			    qmp_args("max-bandwidth", json_object_new_int64(
+					     (int64_t)vm->cl->max_bandwidth),
+				     NULL), NULL, deadline);
 		if (r)
 			return qfail(vm, &p->src, r);
 	}
@@ -793,12 +771,14 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 		p->stopped_by_us = true;
 		p->t_paused = vmm_now_ns();
 	}
-	r = qmp_cmdf(&p->dst, NULL, deadline, "migrate-incoming",
-		     "{\"uri\":\"%s\"}", c->migrate_uri);
+	r = qmp_cmd(&p->dst, "migrate-incoming",
+		    qmp_args("uri", json_object_new_string(c->migrate_uri),
+			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->dst, r);
-	r = qmp_cmdf(&p->src, NULL, deadline, "migrate", "{\"uri\":\"%s\"}",
-		     c->migrate_uri);
+	r = qmp_cmd(&p->src, "migrate",
+		    qmp_args("uri", json_object_new_string(c->migrate_uri),
+			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
 	p->migrate_started = true;
@@ -809,8 +789,9 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 		p->t_paused = vmm_now_ns();
 	/* The source is paused: finish the storage copy here. */
 	if (p->mirror_started && !p->mirror_done) {
-		r = qmp_cmdf(&p->src, NULL, deadline, "block-job-cancel",
-			     "{\"device\":\"" JOB_ID "\"}");
+		r = qmp_cmd(&p->src, "block-job-cancel",
+			    qmp_args("device", json_object_new_string(JOB_ID),
+				     NULL), NULL, deadline);
 		if (r)
 			return qfail(vm, &p->src, r);
 		for (;;) {
@@ -846,14 +827,15 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 		vm->storage_bytes = (uint64_t)qmp_get_int(data, "offset", 0);
 		json_object_put(data);
 		r = qmp_cmd(&p->src, "blockdev-del",
-			    json_tokener_parse("{\"node-name\":\"" TGT_NODE "\"}"),
+			    qmp_args("node-name", json_object_new_string(TGT_NODE), NULL),
 			    NULL, deadline);
 		if (r)
 			return qfail(vm, &p->src, r);
 		p->tgt_added = false;
 	}
-	r = qmp_cmdf(&p->src, NULL, deadline, "migrate-continue",
-		     "{\"state\":\"pre-switchover\"}");
+	r = qmp_cmd(&p->src, "migrate-continue",
+		    qmp_args("state", json_object_new_string("pre-switchover"),
+			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
 	r = wait_migrate(vm, "completed", deadline, false);
@@ -873,8 +855,9 @@ static int qemu_commit(struct vmm_vm *vm, int64_t deadline)
 	int r;
 
 	if (p->export_added) {
-		r = qmp_cmdf(&p->dst, NULL, deadline, "block-export-del",
-			     "{\"id\":\"%s\"}", p->export_id);
+		r = qmp_cmd(&p->dst, "block-export-del",
+			    qmp_args("id", json_object_new_string(p->export_id),
+				     NULL), NULL, deadline);
 		if (r)
 			return qfail(vm, &p->dst, r);
 		p->export_added = false;
@@ -994,8 +977,10 @@ static int qemu_abort(struct vmm_vm *vm, int64_t deadline)
 		}
 	}
 	if (p->mirror_started && !p->mirror_done) {
-		if (!qmp_cmdf(&p->src, NULL, deadline, "block-job-cancel",
-			      "{\"device\":\"" JOB_ID "\",\"force\":true}")) {
+		if (!qmp_cmd(&p->src, "block-job-cancel",
+			     qmp_args("device", json_object_new_string(JOB_ID),
+				      "force", json_object_new_boolean(1), NULL),
+			     NULL, deadline)) {
 			json_object *d = NULL;
 
 			if (qmp_wait_event(&p->src, "BLOCK_JOB_CANCELLED",
@@ -1012,7 +997,7 @@ static int qemu_abort(struct vmm_vm *vm, int64_t deadline)
 	}
 	if (p->tgt_added) {
 		qmp_cmd(&p->src, "blockdev-del",
-			json_tokener_parse("{\"node-name\":\"" TGT_NODE "\"}"),
+			qmp_args("node-name", json_object_new_string(TGT_NODE), NULL),
 			NULL, deadline);
 		p->tgt_added = false;
 	}

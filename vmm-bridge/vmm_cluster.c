@@ -71,7 +71,7 @@ static const char *const vm_keys[] = {
 	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
 	"dest-log", "pidfile", "source-device", "dest-device", "disk-node",
 	"base", "source-overlay", "dest-overlay", "migrate-uri", "nbd-uri",
-	NULL
+	"ranks", NULL
 };
 
 static bool is_vm_key(const char *k)
@@ -106,53 +106,79 @@ static int set_str(struct parser *p, int line, const char *key, char *dst,
 	return 0;
 }
 
-/* "30", "30s", "500ms", "2m" -> milliseconds. */
-static int parse_duration(const char *v, int64_t *ms)
-{
-	char *end;
-	double d;
+/* The longest duration and the largest size a cluster file may give. */
+#define DURATION_MAX_MS	(7LL * 86400 * 1000)
+#define SIZE_MAX_BYTES	((uint64_t)INT64_MAX)
 
-	errno = 0;
-	d = strtod(v, &end);
-	if (errno || end == v || d < 0 || d > 86400 * 7)
-		return -1;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		d *= 1000;
-	else if (strcmp(end, "ms") == 0)
-		;
-	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
-		d *= 60000;
+/*
+ * "30", "30s", "500ms", "2m", "1.5s" -> milliseconds.  Only plain decimal
+ * digits with at most one '.' are taken: strtod alone would also take
+ * "nan", "inf", "-3", "0x10" and "1e9" (and a NaN converted to an integer
+ * is undefined behaviour).  NULL on success, else why not.
+ */
+static const char *parse_duration(const char *v, int64_t *ms)
+{
+	const char *unit = v + strspn(v, "0123456789."), *q;
+	unsigned int dots = 0;
+	double d, mult;
+
+	for (q = v; q < unit; q++)
+		dots += *q == '.';
+	if (*v == '-')
+		return "negative";
+	if (strncasecmp(v, "nan", 3) == 0 || strncasecmp(v, "inf", 3) == 0)
+		return "not a finite number";
+	if (unit == v || dots > 1 || (size_t)(unit - v) == dots)
+		return "not a decimal number";
+	if (*unit == '\0' || strcmp(unit, "s") == 0)
+		mult = 1000;
+	else if (strcmp(unit, "ms") == 0)
+		mult = 1;
+	else if (strcmp(unit, "m") == 0 || strcmp(unit, "min") == 0)
+		mult = 60000;
 	else
-		return -1;
+		return "unknown unit (s, ms or m)";
+	/* Digits only: strtod cannot fail, but may give HUGE_VAL. */
+	d = strtod(v, NULL) * mult;
+	if (!(d <= (double)DURATION_MAX_MS))
+		return "longer than 7 days";
 	*ms = (int64_t)d;
-	return *ms > 0 ? 0 : -1;
+	return *ms > 0 ? NULL : "zero";
 }
 
-/* "100M", "1G", "500k", "12345" (bytes/s; k/M/G are powers of 1024). */
-static int parse_size(const char *v, uint64_t *out)
+/*
+ * "100M", "1G", "500k", "12345" (bytes/s; k/M/G are powers of 1024) up to
+ * INT64_MAX (QMP sizes are JSON integers).  NULL on success, else why not.
+ */
+static const char *parse_size(const char *v, uint64_t *out)
 {
 	char *end;
 	unsigned long long n;
+	unsigned int shift = 0;
 
-	errno = 0;
+	if (*v == '-')
+		return "negative";
 	if (!isdigit((unsigned char)v[0]))
-		return -1;
+		return "not a number";
+	errno = 0;
 	n = strtoull(v, &end, 10);
-	if (errno)
-		return -1;
+	if (errno == ERANGE)
+		return "too large";
 	switch (*end) {
 	case '\0': break;
-	case 'k': case 'K': n <<= 10; end++; break;
-	case 'm': case 'M': n <<= 20; end++; break;
-	case 'g': case 'G': n <<= 30; end++; break;
-	default: return -1;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return "unknown unit (k, M or G)";
 	}
 	if (*end == 'B' || *end == 'b')
 		end++;
 	if (*end)
-		return -1;
-	*out = n;
-	return 0;
+		return "unknown unit (k, M or G)";
+	if (n > SIZE_MAX_BYTES >> shift)
+		return "too large";
+	*out = (uint64_t)n << shift;
+	return NULL;
 }
 
 static int cluster_key(struct parser *p, int line, const char *k,
@@ -173,14 +199,16 @@ static int cluster_key(struct parser *p, int line, const char *k,
 		{ "link-timeout", offsetof(struct vmm_cluster, link_ms) },
 		{ "resume-timeout", offsetof(struct vmm_cluster, resume_ms) },
 	};
+	const char *why;
 	size_t i;
 
 	for (i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
 		if (strcmp(k, durs[i].key) == 0) {
-			if (parse_duration(v, (int64_t *)((char *)c + durs[i].off)))
+			why = parse_duration(v, (int64_t *)((char *)c + durs[i].off));
+			if (why)
 				return perr(p, line,
-					    "%s: expected a duration like 30, 30s, 500ms or 2m, got '%s'",
-					    k, v);
+					    "%s: expected a duration like 30, 30s, 500ms or 2m, got '%s' (%s)",
+					    k, v, why);
 			return 0;
 		}
 	}
@@ -217,10 +245,11 @@ static int cluster_key(struct parser *p, int line, const char *k,
 		return 0;
 	}
 	if (strcmp(k, "max-bandwidth") == 0) {
-		if (parse_size(v, &c->max_bandwidth))
+		why = parse_size(v, &c->max_bandwidth);
+		if (why)
 			return perr(p, line,
-				    "max-bandwidth: expected bytes/s like 100M, got '%s'",
-				    v);
+				    "max-bandwidth: expected bytes/s like 100M, got '%s' (%s)",
+				    v, why);
 		return 0;
 	}
 	if (strcmp(k, "upgrade") == 0) {
@@ -376,6 +405,29 @@ static const char *bare(const char *spec)
 	return strncmp(spec, "unix:", 5) == 0 ? spec + 5 : spec;
 }
 
+/* ranks = N (0..256, the most a node serves): SAFE must count N. */
+static int vm_expect_ranks(struct parser *p, const struct raw_vm *r,
+			   const struct subst *subs, struct vmm_vm_conf *vm)
+{
+	char v[32], *end;
+	unsigned long n;
+
+	vm->expect_ranks = -1;
+	if (vm_val(p, r, "ranks", subs, v, sizeof(v), false))
+		return -1;
+	if (!v[0])
+		return 0;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || !isdigit((unsigned char)v[0]) ||
+	    n > 256)
+		return perr(p, r->line,
+			    "[vm %s]: ranks: expected the number of MPI ranks in the VM (0..256), got '%s'",
+			    r->name, v);
+	vm->expect_ranks = (int)n;
+	return 0;
+}
+
 static int finish_vm(struct parser *p, struct raw_vm *r,
 		     struct vmm_vm_conf *vm)
 {
@@ -417,6 +469,8 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 		return -1;
 	if (strcmp(vm->disk_node, "none") == 0)
 		vm->disk_node[0] = '\0';
+	if (vm_expect_ranks(p, r, subs, vm))
+		return -1;
 	if (vm->disk_node[0] && (!vm->base[0] || !vm->dest_overlay[0]))
 		return perr(p, r->line,
 			    "[vm %s]: disk-node %s needs 'base' (the image already at the destination) and 'dest-overlay'",
@@ -464,16 +518,17 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	else
 		snprintf(vm->dest_device, sizeof(vm->dest_device), "%s",
 			 dst->device);
+	/* An id that does not fit VMM_ID_MAX would fail at unplug time. */
 	if (vm->source_device[0] &&
-	    vmm_device_id(vm->source_device, dev_src, sizeof(dev_src)))
+	    vmm_device_id(vm->source_device, dev_src, VMM_ID_MAX))
 		return perr(p, r->line,
-			    "[vm %s]: source device '%s' has no id= (device_del needs it)",
-			    vm->name, vm->source_device);
+			    "[vm %s]: source device '%s' has no id= (device_del needs it) or one longer than %d bytes",
+			    vm->name, vm->source_device, VMM_ID_MAX - 1);
 	if (vm->dest_device[0] &&
-	    vmm_device_id(vm->dest_device, dev_dst, sizeof(dev_dst)))
+	    vmm_device_id(vm->dest_device, dev_dst, VMM_ID_MAX))
 		return perr(p, r->line,
-			    "[vm %s]: destination device '%s' has no id=",
-			    vm->name, vm->dest_device);
+			    "[vm %s]: destination device '%s' has no id= or one longer than %d bytes",
+			    vm->name, vm->dest_device, VMM_ID_MAX - 1);
 	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
 		 src->rails_set ? src->rails :
 		 vm->source_device[0] ? "verbs,tcp" : "tcp");
@@ -512,21 +567,31 @@ const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,
 int vmm_device_id(const char *spec, char *id, size_t idlen)
 {
 	const char *p = spec;
+	bool found = false;
 
-	while (p && *p) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+	/* As qmp_device_args() reads it for device_add: ",," is a comma,
+	 * and of several id= the last one counts. */
+	while (*p) {
+		bool is_id = strncmp(p, "id=", 3) == 0;
+		size_t n = 0;
 
-		if (n > 3 && strncmp(p, "id=", 3) == 0) {
-			if (n - 3 >= idlen)
+		if (is_id)
+			p += 3;
+		while (*p && !(p[0] == ',' && p[1] != ',')) {
+			if (is_id && n + 1 >= idlen)
 				return -1;
-			memcpy(id, p + 3, n - 3);
-			id[n - 3] = '\0';
-			return 0;
+			if (is_id)
+				id[n++] = *p;
+			p += p[0] == ',' ? 2 : 1;
 		}
-		p = comma ? comma + 1 : NULL;
+		if (*p)
+			p++;
+		if (is_id) {
+			id[n] = '\0';
+			found = n > 0;
+		}
 	}
-	return -1;
+	return found ? 0 : -1;
 }
 
 static bool valid_name(const char *s)

@@ -64,6 +64,8 @@ struct vmm_vm_conf {
 	char dest_overlay[VMM_PATH_MAX];
 	char migrate_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
 	char nbd_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
+	/* ranks = N: MPI ranks the guest must report SAFE (-1: not set). */
+	int expect_ranks;
 };
 
 struct vmm_cluster {
@@ -104,8 +106,10 @@ const char *vmm_mode_name(enum vmm_mode m);
 
 /*
  * A device spec in -device syntax ("e1000,id=hca0,bus=rp1,netdev=n1",
- * "vfio-pci,host=0000:81:00.0,id=hca0"): its id= into id (size idlen).
- * -1 if it has none (device_del needs it).
+ * "vfio-pci,host=0000:81:00.0,id=hca0"): its id= into id (size idlen),
+ * read as device_add gets it (qmp_device_args: ",," is a comma, the last
+ * id= counts).  -1 if it has none, an empty one or one that does not fit
+ * (device_del needs it).
  */
 int vmm_device_id(const char *spec, char *id, size_t idlen);
 

@@ -188,7 +188,8 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 		snprintf(g->status, sizeof(g->status), "%s", l->s);
 		if (ninja_msg_get_u64(&m, "epoch", &e) || !ph)
 			break;
-		if (e <= UINT32_MAX && e > g->ch.node_epoch)
+		if (e <= UINT32_MAX &&
+		    ninja_epoch_after((uint32_t)e, g->ch.node_epoch))
 			g->ch.node_epoch = (uint32_t)e;
 		if (!ninja_msg_get_u64(&m, "ranks", &v))
 			g->ranks = (unsigned int)v;
@@ -324,7 +325,7 @@ uint32_t vmm_guests_max_epoch(struct vmm_guest **gs, int n)
 	int i;
 
 	for (i = 0; i < n; i++)
-		if (gs[i] && gs[i]->ch.node_epoch > e)
+		if (gs[i] && ninja_epoch_after(gs[i]->ch.node_epoch, e))
 			e = gs[i]->ch.node_epoch;
 	return e;
 }

@@ -68,7 +68,10 @@ void vmm_guest_clear_reports(struct vmm_guest *g);
  */
 int vmm_guests_open(struct vmm_guest **gs, int n, int64_t deadline);
 
-/* Highest node epoch learnt from HELLO/STATUS answers. */
+/*
+ * Latest node epoch learnt from HELLO/STATUS answers (in sequence order:
+ * epochs wrap, ninja_epoch_after()); the next one is ninja_epoch_next().
+ */
 uint32_t vmm_guests_max_epoch(struct vmm_guest **gs, int n);
 
 /* QUIESCE epoch to every guest; wait until all are SAFE. */

@@ -947,6 +947,50 @@ static void finish(struct vmm_run *run)
 	}
 }
 
+/*
+ * A guest SAFE for fewer ranks than its cluster file's "ranks = N" has
+ * ranks that never registered: they were not drained and would lose the
+ * device under them.  Refuse (the caller cancels), unless --force.
+ * Returns true to refuse; run->error names the VMs.
+ */
+static bool too_few_ranks(struct vmm_run *run, struct vmm_guest **gs)
+{
+	char msg[1024] = "";
+	bool refuse = false;
+	int i;
+
+	for (i = 0; i < run->n; i++) {
+		struct vmm_vm *vm = &run->vms[i];
+		int want = vm->conf->expect_ranks;
+		size_t l = strlen(msg);
+
+		if (want < 0) {
+			if (!gs[i]->ranks)
+				vmm_progress(vm, "warning: SAFE with 0 ranks (no MPI rank registered; set 'ranks = N' in the cluster file to require them)");
+			continue;
+		}
+		if (gs[i]->ranks >= (unsigned int)want)
+			continue;
+		vmm_progress(vm, "%s: %u of %d expected rank(s) SAFE",
+			     run->o->force ? "warning (--force)" : "REFUSED",
+			     gs[i]->ranks, want);
+		if (run->o->force)
+			continue;
+		snprintf(vm->failed_phase, sizeof(vm->failed_phase), "drain");
+		snprintf(vm->err, sizeof(vm->err),
+			 "only %u of %d expected rank(s) SAFE", gs[i]->ranks,
+			 want);
+		snprintf(msg + l, sizeof(msg) - l, "%s%s: %s", l ? "; " : "",
+			 vm->conf->name, vm->err);
+		refuse = true;
+	}
+	if (refuse)
+		snprintf(run->error, sizeof(run->error),
+			 "drain epoch %u: %s (cluster file 'ranks'); not unplugging a device under ranks that were not drained: cancelled, the job continues, no VM was touched (--force to migrate anyway)",
+			 run->epoch, msg);
+	return refuse;
+}
+
 static void cancel_all(struct vmm_run *run, struct vmm_guest **gs, int n)
 {
 	int r, i;
@@ -1048,7 +1092,7 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			goto out;
 		}
 	}
-	run->epoch = vmm_guests_max_epoch(gs, run->n) + 1;
+	run->epoch = ninja_epoch_next(vmm_guests_max_epoch(gs, run->n));
 
 	/* 1. Drain. */
 	cprogress("drain: QUIESCE %u to %d guest(s)", run->epoch, run->n);
@@ -1100,6 +1144,13 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 	}
 	cprogress("drain: every guest SAFE for epoch %u (%.0f ms)", run->epoch,
 		  cluster_ms(run, VMM_PH_DRAIN));
+	if (too_few_ranks(run, gs)) {
+		cancel_all(run, gs, run->n);
+		run->result = "cancelled";
+		run->exit_code = VMM_EXIT_DRAIN;
+		fprintf(stderr, "ninja-migrate: %s\n", run->error);
+		goto report;
+	}
 	if (g_signal) {
 		snprintf(run->error, sizeof(run->error),
 			 "interrupted by signal %d before anything moved; cancelled, the job continues",

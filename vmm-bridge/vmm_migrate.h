@@ -92,6 +92,8 @@ struct vmm_opts {
 	bool verbose;
 	const char *report;		/* JSON report file or NULL */
 	const char *upgrade;		/* "live"/"wait": overrides the file */
+	bool force;			/* unplug even with fewer ranks SAFE
+					 * than the cluster file's ranks = */
 };
 
 /* Run the whole operation; returns an enum vmm_exit. */

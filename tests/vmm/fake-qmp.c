@@ -9,12 +9,18 @@
  * Script steps, one per line ('#' comments, blank lines ignored):
  *   > TEXT          send TEXT and "\r\n" (a greeting, an event, garbage)
  *   >> TEXT         send TEXT without a line end (a truncated message)
- *   < CMD [ID]      read the next command; its "execute" must be CMD ("*":
- *                   any), its id ID when given; remembers the id
+ *   < CMD [ID]      read the next command (it must be one valid JSON
+ *                   object); its "execute" must be CMD ("*": any), its id
+ *                   ID when given; remembers the id and the arguments
+ *   args JSON       the last command's "arguments" must equal JSON (null:
+ *                   none), member by member (json-c's json_object_equal)
  *   = JSON          send the JSON object as the reply, with the last id
  *   =noid JSON      send it without an id
  *   =id ID JSON     send it with id ID (a stale reply)
  *   sleep MS        pause
+ *   flood MS TEXT   send TEXT and "\r\n" back to back for MS ms, as fast
+ *                   as the client reads (a monitor that never pauses); a
+ *                   client that closes meanwhile ends the script, no error
  *   close           close the connection (the script ends)
  *   accept          close the connection, take the next one, go on
  *                   (a client that reconnects; standalone mode only)
@@ -42,12 +48,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 struct fq {
 	int fd;
 	char buf[1 << 16];
 	size_t len;
 	char id[128];		/* last command's id, as JSON text */
 	char last_cmd[64];
+	json_object *last_args;	/* last command's "arguments" (or NULL) */
 	long long end_ms;
 	char err[512];
 	unsigned long ncmds;
@@ -110,35 +119,57 @@ static int fq_read_line(struct fq *f, char *line, size_t size)
 	}
 }
 
-/* Value of "key":"..." in a JSON text (no nesting awareness: enough for
- * the "execute" and "id" members QMP clients send). */
-static bool fq_json_str(const char *json, const char *key, char *out,
-			size_t size)
+/*
+ * Parse a command line from the client: exactly one JSON object (json-c,
+ * strict: a client that sends anything else fails the script).  Its
+ * "execute" into cmd, its "id" as JSON text into id ("" if none), its
+ * "arguments" into *args (a new reference, or NULL).  -1 if malformed.
+ */
+static int fq_parse_cmd(const char *line, char *cmd, size_t cmdsize,
+			char *id, size_t idsize, json_object **args)
 {
-	char pat[80];
-	const char *p, *e;
+	json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+	json_object *o, *v;
+	size_t n = strlen(line);
+	int rc = -1;
 
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	p = strstr(json, pat);
-	if (!p)
-		return false;
-	/* The last occurrence: "id" is the last member QMP clients send,
-	 * after arguments that may have an "id" of their own. */
-	for (e = strstr(p + 1, pat); e; e = strstr(e + 1, pat))
-		p = e;
-	p += strlen(pat);
-	while (*p == ' ' || *p == ':')
-		p++;
-	if (*p != '"')
-		return false;
-	e = strchr(p + 1, '"');
-	if (!e)
-		return false;
-	snprintf(out, size, "%.*s", (int)(e - p - 1), p + 1);
-	return true;
+	if (!tok)
+		return -1;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, line, (int)n);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
+	    (size_t)json_tokener_get_parse_end(tok) != n ||
+	    !json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "execute", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		goto out;
+	snprintf(cmd, cmdsize, "%s", json_object_get_string(v));
+	id[0] = '\0';
+	if (json_object_object_get_ex(o, "id", &v))
+		snprintf(id, idsize, "%s", json_object_to_json_string_ext(
+				 v, JSON_C_TO_STRING_PLAIN));
+	*args = NULL;
+	if (json_object_object_get_ex(o, "arguments", &v))
+		*args = json_object_get(v);
+	rc = 0;
+out:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return rc;
 }
 
-/* Send obj (a JSON object text) with ,"id":ID inserted before its end. */
+/* An id given in a script as a JSON string text. */
+static void fq_id_text(const char *id, char *out, size_t size)
+{
+	json_object *s = json_object_new_string(id);
+
+	snprintf(out, size, "%s", json_object_to_json_string_ext(
+			 s, JSON_C_TO_STRING_PLAIN));
+	json_object_put(s);
+}
+
+/* Send obj (a JSON object text, from the script: it may be malformed on
+ * purpose) with ,"id":ID (ID: JSON text) inserted before its end. */
 static int fq_reply(struct fq *f, const char *obj, const char *id)
 {
 	const char *close = strrchr(obj, '}');
@@ -151,7 +182,7 @@ static int fq_reply(struct fq *f, const char *obj, const char *id)
 		return -1;
 	}
 	if (id && id[0])
-		n = snprintf(tail, sizeof(tail), ", \"id\": \"%s\"}\r\n", id);
+		n = snprintf(tail, sizeof(tail), ", \"id\": %s}\r\n", id);
 	else
 		n = snprintf(tail, sizeof(tail), "}\r\n");
 	if (fq_write(f, obj, (size_t)(close - obj)) ||
@@ -183,7 +214,7 @@ static int fq_step(struct fq *f, const char *s)
 		return 0;
 	}
 	if (strncmp(s, "< ", 2) == 0) {
-		char want[64] = "", wid[128] = "", cmd[64] = "";
+		char want[64] = "", wid[128] = "", cmd[64] = "", wtext[160];
 
 		sscanf(s + 2, "%63s %127s", want, wid);
 		r = fq_read_line(f, line, sizeof(line));
@@ -193,16 +224,23 @@ static int fq_step(struct fq *f, const char *s)
 			return -1;
 		}
 		f->ncmds++;
-		if (!fq_json_str(line, "execute", cmd, sizeof(cmd)) ||
-		    (strcmp(want, "*") && strcmp(want, cmd))) {
+		json_object_put(f->last_args);
+		f->last_args = NULL;
+		if (fq_parse_cmd(line, cmd, sizeof(cmd), f->id, sizeof(f->id),
+				 &f->last_args)) {
+			snprintf(f->err, sizeof(f->err),
+				 "expected command %s, got invalid JSON: %.300s",
+				 want, line);
+			return -1;
+		}
+		if (strcmp(want, "*") && strcmp(want, cmd)) {
 			snprintf(f->err, sizeof(f->err),
 				 "expected command %s, got: %.300s", want, line);
 			return -1;
 		}
 		snprintf(f->last_cmd, sizeof(f->last_cmd), "%s", cmd);
-		f->id[0] = '\0';
-		fq_json_str(line, "id", f->id, sizeof(f->id));
-		if (wid[0] && strcmp(wid, f->id)) {
+		fq_id_text(wid, wtext, sizeof(wtext));
+		if (wid[0] && strcmp(wtext, f->id)) {
 			snprintf(f->err, sizeof(f->err),
 				 "command %s: expected id %s, got '%s'", cmd, wid,
 				 f->id);
@@ -210,19 +248,53 @@ static int fq_step(struct fq *f, const char *s)
 		}
 		return 0;
 	}
+	if (strncmp(s, "args ", 5) == 0) {
+		json_object *want = json_tokener_parse(s + 5);
+		bool same = json_object_equal(want, f->last_args);
+
+		if (!same)
+			snprintf(f->err, sizeof(f->err),
+				 "command %s: arguments %.200s, expected %.200s",
+				 f->last_cmd, f->last_args ?
+				 json_object_to_json_string_ext(f->last_args,
+					JSON_C_TO_STRING_PLAIN) : "(none)",
+				 s + 5);
+		json_object_put(want);
+		return same ? 0 : -1;
+	}
 	if (strncmp(s, "=noid ", 6) == 0)
 		return fq_reply(f, s + 6, NULL) ? -1 : 0;
 	if (strncmp(s, "=id ", 4) == 0) {
-		char id[128];
+		char id[128], idtext[160];
 		const char *p = s + 4;
 		int n = 0;
 
 		if (sscanf(p, "%127s%n", id, &n) != 1)
 			return -1;
-		return fq_reply(f, p + n, id) ? -1 : 0;
+		fq_id_text(id, idtext, sizeof(idtext));
+		return fq_reply(f, p + n, idtext) ? -1 : 0;
 	}
 	if (strncmp(s, "= ", 2) == 0)
 		return fq_reply(f, s + 2, f->id) ? -1 : 0;
+	if (strncmp(s, "flood ", 6) == 0) {
+		static char burst[1 << 16];
+		long long end;
+		size_t n = 0, len;
+		int ms = 0, off = 0;
+
+		if (sscanf(s + 6, "%d %n", &ms, &off) != 1 || !off)
+			return -1;
+		len = strlen(s + 6 + off);
+		while (n + len + 2 <= sizeof(burst)) {
+			memcpy(burst + n, s + 6 + off, len);
+			memcpy(burst + n + len, "\r\n", 2);
+			n += len + 2;
+		}
+		for (end = fq_now_ms() + ms; fq_now_ms() < end;)
+			if (fq_write(f, burst, n))
+				return 1;
+		return 0;
+	}
 	if (strncmp(s, "sleep ", 6) == 0) {
 		poll(NULL, 0, atoi(s + 6));
 		return 0;
@@ -344,10 +416,18 @@ int main(int argc, char **argv)
 		fq_write(&f, greeting, strlen(greeting));
 		fq_write(&f, "\r\n", 2);
 		while (fq_read_line(&f, line, sizeof(line)) > 0) {
-			char id[128] = "";
+			char id[128] = "", cmd[64] = "";
+			json_object *args = NULL;
 
-			fq_json_str(line, "id", id, sizeof(id));
-			if (strstr(line, "qmp_capabilities"))
+			if (fq_parse_cmd(line, cmd, sizeof(cmd), id, sizeof(id),
+					 &args)) {
+				fprintf(stderr, "fake-qmp: invalid JSON from the client: %.300s\n",
+					line);
+				rc = 1;
+				break;
+			}
+			json_object_put(args);
+			if (strcmp(cmd, "qmp_capabilities") == 0)
 				fq_reply(&f, "{\"return\": {}}", id);
 			else
 				fq_reply(&f, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"fake-qmp: script finished\"}}", id);

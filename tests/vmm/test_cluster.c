@@ -152,9 +152,85 @@ static void t_errors(void)
 	bad("device = vfio-pci,host=0000:81:00.0,id=hca0,bus=rp1",
 	    "device = vfio-pci,host=0000:81:00.0,bus=rp1", "has no id=");
 	bad("base = /images/base.qcow2\n", "", "needs 'base'");
+	bad("id=hca0,bus=rp1\n\n[site cloud]",
+	    "id=h0123456789012345678901234567890123456789012345678901234567890123,bus=rp1\n\n[site cloud]",
+	    "or one longer than 63 bytes");
 	bad("dest-command = qemu-system-x86_64 -name {name}\n", "",
 	    "t.conf:29: dest-command: placeholder {disk-node} has no value here");
 	bad("migrate-uri = tcp:10.0.0.2:4444", "migrate-uri = exec:cat", "migrate-uri/nbd-uri must be");
+}
+
+/*
+ * Numbers a hostile or careless file may hold: not finite, negative,
+ * beyond the type (a NaN cast to an integer is undefined behaviour; an
+ * overflowing size used to wrap silently).  Each is refused with its key
+ * and line.
+ */
+static void t_numbers(void)
+{
+	static const char *const durs[] = {
+		"nan", "NaN", "-nan", "inf", "-inf", "infinity", "-3", "-0",
+		"0", "0.0001", "1e9", "0x10", "1..5s", ".", "8d", "10h",
+		"99999999999999999999999999999999999999", "604801s", "10081m",
+		"1e400", "",
+	};
+	static const char *const sizes[] = {
+		"-1", "-1M", "nan", "inf", "18446744073709551616",
+		"99999999999999999999", "8589934592G", "17179869184G",
+		"9223372036854775808", "9007199254740992M", "0x10", "1T", "",
+	};
+	static struct vmm_cluster c;
+	char from[64], to[128], want[160];
+	size_t i;
+
+	nt_group("cluster: nan/inf/negative/overflowing numbers are refused with key and line");
+	for (i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+		snprintf(to, sizeof(to), "ram-timeout = %s", durs[i]);
+		snprintf(want, sizeof(want),
+			 "t.conf:10: ram-timeout: expected a duration like 30, 30s, 500ms or 2m, got '%s' (",
+			 durs[i]);
+		bad("ram-timeout = 2m", to, want);
+	}
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(to, sizeof(to), "max-bandwidth = %s", sizes[i]);
+		snprintf(want, sizeof(want),
+			 "t.conf:11: max-bandwidth: expected bytes/s like 100M, got '%s' (",
+			 sizes[i]);
+		bad("max-bandwidth = 100M", to, want);
+	}
+	bad("ram-timeout = 2m", "ram-timeout = nan", "(not a finite number)");
+	bad("ram-timeout = 2m", "ram-timeout = -1", "(negative)");
+	bad("ram-timeout = 2m", "ram-timeout = 604801", "(longer than 7 days)");
+	bad("max-bandwidth = 100M", "max-bandwidth = 8589934592G", "(too large)");
+	bad("max-bandwidth = 100M", "max-bandwidth = 18446744073709551616", "(too large)");
+	/* The limits themselves, fractions and every unit still work. */
+	for (i = 0; i < 6; i++) {
+		static const char *const ok[] = {
+			"604800", "10080m", "604800000ms", "1.5s", "0.5", "1ms",
+		};
+		static const int64_t ms[] = {
+			604800000, 604800000, 604800000, 1500, 500, 1,
+		};
+		char text[sizeof(good) + 64];
+
+		snprintf(from, sizeof(from), "ram-timeout = %s", ok[i]);
+		snprintf(text, sizeof(text), "%.*s%s%s",
+			 (int)(strstr(good, "ram-timeout = 2m") - good), good, from,
+			 strstr(good, "ram-timeout = 2m") + 16);
+		if (!CHECK(vmm_cluster_parse(&c, text, "t.conf", want, sizeof(want)) == 0 &&
+			   c.ram_ms == ms[i]))
+			printf("  %s: %s (%lld)\n", from, want, (long long)c.ram_ms);
+	}
+	{
+		char text[sizeof(good) + 64];
+
+		snprintf(text, sizeof(text), "%.*s%s%s",
+			 (int)(strstr(good, "max-bandwidth = 100M") - good), good,
+			 "max-bandwidth = 8589934591G",
+			 strstr(good, "max-bandwidth = 100M") + 20);
+		CHECK(vmm_cluster_parse(&c, text, "t.conf", want, sizeof(want)) == 0 &&
+		      c.max_bandwidth == 8589934591ull << 30);
+	}
 }
 
 static void t_device_id(void)
@@ -169,6 +245,15 @@ static void t_device_id(void)
 	CHECK(vmm_device_id("e1000,bus=rp1", id, sizeof(id)) == -1);
 	CHECK(vmm_device_id("e1000,xid=a", id, sizeof(id)) == -1);
 	CHECK(vmm_device_id("", id, sizeof(id)) == -1);
+	/* As device_add reads the spec: ",," is a comma, the last id= wins. */
+	CHECK(vmm_device_id("e1000,id=a,,b,bus=rp1", id, sizeof(id)) == 0 &&
+	      strcmp(id, "a,b") == 0);
+	CHECK(vmm_device_id("e1000,id=a,id=b", id, sizeof(id)) == 0 &&
+	      strcmp(id, "b") == 0);
+	CHECK(vmm_device_id("e1000,id=a,id=", id, sizeof(id)) == -1);
+	CHECK(vmm_device_id("id=x", id, sizeof(id)) == 0 && strcmp(id, "x") == 0);
+	CHECK(vmm_device_id("e1000,id=0123456789", id, 10) == -1);
+	CHECK(vmm_device_id("e1000,id=012345678", id, 10) == 0);
 }
 
 static void t_load(void)
@@ -253,6 +338,7 @@ int main(void)
 {
 	t_good();
 	t_errors();
+	t_numbers();
 	t_device_id();
 	t_load();
 	t_continuation();

@@ -4,7 +4,9 @@
  * against a scripted fake QEMU (fake-qmp.c's engine in a thread, on a
  * socketpair): greeting, capabilities, ids, events between replies, error
  * classes, stale and id-less replies, malformed JSON, truncated replies,
- * a peer that closes or stays silent, event queue overflow.  No VM.
+ * a peer that closes or stays silent, event queue overflow, arguments
+ * with '"' and '\\' built by json-c, a deadline that holds while the
+ * monitor streams events.  No VM.
  */
 #include "config.h"
 
@@ -42,6 +44,7 @@ static void *peer_main(void *arg)
 	p->rc = fq_run(&p->f, p->fd, p->steps, p->n, 0, 10000);
 	if (p->rc)
 		printf("  fake peer: %s\n", p->f.err);
+	json_object_put(p->f.last_args);
 	/* Keep the socket open briefly so the client reads everything. */
 	poll(NULL, 0, 50);
 	close(p->fd);
@@ -151,8 +154,9 @@ static void t_events(void)
 		qmp_set_handlers(&q, handlers, &deleted);
 		n_handled = 0;
 		CHECK(qmp_open_fd(&q, q_fd, in_ms(3000)) == 0);
-		CHECK(qmp_cmdf(&q, NULL, in_ms(3000), "device_del",
-			       "{\"id\":\"%s\"}", "hca0") == 0);
+		CHECK(qmp_cmd(&q, "device_del",
+			      qmp_args("id", json_object_new_string("hca0"), NULL),
+			      NULL, in_ms(3000)) == 0);
 		CHECK(n_handled == 2 && deleted == 1);
 		CHECK(q.evcount == 2);
 		/* The queued STOP is found without reading. */
@@ -192,7 +196,9 @@ static void t_errors(void)
 	{
 		RUN(q, s);
 		CHECK(qmp_open_fd(&q, q_fd, in_ms(3000)) == 0);
-		CHECK(qmp_cmdf(&q, NULL, in_ms(3000), "device_del", "{\"id\":\"hca0\"}") == -1);
+		CHECK(qmp_cmd(&q, "device_del",
+			      qmp_args("id", json_object_new_string("hca0"), NULL),
+			      NULL, in_ms(3000)) == -1);
 		CHECK(q.err == QMP_ERR_CMD);
 		CHECK(strcmp(q.errclass, "DeviceNotFound") == 0);
 		CHECK(strstr(q.errmsg, "device_del") != NULL);
@@ -432,6 +438,141 @@ static void t_overflow(void)
 	}
 }
 
+/*
+ * A device id with '"' and '\\' (and a ",," comma) reaches the monitor
+ * intact: the fake parses every command as strict JSON and compares the
+ * arguments member by member.
+ */
+static void t_escaping(void)
+{
+	static const char *const s[] = { GREETING, CAPS,
+		"< device_del ninja-2",
+		"args {\"id\": \"h\\\"ca\\\\0\"}",
+		"= {\"return\": {}}",
+		"> {\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"h\\\"ca\\\\0\"}}",
+		"< device_add ninja-3",
+		"args {\"driver\": \"e1000\", \"id\": \"h\\\"ca\\\\0\", \"bus\": \"rp,1\", \"x\": \"\"}",
+		"= {\"return\": {}}",
+		"< blockdev-add ninja-4",
+		"args {\"node-name\": \"a\\\\b\\\"c/d\", \"n\": 9223372036854775807, \"on\": true, \"l\": [{\"k\": \"\\u0001\\n\"}]}",
+		"= {\"return\": {}}",
+	};
+	static const char id[] = "h\"ca\\0";
+	json_object *data = NULL, *l;
+
+	nt_group("qmp: a device id with '\"' and '\\' round-trips (json-c arguments)");
+	{
+		RUN(q, s);
+		CHECK(qmp_open_fd(&q, q_fd, in_ms(3000)) == 0);
+		CHECK(qmp_cmd(&q, "device_del",
+			      qmp_args("id", json_object_new_string(id), NULL),
+			      NULL, in_ms(3000)) == 0);
+		CHECK(qmp_wait_event(&q, "DEVICE_DELETED", qmp_match_device,
+				     (void *)id, &data, NULL, in_ms(3000)) == 0);
+		CHECK(data && strcmp(qmp_get_str(data, "device", ""), id) == 0);
+		json_object_put(data);
+		CHECK(qmp_cmd(&q, "device_add",
+			      qmp_device_args("e1000,id=h\"ca\\0,bus=rp,,1,x=,noeq"),
+			      NULL, in_ms(3000)) == 0);
+		l = json_object_new_array();
+		json_object_array_add(l, qmp_args("k", json_object_new_string("\001\n"),
+						  NULL));
+		CHECK(qmp_cmd(&q, "blockdev-add",
+			      qmp_args("node-name", json_object_new_string("a\\b\"c/d"),
+				       "skipped", NULL,
+				       "n", json_object_new_int64(INT64_MAX),
+				       "on", json_object_new_boolean(1),
+				       "l", l, NULL),
+			      NULL, in_ms(3000)) == 0);
+		qmp_close(&q);
+		CHECK(peer_join(q_peer) == 0);
+	}
+}
+
+/*
+ * A monitor that sends an event every few ms: a command (and a wait for
+ * an event that never comes) still ends at its deadline.  The deadline
+ * used to be checked only when the socket was empty.
+ */
+static void slow_handler(struct qmp *q, const char *ev, json_object *data,
+			 void *opaque)
+{
+	(void)q; (void)ev; (void)data; (void)opaque;
+	poll(NULL, 0, 1);
+}
+
+static void t_stream(void)
+{
+	static const char *steps[2 * 1000 + 8];
+	int n = 0, i;
+	int64_t t0, took;
+
+	steps[n++] = GREETING;
+	steps[n++] = "< qmp_capabilities";
+	steps[n++] = "= {\"return\": {}}";
+	steps[n++] = "< query-status";
+	/* About 5 s of events, one every 2 ms, then silence. */
+	for (i = 0; i < 1000; i++) {
+		steps[n++] = "> {\"event\": \"MIGRATION_PASS\", \"data\": {\"pass\": 1}}";
+		steps[n++] = "sleep 2";
+	}
+	steps[n++] = "close";
+	nt_group("qmp: the deadline holds while the monitor streams events");
+	{
+		struct qmp q;
+		int fd;
+		struct peer *p = peer_start(steps, n, &fd);
+
+		qmp_init(&q, "fake");
+		CHECK(qmp_open_fd(&q, fd, in_ms(3000)) == 0);
+		t0 = vmm_now_ns();
+		CHECK(qmp_cmd(&q, "query-status", NULL, NULL, in_ms(200)) == -2);
+		took = vmm_now_ns() - t0;
+		CHECK(q.err == QMP_ERR_TIMEOUT);
+		CHECK(strstr(q.errmsg, "query-status") != NULL);
+		/* Returned at its deadline, long before the stream ends. */
+		CHECK(took >= 190000000 && took < 2000000000);
+		if (took >= 2000000000)
+			printf("  qmp_cmd took %.3f s (deadline 0.2 s)\n", took / 1e9);
+		CHECK(q.n_events > 5);
+		t0 = vmm_now_ns();
+		CHECK(qmp_wait_event(&q, "RESUME", NULL, NULL, NULL, NULL,
+				     in_ms(200)) == -2);
+		took = vmm_now_ns() - t0;
+		CHECK(took >= 190000000 && took < 2000000000);
+		/* qmp_poll returns while the stream goes on. */
+		CHECK(qmp_poll(&q) == 0);
+		qmp_close(&q);
+		/* The peer fails to send once the client is gone: expected. */
+		peer_join(p);
+	}
+	{
+		/* Events come faster than the client handles them (1 ms
+		 * each): the socket is never empty. */
+		static const char *const s[] = { GREETING, CAPS,
+			"< query-status",
+			"flood 5000 {\"event\": \"MIGRATION_PASS\", \"data\": {\"pass\": 1}}",
+		};
+		static const struct qmp_event_handler slow[] = {
+			{ "MIGRATION_PASS", slow_handler },
+			{ NULL, NULL },
+		};
+		RUN(q, s);
+		qmp_set_handlers(&q, slow, NULL);
+		CHECK(qmp_open_fd(&q, q_fd, in_ms(3000)) == 0);
+		t0 = vmm_now_ns();
+		CHECK(qmp_cmd(&q, "query-status", NULL, NULL, in_ms(200)) == -2);
+		took = vmm_now_ns() - t0;
+		CHECK(took >= 190000000 && took < 2000000000);
+		CHECK(qmp_wait_event(&q, "RESUME", NULL, NULL, NULL, NULL,
+				     in_ms(200)) == -2);
+		CHECK(qmp_poll(&q) == 0);
+		CHECK(q.n_events > 100);
+		qmp_close(&q);
+		CHECK(peer_join(q_peer) == 0);
+	}
+}
+
 static void t_connect(void)
 {
 	struct qmp q;
@@ -461,6 +602,8 @@ int main(void)
 	t_timeout();
 	t_bad_greeting();
 	t_overflow();
+	t_escaping();
+	t_stream();
 	t_connect();
 	return nt_done();
 }
