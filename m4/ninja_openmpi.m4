@@ -13,6 +13,11 @@ AC_DEFUN([NINJA_CHECK_OPENMPI], [
         [AS_HELP_STRING([--with-ompi-component-dir=DIR],
             [where to install mca_btl_ninja.so (default: ompi_info --path pkglibdir)])],
         [ompicompdir="$withval"], [ompicompdir=""])
+    AC_ARG_WITH([ompi-help-dir],
+        [AS_HELP_STRING([--with-ompi-help-dir=DIR],
+            [where to install help-mpi-btl-ninja.txt, the directory Open MPI's
+             opal_show_help reads (default: ompi_info --path pkgdatadir)])],
+        [ompihelpdir="$withval"], [ompihelpdir=""])
     AC_PATH_PROG([MPICC], [mpicc], [no])
     AC_PATH_PROG([OMPI_INFO], [ompi_info], [no])
     AS_IF([test "x$with_openmpi" = xdefault], [
@@ -47,10 +52,15 @@ AC_DEFUN([NINJA_CHECK_OPENMPI], [
             [AC_MSG_ERROR([headers are Open MPI $OMPI_VERSION_FOUND but the installed runtime is $ompi_run_version: a component must be built against the exact release it is loaded into])])
         AS_IF([test -z "$ompicompdir"],
             [ompicompdir=`$OMPI_INFO --path pkglibdir 2>/dev/null | sed -n 's/^ *Pkglibdir: *//p'`])
+        AS_IF([test -z "$ompihelpdir"],
+            [ompihelpdir=`$OMPI_INFO --path pkgdatadir 2>/dev/null | sed -n 's/^ *Pkgdatadir: *//p'`])
     ])
     AS_IF([test -z "$ompicompdir"], [ompicompdir='${libdir}/openmpi'])
+    AS_IF([test -z "$ompihelpdir"], [ompihelpdir='${datadir}/openmpi'])
     AC_MSG_CHECKING([where Open MPI loads components])
     AC_MSG_RESULT([$ompicompdir])
+    AC_MSG_CHECKING([where Open MPI reads help files])
+    AC_MSG_RESULT([$ompihelpdir])
     AS_IF([test -n "$MPICC" && test "x$MPICC" != xno],
         [OMPI_LIBDIRS=`$MPICC --showme:libdirs`], [OMPI_LIBDIRS=""])
     OMPI_LDFLAGS=""
@@ -61,4 +71,5 @@ AC_DEFUN([NINJA_CHECK_OPENMPI], [
     AC_SUBST([OMPI_LDFLAGS])
     AC_SUBST([OMPI_VERSION_FOUND])
     AC_SUBST([ompicompdir])
+    AC_SUBST([ompihelpdir])
 ])

@@ -35,7 +35,13 @@ static int ninja_progress(void);
 mca_btl_ninja_component_t mca_btl_ninja_component = {
 	.super = {
 		.btl_version = {
-			MCA_BTL_DEFAULT_VERSION("ninja"),
+			/* MCA_BTL_DEFAULT_VERSION, but with Ninja's own version
+			 * (ompi_info shows it) instead of Open MPI's. */
+			MCA_BTL_BASE_VERSION_3_1_0,
+			.mca_component_name = "ninja",
+			MCA_BASE_MAKE_VERSION(component, NINJA_VERSION_MAJOR,
+					      NINJA_VERSION_MINOR,
+					      NINJA_VERSION_RELEASE),
 			.mca_open_component = ninja_open,
 			.mca_close_component = ninja_close,
 			.mca_register_component_params = ninja_register,

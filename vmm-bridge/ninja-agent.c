@@ -793,6 +793,7 @@ int main(int argc, char **argv)
 		{ "operator-group", required_argument, NULL, 'o' },
 		{ "max-ranks-per-user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *listen_spec = NULL;
@@ -850,6 +851,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ninja-agent (Ninja) %s\n", PACKAGE_VERSION);
 			return 0;
 		default:
 			usage(stderr);

@@ -1104,6 +1104,7 @@ int main(int argc, char **argv)
 		{ "pause-ms", required_argument, NULL, OPT_PAUSE },
 		{ "expect", required_argument, NULL, OPT_EXPECT },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd;
@@ -1169,6 +1170,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return VMM_EXIT_OK;
+		case 'V':
+			printf("ninja-ctl (Ninja) %s\n", PACKAGE_VERSION);
 			return VMM_EXIT_OK;
 		default:
 			usage(stderr);

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmm_opts o = { 0 };
@@ -80,6 +81,7 @@ int main(int argc, char **argv)
 		case 'v': o.verbose = true; break;
 		case 'f': o.force = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("ninja-migrate (Ninja) %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return VMM_EXIT_USAGE;
 		}
 	}
