@@ -37,6 +37,7 @@ void vmm_guest_clear_reports(struct vmm_guest *g)
 	free(g->reports);
 	g->reports = NULL;
 	g->nreports = 0;
+	g->n_reports_dropped = 0;
 }
 
 void vmm_guest_close(struct vmm_guest *g)
@@ -264,9 +265,9 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 			snprintf(g->phase, sizeof(g->phase), "quiescing");
 			if (req == REQ_QUIESCE)
 				g->done = false;
-			vmm_log("%s: guest is no longer SAFE for epoch %u (job %.*s rank %.*s)",
-				g->vm, g->epoch, (int)jl, j ? j : "?", (int)rl,
-				r ? r : "?");
+			vmm_log("%s: %s is no longer SAFE for epoch %u (job %.*s rank %.*s: a rank left the drain or joined late)",
+				g->vm, g->peer, g->epoch, (int)jl, j ? j : "?",
+				(int)rl, r ? r : "?");
 		}
 		break;
 	case NINJA_V_RESUMED:
@@ -290,7 +291,11 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 		if (m.epoch == g->epoch && g->on_report)
 			g->on_report(g, &m, g->report_arg);
 		else if (m.epoch == g->epoch &&
-			 g->nreports < VMM_GUEST_MAX_REPORTS) {
+			 g->nreports >= VMM_GUEST_MAX_REPORTS) {
+			if (!g->n_reports_dropped++)
+				vmm_log("%s: warning: more than %d REPORTs in epoch %u: the rest are not kept",
+					g->vm, VMM_GUEST_MAX_REPORTS, g->epoch);
+		} else if (m.epoch == g->epoch) {
 			char **nr = realloc(g->reports, sizeof(char *) *
 					    (g->nreports + 1));
 
@@ -336,7 +341,7 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 			guest_fail(g, false, "%s: the %s refused the request: %s",
 				   g->vm, g->peer, l->s);
 		} else {
-			vmm_log("%s: guest says: %s", g->vm, l->s);
+			vmm_log("%s: %s says: %s", g->vm, g->peer, l->s);
 		}
 		break;
 	default:

@@ -24,7 +24,9 @@
 #include <stdint.h>
 #include "vmm_chan.h"
 
-#define VMM_GUEST_MAX_REPORTS	256
+/* REPORT lines kept per guest and epoch (one per rank): the list grows;
+ * past this bound the rest are counted and logged, not kept. */
+#define VMM_GUEST_MAX_REPORTS	65536
 
 struct vmm_guest;
 
@@ -75,6 +77,7 @@ struct vmm_guest {
 	/* REPORT lines of the current epoch (allocated). */
 	char **reports;
 	int nreports;
+	unsigned long n_reports_dropped;	/* past VMM_GUEST_MAX_REPORTS */
 	/* Lines that did not parse. */
 	unsigned long n_bad;
 	char last_bad[160];
