@@ -43,6 +43,19 @@ void ninja_agg_init(struct ninja_agg *a, const struct ninja_agg_ops *ops,
 	a->ctx = ctx;
 }
 
+int ninja_agg_set_slots(struct ninja_agg *a, struct ninja_agg_rank *ranks,
+			unsigned int n)
+{
+	if (n < a->nslots || (n && !ranks))
+		return -NINJA_EARGS;
+	if (n > a->nslots)
+		memset(&ranks[a->nslots], 0,
+		       (n - a->nslots) * sizeof(*ranks));
+	a->ranks = ranks;
+	a->nslots = n;
+	return 0;
+}
+
 static bool registered(const struct ninja_agg_rank *r)
 {
 	return r->state >= NINJA_RS_RUNNING;
@@ -53,7 +66,7 @@ unsigned int ninja_agg_count(const struct ninja_agg *a,
 {
 	unsigned int i, n = 0;
 
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++) {
+	for (i = 0; i < a->nslots; i++) {
 		const struct ninja_agg_rank *r = &a->ranks[i];
 
 		if (st == NINJA_RS_COUNT ? registered(r) : r->state == st)
@@ -173,7 +186,7 @@ int ninja_agg_open_uid(struct ninja_agg *a, uint32_t uid, unsigned int limit)
 	unsigned int mine = 0;
 	int i, slot = -1;
 
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++) {
+	for (i = 0; i < (int)a->nslots; i++) {
 		if (a->ranks[i].state == NINJA_RS_FREE) {
 			if (slot < 0)
 				slot = i;
@@ -202,7 +215,7 @@ void ninja_agg_close(struct ninja_agg *a, int slot)
 	char buf[NINJA_LINE_MAX];
 	int n;
 
-	if (slot < 0 || slot >= NINJA_AGG_MAX_RANKS)
+	if (slot < 0 || (unsigned int)slot >= a->nslots)
 		return;
 	r = &a->ranks[slot];
 	if (registered(r)) {
@@ -272,7 +285,7 @@ int ninja_agg_rank_line(struct ninja_agg *a, int slot, const char *line,
 	char buf[NINJA_LINE_MAX];
 	int err, n;
 
-	if (slot < 0 || slot >= NINJA_AGG_MAX_RANKS ||
+	if (slot < 0 || (unsigned int)slot >= a->nslots ||
 	    a->ranks[slot].state == NINJA_RS_FREE)
 		return -NINJA_EUNREG;
 	r = &a->ranks[slot];
@@ -355,7 +368,7 @@ static void set_all(struct ninja_agg *a, enum ninja_rank_state from1,
 {
 	int i;
 
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++)
+	for (i = 0; i < (int)a->nslots; i++)
 		if (a->ranks[i].state == from1 || a->ranks[i].state == from2)
 			a->ranks[i].state = to;
 }

@@ -18,7 +18,6 @@
 extern "C" {
 #endif
 
-#define NINJA_AGG_MAX_RANKS	256
 /* to_rank() slot meaning "every registered rank". */
 #define NINJA_AGG_ALL		(-1)
 
@@ -67,12 +66,28 @@ struct ninja_agg {
 	uint64_t n_err[NINJA_EERRCOUNT];	/* errors answered, by code */
 	uint64_t n_quiesce, n_resume, n_cancel, n_register, n_gone;
 	uint64_t n_rank_err;	/* ERR lines received from ranks */
-	struct ninja_agg_rank ranks[NINJA_AGG_MAX_RANKS];
+	/*
+	 * The rank slots: an array owned by the caller (ninja_agg_set_slots),
+	 * no size fixed here: ninja-agent grows it as ranks connect, the
+	 * kernel module gives a fixed one.
+	 */
+	struct ninja_agg_rank *ranks;
+	unsigned int nslots;
 };
 
 void ninja_agg_init(struct ninja_agg *a, const struct ninja_agg_ops *ops,
 		    void *ctx);
-/* A new rank connection; returns its slot or -NINJA_EFULL. */
+/*
+ * Give the machine n slots: ranks holds the nslots slots in use so far
+ * (the caller copied them, e.g. with realloc) and room for n >= nslots;
+ * the new ones are cleared.  Returns 0, or -NINJA_EARGS if n < nslots.
+ */
+int ninja_agg_set_slots(struct ninja_agg *a, struct ninja_agg_rank *ranks,
+			unsigned int n);
+/*
+ * A new rank connection; returns its slot or -NINJA_EFULL (every slot in
+ * use: the caller may give more with ninja_agg_set_slots and retry).
+ */
 int ninja_agg_open(struct ninja_agg *a);
 /*
  * The same for a connection of user uid, which may hold at most limit

@@ -29,6 +29,11 @@
 #include "ninja_agg.h"
 
 #define NINJA_KMOD_VERSION	"0.1.0"
+/*
+ * Rank slots per guest: the module keeps a fixed table (one allocation at
+ * load); ninja-agent on a bare machine grows its own (--max-ranks).
+ */
+#define NINJA_KMOD_MAX_RANKS	256
 
 /* Device event kinds; names are the wire names of the EVENT lines. */
 enum ninja_ev_kind {
@@ -90,7 +95,7 @@ struct ninja_dev {
 	 */
 	struct mutex agg_lock;
 	struct ninja_agg *agg;
-	struct ninja_file *slots[NINJA_AGG_MAX_RANKS];
+	struct ninja_file *slots[NINJA_KMOD_MAX_RANKS];
 	unsigned int nfiles;		/* open files, registered or not */
 	u64 n_rank_dropped;		/* lines dropped from rank queues */
 	u64 n_open_full;		/* opens refused: no free slot */

@@ -98,11 +98,11 @@ void ninja_to_rank(void *ctx, int slot, const char *line, size_t len)
 
 	lockdep_assert_held(&nd->agg_lock);
 	if (slot != NINJA_AGG_ALL) {
-		if (slot >= 0 && slot < NINJA_AGG_MAX_RANKS && nd->slots[slot])
+		if (slot >= 0 && slot < NINJA_KMOD_MAX_RANKS && nd->slots[slot])
 			ninja_file_queue(nd->slots[slot], line, len);
 		return;
 	}
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++)
+	for (i = 0; i < NINJA_KMOD_MAX_RANKS; i++)
 		if (nd->slots[i] &&
 		    nd->agg->ranks[i].state >= NINJA_RS_RUNNING)
 			ninja_file_queue(nd->slots[i], line, len);
@@ -209,7 +209,7 @@ static int ninja_open(struct inode *inode, struct file *file)
 		mutex_unlock(&nd->agg_lock);
 		pr_warn_ratelimited("ninja: no free rank slot for uid %u (%d slots, %u per user)\n",
 				    from_kuid(&init_user_ns, f->uid),
-				    NINJA_AGG_MAX_RANKS, ninja_user_ranks);
+				    NINJA_KMOD_MAX_RANKS, ninja_user_ranks);
 		ret = -EBUSY;
 		goto err_free_fifo;
 	}
@@ -631,10 +631,14 @@ static int __init ninja_init(void)
 		 ninja_hvc);
 
 	ret = -ENOMEM;
-	nd->agg = vzalloc(sizeof(*nd->agg));
+	/* The aggregation and its slot table, in one allocation. */
+	nd->agg = vzalloc(sizeof(*nd->agg) +
+			  NINJA_KMOD_MAX_RANKS * sizeof(struct ninja_agg_rank));
 	if (!nd->agg)
 		goto err_free_dev;
 	ninja_agg_init(nd->agg, &ninja_agg_ops, nd);
+	ninja_agg_set_slots(nd->agg, (struct ninja_agg_rank *)(nd->agg + 1),
+			    NINJA_KMOD_MAX_RANKS);
 	if (kfifo_alloc(&nd->txq, 64 * 1024, GFP_KERNEL))
 		goto err_free_agg;
 	nd->wq = alloc_ordered_workqueue("ninja", 0);

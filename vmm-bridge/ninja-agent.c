@@ -6,12 +6,15 @@
  * state machine from common/ninja_agg.c does the protocol work.
  *
  *   ninja-agent --listen unix:PATH [--socket-mode M] [--socket-group G]
- *               [--operator-group G] [--max-ranks-per-user N] [--verbose]
- *               [--foreground] [--pidfile F]
+ *               [--operator-group G] [--max-ranks N]
+ *               [--max-ranks-per-user N] [--verbose] [--foreground]
+ *               [--pidfile F]
  *
  * A connection whose first line is "HELLO <v> host" is a host connection;
  * any other is a rank slot.  Single-threaded poll() loop, non-blocking
  * sockets, a line assembler and a bounded output queue per connection.
+ * The rank slots and the connection table grow as ranks come, up to
+ * --max-ranks (a rank past it is refused with ERR full, and logged).
  *
  * Who may do what (docs/protocol.md, "Who may send what"): the socket is
  * created with --socket-mode/--socket-group (0660, the agent's group), and
@@ -42,8 +45,13 @@
 #include "ninja_agg.h"
 #include "vmm_chan.h"
 
-/* Most connections (ranks + hosts + not yet classified). */
-#define VMM_AGENT_MAX_CONNS	1024
+/* Rank slots by default (--max-ranks) and at most. */
+#define VMM_AGENT_MAX_RANKS	4096
+#define VMM_AGENT_MAX_RANKS_LIMIT	(1U << 20)
+/* Connections beyond the rank slots (hosts, not yet classified). */
+#define VMM_AGENT_EXTRA_CONNS	256
+/* First size of the slot and connection tables (they double). */
+#define VMM_AGENT_FIRST_SLOTS	16
 /*
  * Bytes queued for one connection before it is dropped as not reading.
  * A protocol exchange is a few lines per epoch; 64 KiB is >100 full lines.
@@ -82,9 +90,10 @@ struct vmm_conn {
 
 struct vmm_agent {
 	struct ninja_agg agg;
-	struct vmm_conn *conns[VMM_AGENT_MAX_CONNS];
-	int nconns;
-	struct vmm_conn *by_slot[NINJA_AGG_MAX_RANKS];
+	struct vmm_conn **conns;	/* conns_cap entries, nconns used */
+	int nconns, conns_cap;
+	struct vmm_conn **by_slot;	/* agg.nslots entries */
+	unsigned int max_ranks;		/* --max-ranks */
 	/* Host whose line is being handled: its replies go to it alone. */
 	struct vmm_conn *cur_host;
 	int listen_fd;
@@ -103,6 +112,56 @@ struct vmm_agent {
 };
 
 static struct vmm_agent agent;
+
+/*
+ * Every slot in use: double the slot table (ninja_agg's and by_slot), up
+ * to --max-ranks.  Out of memory: the table stays, the rank is refused.
+ */
+static void grow_slots(void)
+{
+	unsigned int n = agent.agg.nslots;
+	struct ninja_agg_rank *r;
+	struct vmm_conn **bs;
+
+	if (n >= agent.max_ranks || ninja_agg_count(&agent.agg, NINJA_RS_FREE))
+		return;
+	n = n ? 2 * n : VMM_AGENT_FIRST_SLOTS;
+	if (n > agent.max_ranks)
+		n = agent.max_ranks;
+	bs = realloc(agent.by_slot, n * sizeof(*bs));
+	if (!bs)
+		return;
+	memset(bs + agent.agg.nslots, 0,
+	       (n - agent.agg.nslots) * sizeof(*bs));
+	agent.by_slot = bs;
+	r = realloc(agent.agg.ranks, n * sizeof(*r));
+	if (!r)
+		return;
+	ninja_agg_set_slots(&agent.agg, r, n);
+	if (agent.verbose)
+		vmm_log("rank slots: %u", n);
+}
+
+/* Room for one more connection (up to max_ranks + the extra). */
+static bool grow_conns(void)
+{
+	int max = (int)(agent.max_ranks + VMM_AGENT_EXTRA_CONNS), n;
+	struct vmm_conn **cs;
+
+	if (agent.nconns < agent.conns_cap)
+		return true;
+	if (agent.conns_cap >= max)
+		return false;
+	n = agent.conns_cap ? 2 * agent.conns_cap : VMM_AGENT_FIRST_SLOTS;
+	if (n > max)
+		n = max;
+	cs = realloc(agent.conns, (size_t)n * sizeof(*cs));
+	if (!cs)
+		return false;
+	agent.conns = cs;
+	agent.conns_cap = n;
+	return true;
+}
 
 static const char *conn_desc(const struct vmm_conn *c, char *buf, size_t n)
 {
@@ -199,13 +258,13 @@ static void agg_to_rank(void *ctx, int slot, const char *line, size_t len)
 	int i;
 
 	if (slot != NINJA_AGG_ALL) {
-		if (slot >= 0 && slot < NINJA_AGG_MAX_RANKS &&
+		if (slot >= 0 && (unsigned int)slot < agent.agg.nslots &&
 		    agent.by_slot[slot])
 			conn_queue(agent.by_slot[slot], line, len);
 		return;
 	}
 	/* Broadcasts go to registered ranks only. */
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++)
+	for (i = 0; i < (int)agent.agg.nslots; i++)
 		if (agent.by_slot[i] &&
 		    agent.agg.ranks[i].state >= NINJA_RS_RUNNING)
 			conn_queue(agent.by_slot[i], line, len);
@@ -358,17 +417,19 @@ static void conn_line(void *ctx, const char *line, size_t len, int err)
 		if (!err && is_host_hello(line, len)) {
 			c->kind = VMM_CONN_HOST;
 		} else {
-			int slot = ninja_agg_open_uid(&agent.agg, c->uid,
-						      c->uid ?
-						      agent.user_ranks : 0);
+			int slot;
+
+			grow_slots();
+			slot = ninja_agg_open_uid(&agent.agg, c->uid,
+						  c->uid ? agent.user_ranks : 0);
 
 			if (slot < 0) {
 				char buf[128];
 				int n = snprintf(buf, sizeof(buf),
-						 "ERR %s %s (max %d, %u per user)\n",
+						 "ERR %s %s (max %u, %u per user)\n",
 						 ninja_err_name(slot),
 						 ninja_strerror(slot),
-						 NINJA_AGG_MAX_RANKS,
+						 agent.max_ranks,
 						 agent.user_ranks);
 
 				agent.n_refused++;
@@ -555,7 +616,7 @@ static void do_accept(void)
 			refuse(fd, "ERR full too many connections of this user\n");
 			continue;
 		}
-		if (agent.nconns == VMM_AGENT_MAX_CONNS) {
+		if (!grow_conns()) {
 			static const char msg[] =
 				"ERR full too many connections to this agent\n";
 
@@ -758,7 +819,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ninja-agent --listen unix:PATH [--socket-mode MODE] [--socket-group GROUP]\n"
-		"                   [--operator-group GROUP] [--max-ranks-per-user N]\n"
+		"                   [--operator-group GROUP] [--max-ranks N]\n"
+		"                   [--max-ranks-per-user N]\n"
 		"                   [--verbose] [--foreground] [--pidfile FILE]\n"
 		"\n"
 		"User-space Ninja node agent (the role kmod/ninja.ko plays in a VM).\n"
@@ -771,8 +833,11 @@ static void usage(FILE *f)
 		"                      agent's group); who may connect at all\n"
 		"  --operator-group GROUP  members may QUIESCE, RESUME, CANCEL and send\n"
 		"                      EVENT (default: root only)\n"
+		"  --max-ranks N       rank slots on this node, 1..1048576 (default 4096;\n"
+		"                      the table grows as ranks come; past N a rank is\n"
+		"                      refused with ERR full)\n"
 		"  --max-ranks-per-user N  rank slots one non-root user may hold\n"
-		"                      (default 64, 0: no limit; the node has 256)\n"
+		"                      (default 64, 0: no limit)\n"
 		"  --verbose, -v       log connections and every line in/out to stderr\n"
 		"  --foreground        stay in the foreground (the default; accepted for\n"
 		"                      compatibility)\n"
@@ -792,13 +857,14 @@ int main(int argc, char **argv)
 		{ "socket-group", required_argument, NULL, 'g' },
 		{ "operator-group", required_argument, NULL, 'o' },
 		{ "max-ranks-per-user", required_argument, NULL, 'u' },
+		{ "max-ranks", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *listen_spec = NULL;
 	struct pollfd *pfd;
-	int o, rc = 0;
+	int o, rc = 0, npfd = 2;
 
 	vmm_set_progname(argv[0]);
 	agent.listen_fd = agent.sig_fd = -1;
@@ -806,6 +872,7 @@ int main(int argc, char **argv)
 	agent.sock_gid = getegid();
 	agent.oper_gid = (gid_t)-1;
 	agent.user_ranks = VMM_AGENT_USER_RANKS;
+	agent.max_ranks = VMM_AGENT_MAX_RANKS;
 	while ((o = getopt_long(argc, argv, "l:vfp:h", opts, NULL)) != -1) {
 		unsigned long v;
 		char *end;
@@ -831,12 +898,23 @@ int main(int argc, char **argv)
 			errno = 0;
 			v = strtoul(optarg, &end, 10);
 			if (errno || end == optarg || *end || optarg[0] == '-' ||
-			    v > NINJA_AGG_MAX_RANKS) {
-				fprintf(stderr, "ninja-agent: --max-ranks-per-user '%s' is not 0..%d\n",
-					optarg, NINJA_AGG_MAX_RANKS);
+			    v > VMM_AGENT_MAX_RANKS_LIMIT) {
+				fprintf(stderr, "ninja-agent: --max-ranks-per-user '%s' is not 0..%u\n",
+					optarg, VMM_AGENT_MAX_RANKS_LIMIT);
 				return 1;
 			}
 			agent.user_ranks = (unsigned int)v;
+			break;
+		case 'M':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' ||
+			    v < 1 || v > VMM_AGENT_MAX_RANKS_LIMIT) {
+				fprintf(stderr, "ninja-agent: --max-ranks '%s' is not 1..%u\n",
+					optarg, VMM_AGENT_MAX_RANKS_LIMIT);
+				return 1;
+			}
+			agent.max_ranks = (unsigned int)v;
 			break;
 		case 'l':
 			listen_spec = optarg;
@@ -884,14 +962,14 @@ int main(int argc, char **argv)
 		cleanup();
 		return 1;
 	}
-	pfd = calloc(VMM_AGENT_MAX_CONNS + 2, sizeof(*pfd));
+	pfd = calloc(npfd, sizeof(*pfd));
 	if (!pfd) {
 		vmm_log("out of memory");
 		cleanup();
 		return 1;
 	}
-	vmm_log("listening on unix:%s (protocol %d, max %d ranks, %u per user; mode %04o group %u; operators: root%s)",
-		agent.path, NINJA_PROTO_VERSION, NINJA_AGG_MAX_RANKS,
+	vmm_log("listening on unix:%s (protocol %d, max %u ranks, %u per user; mode %04o group %u; operators: root%s)",
+		agent.path, NINJA_PROTO_VERSION, agent.max_ranks,
 		agent.user_ranks, (unsigned int)agent.sock_mode,
 		(unsigned int)agent.sock_gid,
 		agent.oper_gid == (gid_t)-1 ? "" : " and the operator group");
@@ -900,6 +978,19 @@ int main(int argc, char **argv)
 		int i, n = 2, r;
 		/* conns[] is stable between poll() and the dispatch below. */
 		int nc = agent.nconns;
+
+		if (nc + 2 > npfd) {
+			struct pollfd *np = realloc(pfd, (size_t)(agent.conns_cap + 2) *
+						    sizeof(*pfd));
+
+			if (!np) {
+				vmm_log("out of memory");
+				rc = 1;
+				break;
+			}
+			pfd = np;
+			npfd = agent.conns_cap + 2;
+		}
 
 		int timeout = -1;
 

@@ -9,9 +9,12 @@
  *             quiesce | resume | cancel | status
  *             | cycle [--count N] [--pause-ms M] | event KIND [k=v ...]
  *
- * Exit status: 0 ok, 1 usage or connection error, 2 deadline passed,
- * 3 protocol error (an ERR answer, other than a harmless duplicate).
- * See docs/protocol.md for the protocol and usage() for the commands.
+ * The protocol driver (QUIESCE / RESUME / CANCEL / STATUS over a group of
+ * channels) is vmm_guest.c, shared with ninja-migrate; this file is the
+ * command line and the output.  Exit statuses: vmm_exit.h (0 ok, 1 usage
+ * or connection error, 2 deadline, 7 refused, 8 fewer ranks than
+ * --expect).  See docs/protocol.md for the protocol and usage() for the
+ * commands.
  */
 #include "config.h"
 
@@ -29,15 +32,8 @@
 
 #include "vmm_chan.h"
 
-#define VMM_CTL_MAX_NODES	64
-
-enum vmm_exit {
-	VMM_EXIT_OK = 0,
-	VMM_EXIT_USAGE = 1,	/* also: connection failed or lost */
-	VMM_EXIT_DEADLINE = 2,
-	VMM_EXIT_PROTO = 3,
-	VMM_EXIT_RANKS = 4,	/* fewer ranks SAFE than --expect */
-};
+#include "vmm_exit.h"
+#include "vmm_guest.h"
 
 enum vmm_op {
 	VMM_OP_QUIESCE,
@@ -51,26 +47,8 @@ static const char *const op_names[] = {
 	"quiesce", "resume", "cancel", "status", "event",
 };
 
-/* What the controller knows about one node. */
-struct vmm_node {
-	struct vmm_chan ch;
-	bool involved;		/* takes part in the current operation */
-	bool done;		/* answered SAFE / RESUMED / STATUS for it */
-	bool cancel_done;	/* RESUMED after our CANCEL (quiesce failure) */
-	bool lost;		/* connection gone */
-	bool rejected;		/* answered ERR to the current request */
-	/* Last STATUS (or HELLO) seen. */
-	bool have_status;
-	unsigned long status_seq;	/* STATUS lines taken */
-	uint32_t epoch;
-	char phase[16];
-	unsigned int ranks, safe, draining, resuming;
-	unsigned int done_ranks;	/* ranks= of SAFE/RESUMED */
-	unsigned int reports;
-};
-
 static struct {
-	const char *control[VMM_CTL_MAX_NODES];
+	const char **control;	/* opt.ncontrol entries */
 	int ncontrol;
 	uint64_t epoch;		/* 0: derive from the nodes */
 	double deadline_s;
@@ -80,19 +58,16 @@ static struct {
 	unsigned long expect;	/* ranks a quiesce must find (0: any) */
 } opt = { .deadline_s = 30.0, .count = 1 };
 
-static struct vmm_node nodes[VMM_CTL_MAX_NODES];
-static struct vmm_chan *chans[VMM_CTL_MAX_NODES];
+/* The nodes (nnodes == opt.ncontrol), all of them, and those involved in
+ * the current request (NULL: not involved). */
+static struct vmm_guest *nodes;
+static struct vmm_guest **all, **inv;
 static int nnodes;
 
-/* State of the operation in progress, fed by handle_line(). */
+/* The operation in progress. */
 static struct {
 	enum vmm_op op;
-	uint32_t epoch;
-	bool cancelling;	/* quiesce failed, CANCEL sent */
-	int proto_err;		/* ERR answers that count as failure */
-	int lost;		/* connections lost */
 	unsigned int reports;
-	char err[NINJA_LINE_MAX + VMM_NAME_MAX + 8];	/* first ERR */
 } cur;
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -133,7 +108,7 @@ static void usage(FILE *f)
 		"                       epoch + 1, 4294967295 wraps to 1; resume/cancel: the\n"
 		"                       nodes' current epoch)\n"
 		"  --expect N           quiesce/cycle: the nodes must have N ranks in all;\n"
-		"                       fewer SAFE ranks: CANCEL, exit 4 (default: any)\n"
+		"                       fewer SAFE ranks: CANCEL, exit 8 (default: any)\n"
 		"  --deadline SEC       give up after SEC seconds per phase (default 30)\n"
 		"  --rails LIST         rail hint for RESUME (rails=LIST, e.g. verbs,tcp)\n"
 		"  --count N            cycle: number of cycles (default 1)\n"
@@ -141,8 +116,9 @@ static void usage(FILE *f)
 		"  --json               print one JSON object per line on stdout\n"
 		"  --verbose, -v        log every protocol line to stderr\n"
 		"\n"
-		"Exit status: 0 ok, 1 usage or connection error, 2 deadline, 3 protocol error,\n"
-		"4 fewer ranks than --expect.\n");
+		"Exit status: 0 ok, 1 usage or connection error (nothing done), 2 deadline\n"
+		"(a quiesce is cancelled), 7 a node refused the request (ERR) or another\n"
+		"controller took the epoch, 8 fewer ranks than --expect (cancelled).\n");
 }
 
 /* ---- JSON output (json-c) --------------------------------------------- */
@@ -261,335 +237,38 @@ static int64_t deadline_ns(void)
 	return (int64_t)(opt.deadline_s * 1e9);
 }
 
-static void copy_tok(char *dst, size_t size, const char *p, size_t n)
+/* A REPORT of the current epoch, as it arrives (vmm_guest callback):
+ * "unix:/x: job=J rank=R k=v..." */
+static void print_report(struct vmm_guest *g, const struct ninja_msg *m,
+			 void *arg)
 {
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, p, n);
-	dst[n] = '\0';
-}
-
-static unsigned int kv_uint(const struct ninja_msg *m, const char *key)
-{
-	uint64_t v = 0;
-
-	if (ninja_msg_get_u64(m, key, &v) || v > UINT32_MAX)
-		return 0;
-	return (unsigned int)v;
-}
-
-/* Send a line to one node; a failure marks the node lost. */
-static void node_send(struct vmm_node *n, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void node_send(struct vmm_node *n, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	if (n->lost)
-		return;
-	va_start(ap, fmt);
-	/* A node that does not take one short line in 5 s is stuck. */
-	r = vmm_chan_sendv(&n->ch, vmm_now_ns() + 5000000000LL, fmt, ap);
-	va_end(ap);
-	if (r) {
-		fprintf(stderr, "ninja-ctl: %s\n", n->ch.errmsg);
-		n->lost = true;
-		cur.lost++;
-	}
-}
-
-/* Text form of a REPORT: "unix:/x: job=J rank=R k=v..." */
-static void print_report(struct vmm_node *n, const struct ninja_msg *m)
-{
+	(void)arg;
+	cur.reports++;
 	if (opt.json) {
 		struct vmm_json j;
 
 		json_begin(&j, "report");
 		json_str(&j, "cmd", op_names[cur.op]);
-		json_str(&j, "node", n->ch.name);
+		json_str(&j, "node", g->vm);
 		json_u64(&j, "epoch", m->epoch);
 		json_kv(&j, m);
 		json_end(&j);
 		return;
 	}
 	/* Everything after "REPORT <epoch>" as the rank sent it. */
-	printf("%s: %s\n", n->ch.name, m->npos < m->ntok ?
+	printf("%s: %s\n", g->vm, m->npos < m->ntok ?
 	       m->tok[m->npos].p : "(empty report)");
 	fflush(stdout);
 }
 
-static void take_status(struct vmm_node *n, const struct ninja_msg *m)
+/* Involve every live node (or none) in the next request. */
+static void involve(bool every)
 {
-	const char *p;
-	size_t pl;
-	uint64_t v;
-
-	n->have_status = true;
-	n->status_seq++;
-	if (!ninja_msg_get_u64(m, "epoch", &v) && v <= UINT32_MAX)
-		n->epoch = (uint32_t)v;
-	p = ninja_msg_get(m, "phase", &pl);
-	if (p)
-		copy_tok(n->phase, sizeof(n->phase), p, pl);
-	n->ranks = kv_uint(m, "ranks");
-	n->safe = kv_uint(m, "safe");
-	n->draining = kv_uint(m, "draining");
-	n->resuming = kv_uint(m, "resuming");
-}
-
-/* Our quiesce lost its epoch to someone else's RESUME/CANCEL. */
-static void taken_over(struct vmm_node *n)
-{
-	if (cur.op != VMM_OP_QUIESCE || cur.cancelling || n->rejected)
-		return;
-	if (!cur.proto_err)
-		snprintf(cur.err, sizeof(cur.err),
-			 "%s: epoch %" PRIu32 " was resumed or cancelled by another controller",
-			 n->ch.name, cur.epoch);
-	cur.proto_err++;
-	n->rejected = true;
-}
-
-/* One line from a node, whatever the operation. */
-static void handle_line(struct vmm_node *n, const struct vmm_line *l)
-{
-	struct ninja_msg m;
-	int err;
-
-	if (l->err) {
-		fprintf(stderr, "ninja-ctl: %s: line too long, ignored\n",
-			n->ch.name);
-		return;
-	}
-	err = ninja_parse_line(l->s, l->len, &m);
-	if (err == -NINJA_EEMPTY)
-		return;
-	if (err) {
-		fprintf(stderr, "ninja-ctl: %s: malformed line ignored (%s): %s\n",
-			n->ch.name, ninja_strerror(err), l->s);
-		return;
-	}
-	switch (m.verb) {
-	case NINJA_V_ERR:
-		fprintf(stderr, "ninja-ctl: %s: %s\n", n->ch.name, l->s);
-		if (m.tok[1].len == 9 && !memcmp(m.tok[1].p, "duplicate", 9))
-			return;		/* harmless */
-		if (cur.op != VMM_OP_STATUS && cur.op != VMM_OP_EVENT &&
-		    n->involved && !cur.cancelling) {
-			if (!cur.proto_err)
-				snprintf(cur.err, sizeof(cur.err), "%s: %s",
-					 n->ch.name, l->s);
-			cur.proto_err++;
-			n->rejected = true;
-		}
-		return;
-	case NINJA_V_SAFE:
-		if (m.epoch != cur.epoch)
-			return;
-		n->epoch = m.epoch;
-		snprintf(n->phase, sizeof(n->phase), "safe");
-		if (cur.op == VMM_OP_QUIESCE && !cur.cancelling) {
-			n->done = true;
-			n->done_ranks = kv_uint(&m, "ranks");
-		}
-		return;
-	case NINJA_V_UNSAFE:
-		if (m.epoch != cur.epoch)
-			return;
-		snprintf(n->phase, sizeof(n->phase), "quiescing");
-		if (cur.op == VMM_OP_QUIESCE && !cur.cancelling)
-			n->done = false;
-		fprintf(stderr, "ninja-ctl: %s: %s (a rank left the drain or joined late)\n",
-			n->ch.name, l->s);
-		return;
-	case NINJA_V_REPORT:
-		if (m.epoch != cur.epoch)
-			return;
-		n->reports++;
-		cur.reports++;
-		print_report(n, &m);
-		return;
-	case NINJA_V_RESUMED:
-		if (m.epoch != cur.epoch)
-			return;
-		n->epoch = m.epoch;
-		snprintf(n->phase, sizeof(n->phase), "running");
-		if (cur.cancelling)
-			n->cancel_done = true;
-		else if (cur.op == VMM_OP_QUIESCE)
-			taken_over(n);
-		else if (cur.op == VMM_OP_RESUME || cur.op == VMM_OP_CANCEL) {
-			n->done = true;
-			n->done_ranks = kv_uint(&m, "ranks");
-		}
-		return;
-	case NINJA_V_STATUS:
-		take_status(n, &m);
-		if (cur.op == VMM_OP_STATUS) {
-			if (!n->done) {
-				if (opt.json) {
-					struct vmm_json j;
-
-					json_begin(&j, "status");
-					json_str(&j, "node", n->ch.name);
-					json_kv(&j, &m);
-					json_end(&j);
-				} else {
-					printf("%s: %s\n", n->ch.name, l->s);
-					fflush(stdout);
-				}
-			}
-			n->done = true;
-			return;
-		}
-		if (cur.op == VMM_OP_EVENT) {
-			n->done = true;
-			return;
-		}
-		if (n->epoch != cur.epoch) {
-			/* Our request did not arrive (lost): ask again. */
-			if (cur.op == VMM_OP_QUIESCE && !cur.cancelling &&
-			    ninja_epoch_after(cur.epoch, n->epoch) &&
-			    !strcmp(n->phase, "running"))
-				node_send(n, "QUIESCE %" PRIu32, cur.epoch);
-			return;
-		}
-		if (cur.cancelling) {
-			if (!strcmp(n->phase, "running"))
-				n->cancel_done = true;
-		} else if (cur.op == VMM_OP_QUIESCE) {
-			if (!strcmp(n->phase, "safe")) {
-				n->done = true;
-				n->done_ranks = n->safe;
-			} else if (!strcmp(n->phase, "running") ||
-				   !strcmp(n->phase, "resuming")) {
-				taken_over(n);
-			}
-		} else if (cur.op == VMM_OP_RESUME ||
-			   cur.op == VMM_OP_CANCEL) {
-			if (!strcmp(n->phase, "running")) {
-				n->done = true;
-				n->done_ranks = n->ranks;
-			}
-		}
-		return;
-	default:
-		/* HELLO (answers to repeated HELLOs), EVENT, OK: nothing. */
-		return;
-	}
-}
-
-/* Read and handle lines until the deadline or the next tick. */
-static void pump(int64_t until)
-{
-	int i, live = 0;
+	int i;
 
 	for (i = 0; i < nnodes; i++)
-		live += chans[i] != NULL;
-	if (!live) {
-		/* Every connection is gone: nothing to wait for but time. */
-		int64_t left = until - vmm_now_ns();
-
-		if (left > 0)
-			poll(NULL, 0, (int)((left + 999999) / 1000000));
-		return;
-	}
-	if (vmm_chan_wait(chans, nnodes, until) == -1)
-		return;
-	for (i = 0; i < nnodes; i++) {
-		struct vmm_node *n = &nodes[i];
-		const struct vmm_line *l;
-
-		while ((l = vmm_chan_take(&n->ch)))
-			handle_line(n, l);
-		if (n->ch.eof && !n->lost) {
-			n->lost = true;
-			cur.lost++;
-			fprintf(stderr, "ninja-ctl: lost the connection to node %s (%s)\n",
-				n->ch.name, n->ch.errmsg[0] ? n->ch.errmsg :
-				"closed");
-			/* Do not poll a dead socket again. */
-			chans[i] = NULL;
-		}
-	}
-}
-
-/* Whether every involved node is done (with field sel). */
-static bool all_done(bool cancel_field)
-{
-	int i;
-
-	for (i = 0; i < nnodes; i++) {
-		const struct vmm_node *n = &nodes[i];
-
-		if (!n->involved || n->lost || (cancel_field && n->rejected))
-			continue;
-		if (cancel_field ? !n->cancel_done : !n->done)
-			return false;
-	}
-	return true;
-}
-
-/* Poll STATUS from unfinished nodes every second until done/deadline. */
-static int wait_done(int64_t deadline, bool cancel_field)
-{
-	int64_t tick = vmm_now_ns() + 1000000000LL;
-	int i;
-
-	for (;;) {
-		int64_t now = vmm_now_ns();
-
-		if (cur.lost || cur.proto_err)
-			return -1;
-		if (all_done(cancel_field))
-			return 0;
-		if (now >= deadline)
-			return -2;
-		if (now >= tick) {
-			for (i = 0; i < nnodes; i++) {
-				struct vmm_node *n = &nodes[i];
-
-				if (n->involved && !n->lost &&
-				    !(cancel_field ? n->cancel_done || n->rejected :
-				      n->done))
-					node_send(n, "STATUS");
-			}
-			tick = now + 1000000000LL;
-		}
-		pump(deadline < tick ? deadline : tick);
-	}
-}
-
-static void reset_nodes(bool involve_all)
-{
-	int i;
-
-	for (i = 0; i < nnodes; i++) {
-		nodes[i].involved = involve_all && !nodes[i].lost;
-		nodes[i].done = false;
-		nodes[i].cancel_done = false;
-		nodes[i].rejected = false;
-		nodes[i].done_ranks = 0;
-		nodes[i].reports = 0;
-	}
-	cur.cancelling = false;
-	cur.proto_err = 0;
+		inv[i] = every && !nodes[i].lost ? &nodes[i] : NULL;
 	cur.reports = 0;
-	cur.lost = 0;
-	cur.err[0] = '\0';
-}
-
-static uint32_t max_node_epoch(void)
-{
-	uint32_t e = 0;
-	int i;
-
-	for (i = 0; i < nnodes; i++)
-		if (ninja_epoch_after(nodes[i].epoch, e))
-			e = nodes[i].epoch;
-	return e;
 }
 
 static unsigned int sum_done_ranks(void)
@@ -598,8 +277,8 @@ static unsigned int sum_done_ranks(void)
 	int i;
 
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].involved)
-			r += nodes[i].done_ranks;
+		if (inv[i])
+			r += inv[i]->done_ranks;
 	return r;
 }
 
@@ -608,8 +287,42 @@ static int involved_count(void)
 	int i, k = 0;
 
 	for (i = 0; i < nnodes; i++)
-		k += nodes[i].involved;
+		k += inv[i] != NULL;
 	return k;
+}
+
+static bool any_lost(void)
+{
+	int i;
+
+	for (i = 0; i < nnodes; i++)
+		if (nodes[i].lost)
+			return true;
+	return false;
+}
+
+/*
+ * Why the request failed (r == -1): the first involved node's message,
+ * "protocol error" if a node refused, and the exit status.
+ */
+static int failure(const char **why, const char **err)
+{
+	int i, code = VMM_EXIT_USAGE;
+
+	*why = "connection lost";
+	*err = "";
+	for (i = 0; i < nnodes; i++) {
+		if (!inv[i] || !inv[i]->failed)
+			continue;
+		if (!(*err)[0])
+			*err = inv[i]->errmsg;
+		if (inv[i]->rejected && code != VMM_EXIT_REFUSED) {
+			code = VMM_EXIT_REFUSED;
+			*why = "protocol error";
+			*err = inv[i]->errmsg;
+		}
+	}
+	return code;
 }
 
 /*
@@ -626,26 +339,26 @@ static void describe_pending(char *buf, size_t size, bool quiesce, int *count,
 	*count = 0;
 	buf[0] = '\0';
 	for (i = 0; i < nnodes; i++) {
-		const struct vmm_node *n = &nodes[i];
+		const struct vmm_guest *n = inv[i];
 		int w;
 
-		if (!n->involved || n->done)
+		if (!n || n->done)
 			continue;
 		if (n->lost)
 			w = snprintf(buf + off, size - off, "%s%s (connection lost)",
-				     *count ? ", " : "", n->ch.name);
+				     *count ? ", " : "", n->vm);
 		else if (!n->have_status)
 			w = snprintf(buf + off, size - off, "%s%s (no status)",
-				     *count ? ", " : "", n->ch.name);
+				     *count ? ", " : "", n->vm);
 		else if (quiesce)
 			w = snprintf(buf + off, size - off,
 				     "%s%s (%u of %u ranks safe)",
-				     *count ? ", " : "", n->ch.name, n->safe,
+				     *count ? ", " : "", n->vm, n->safe,
 				     n->ranks);
 		else
 			w = snprintf(buf + off, size - off,
 				     "%s%s (%u of %u ranks resumed)",
-				     *count ? ", " : "", n->ch.name,
+				     *count ? ", " : "", n->vm,
 				     n->ranks - n->resuming, n->ranks);
 		(*count)++;
 		if (w < 0 || (size_t)w >= size - off)
@@ -670,46 +383,30 @@ static void describe_pending(char *buf, size_t size, bool quiesce, int *count,
 /* Fresh STATUS from unfinished nodes (for the failure message), <= 0.5 s. */
 static void final_status(void)
 {
-	unsigned long seq[VMM_CTL_MAX_NODES];
-	int64_t dl = vmm_now_ns() + 500000000LL;
+	struct vmm_guest *p[nnodes];
 	int i;
-	bool all;
 
-	for (i = 0; i < nnodes; i++) {
-		seq[i] = nodes[i].status_seq;
-		if (nodes[i].involved && !nodes[i].done && !nodes[i].lost)
-			node_send(&nodes[i], "STATUS");
-	}
-	do {
-		pump(dl);
-		all = true;
-		for (i = 0; i < nnodes; i++)
-			if (nodes[i].involved && !nodes[i].done &&
-			    !nodes[i].lost && nodes[i].status_seq == seq[i])
-				all = false;
-	} while (!all && vmm_now_ns() < dl);
+	for (i = 0; i < nnodes; i++)
+		p[i] = inv[i] && !inv[i]->done && !inv[i]->lost ? inv[i] : NULL;
+	vmm_guests_status(p, nnodes, vmm_now_ns() + 500000000LL);
+	/* Answering STATUS did not finish their request. */
+	for (i = 0; i < nnodes; i++)
+		if (p[i])
+			p[i]->done = false;
 }
 
 /* After a failed quiesce: CANCEL everywhere, wait briefly for RESUMED. */
 static bool cancel_everywhere(uint32_t e)
 {
-	int64_t dl = vmm_now_ns() + 5000000000LL;
+	struct vmm_guest *c[nnodes];
 	int i;
 
-	int saved_err = cur.proto_err, saved_lost = cur.lost;
-	bool ok;
-
 	/* Nodes that refused the QUIESCE (ERR) are not in this epoch. */
-	cur.cancelling = true;
-	cur.proto_err = 0;
-	cur.lost = 0;
 	for (i = 0; i < nnodes; i++)
-		if (nodes[i].involved && !nodes[i].rejected)
-			node_send(&nodes[i], "CANCEL %" PRIu32, e);
-	ok = wait_done(dl, true) == 0 && !cur.lost;
-	cur.proto_err = saved_err;
-	cur.lost += saved_lost;
-	return ok;
+		c[i] = inv[i] && !inv[i]->rejected && !inv[i]->lost ?
+		       inv[i] : NULL;
+	return vmm_guests_finish(c, nnodes, e, true,
+				 vmm_now_ns() + 5000000000LL) == 0;
 }
 
 /*
@@ -718,6 +415,7 @@ static bool cancel_everywhere(uint32_t e)
  */
 static int too_few_ranks(uint32_t e, int64_t took)
 {
+	unsigned int safe = sum_done_ranks();
 	char per[512];
 	size_t off = 0;
 	bool cancelled;
@@ -725,14 +423,13 @@ static int too_few_ranks(uint32_t e, int64_t took)
 
 	per[0] = '\0';
 	for (i = 0; i < nnodes && off < sizeof(per); i++)
-		if (nodes[i].involved)
+		if (inv[i])
 			off += (size_t)snprintf(per + off, sizeof(per) - off,
 						"%s%s %u", off ? ", " : "",
-						nodes[i].ch.name,
-						nodes[i].done_ranks);
+						inv[i]->vm, inv[i]->done_ranks);
 	cancelled = cancel_everywhere(e);
 	fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": only %u of %lu expected rank(s) registered (%s); %s\n",
-		e, sum_done_ranks(), opt.expect, per,
+		e, safe, opt.expect, per,
 		cancelled ? "cancelled, job continues" :
 		"CANCEL sent but not every node confirmed it");
 	if (opt.json) {
@@ -741,7 +438,7 @@ static int too_few_ranks(uint32_t e, int64_t took)
 		json_begin(&j, "quiesce");
 		json_u64(&j, "epoch", e);
 		json_str(&j, "result", "too few ranks");
-		json_u64(&j, "ranks", sum_done_ranks());
+		json_u64(&j, "ranks", safe);
 		json_u64(&j, "expected", opt.expect);
 		json_flag(&j, "cancelled", cancelled);
 		json_ms(&j, "quiesce_ms", took);
@@ -750,25 +447,21 @@ static int too_few_ranks(uint32_t e, int64_t took)
 	return VMM_EXIT_RANKS;
 }
 
-/* QUIESCE epoch e on every node.  Returns an exit status; *ms = time. */
+/* QUIESCE epoch e on every node.  Returns an exit status; *took = time. */
 static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 {
-	int64_t t0 = vmm_now_ns(), t1;
-	char pend[1024];
-	int i, r, npend;
+	int64_t t0 = vmm_now_ns();
+	char pend[1024], err[sizeof(nodes->errmsg)];
+	const char *why, *errp;
+	int r, npend, code;
 	bool cancelled;
-	const char *why;
 
-	reset_nodes(true);
+	involve(true);
 	cur.op = VMM_OP_QUIESCE;
-	cur.epoch = e;
 	if (opt.verbose)
 		vmm_log("quiesce epoch %" PRIu32 " on %d node(s)", e, nnodes);
-	for (i = 0; i < nnodes; i++)
-		node_send(&nodes[i], "QUIESCE %" PRIu32, e);
-	r = wait_done(t0 + deadline_ns(), false);
-	t1 = vmm_now_ns();
-	*took = t1 - t0;
+	r = vmm_guests_quiesce(inv, nnodes, e, t0 + deadline_ns());
+	*took = vmm_now_ns() - t0;
 	if (r == 0 && opt.expect && sum_done_ranks() < opt.expect)
 		return too_few_ranks(e, *took);
 	if (r == 0) {
@@ -792,11 +485,16 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 		}
 		return VMM_EXIT_OK;
 	}
-	if (r == -2)
+	if (r == -2) {
 		final_status();
+		why = "deadline";
+		errp = "";
+		code = VMM_EXIT_DRAIN;
+	} else {
+		code = failure(&why, &errp);
+	}
+	snprintf(err, sizeof(err), "%s", errp);
 	describe_pending(pend, sizeof(pend), true, &npend, (double)*took / 1e9);
-	why = r == -2 ? "deadline" : cur.lost ? "connection lost" :
-	      "protocol error";
 	cancelled = cancel_everywhere(e);
 	if (r == -2)
 		fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": %s %s; %s\n",
@@ -805,8 +503,7 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 			"CANCEL sent but not every node confirmed it");
 	else
 		fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": failed (%s%s%s) after %.1f s; %s\n",
-			e, why, cur.err[0] ? ": " : "", cur.err,
-			(double)*took / 1e9,
+			e, why, err[0] ? ": " : "", err, (double)*took / 1e9,
 			cancelled ? "cancelled, job continues" :
 			"CANCEL sent but not every node confirmed it");
 	if (opt.json) {
@@ -820,43 +517,33 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 		json_ms(&j, "quiesce_ms", *took);
 		json_end(&j);
 	}
-	if (r == -2)
-		return VMM_EXIT_DEADLINE;
-	return cur.proto_err ? VMM_EXIT_PROTO : VMM_EXIT_USAGE;
+	return code;
 }
 
 /* RESUME (or CANCEL) epoch e.  Returns an exit status. */
 static int do_resume(enum vmm_op op, uint32_t e, int64_t *took, bool cycle)
 {
-	const char *verb = op == VMM_OP_CANCEL ? "CANCEL" : "RESUME";
 	int64_t t0 = vmm_now_ns();
 	char pend[1024];
-	int i, r, npend;
+	const char *why = "deadline", *err = "";
+	int i, r, npend, code = VMM_EXIT_DRAIN;
 
-	reset_nodes(false);
+	involve(true);
 	cur.op = op;
-	cur.epoch = e;
 	for (i = 0; i < nnodes; i++) {
-		struct vmm_node *n = &nodes[i];
+		struct vmm_guest *n = inv[i];
 
-		if (n->lost)
-			continue;
 		/* A node running another epoch has nothing to resume. */
-		if (!cycle && !opt.epoch && n->epoch != e &&
+		if (n && !cycle && !opt.epoch && n->ch.node_epoch != e &&
 		    !strcmp(n->phase, "running")) {
 			if (opt.verbose)
 				vmm_log("%s: running epoch %" PRIu32 ", not involved",
-					n->ch.name, n->epoch);
-			continue;
+					n->vm, n->ch.node_epoch);
+			inv[i] = NULL;
 		}
-		n->involved = true;
-		if (op == VMM_OP_RESUME && opt.rails)
-			node_send(n, "RESUME %" PRIu32 " rails=%s", e,
-				  opt.rails);
-		else
-			node_send(n, "%s %" PRIu32, verb, e);
 	}
-	r = wait_done(t0 + deadline_ns(), false);
+	r = vmm_guests_finish(inv, nnodes, e, op == VMM_OP_CANCEL,
+			      t0 + deadline_ns());
 	*took = vmm_now_ns() - t0;
 	if (r == 0) {
 		if (cycle) {
@@ -883,46 +570,77 @@ static int do_resume(enum vmm_op op, uint32_t e, int64_t *took, bool cycle)
 	}
 	if (r == -2)
 		final_status();
+	else
+		code = failure(&why, &err);
 	describe_pending(pend, sizeof(pend), false, &npend, (double)*took / 1e9);
 	if (r == -2)
 		fprintf(stderr, "ninja-ctl: %s epoch %" PRIu32 ": %s %s\n",
 			op_names[op], e, npend == 1 ? "node" : "nodes", pend);
 	else
 		fprintf(stderr, "ninja-ctl: %s epoch %" PRIu32 ": failed (%s%s%s) after %.1f s\n",
-			op_names[op], e,
-			cur.lost ? "connection lost" : "protocol error",
-			cur.err[0] ? ": " : "", cur.err, (double)*took / 1e9);
+			op_names[op], e, why, err[0] ? ": " : "", err,
+			(double)*took / 1e9);
 	if (opt.json) {
 		struct vmm_json j;
 
 		json_begin(&j, op_names[op]);
 		json_u64(&j, "epoch", e);
-		json_str(&j, "result", r == -2 ? "deadline" : cur.lost ?
-			 "connection lost" : "protocol error");
+		json_str(&j, "result", why);
 		json_str(&j, "not_resumed", pend);
 		json_ms(&j, "resume_ms", *took);
 		json_end(&j);
 	}
-	if (r == -2)
-		return VMM_EXIT_DEADLINE;
-	return cur.proto_err ? VMM_EXIT_PROTO : VMM_EXIT_USAGE;
+	return code;
+}
+
+/* Print the STATUS line of every node that answered. */
+static void print_status(void)
+{
+	struct ninja_msg m;
+	int i;
+
+	for (i = 0; i < nnodes; i++) {
+		struct vmm_guest *n = &nodes[i];
+
+		if (!n->done || !n->status[0])
+			continue;
+		if (!opt.json) {
+			printf("%s: %s\n", n->vm, n->status);
+			continue;
+		}
+		if (!ninja_parse_line(n->status, strlen(n->status), &m)) {
+			struct vmm_json j;
+
+			json_begin(&j, "status");
+			json_str(&j, "node", n->vm);
+			json_kv(&j, &m);
+			json_end(&j);
+		}
+	}
+	fflush(stdout);
 }
 
 static int cmd_status(void)
 {
-	int i, r;
+	int r;
 
-	reset_nodes(true);
+	involve(true);
 	cur.op = VMM_OP_STATUS;
-	for (i = 0; i < nnodes; i++)
-		node_send(&nodes[i], "STATUS");
-	r = wait_done(vmm_now_ns() + deadline_ns(), false);
+	r = vmm_guests_status(inv, nnodes, vmm_now_ns() + deadline_ns());
+	print_status();
 	if (r == -2) {
 		fprintf(stderr, "ninja-ctl: status: no answer within %.1f s\n",
 			opt.deadline_s);
-		return VMM_EXIT_DEADLINE;
+		return VMM_EXIT_DRAIN;
 	}
-	return r ? VMM_EXIT_USAGE : VMM_EXIT_OK;
+	if (r) {
+		const char *why, *err;
+
+		failure(&why, &err);
+		fprintf(stderr, "ninja-ctl: status: %s\n", err);
+		return VMM_EXIT_USAGE;
+	}
+	return VMM_EXIT_OK;
 }
 
 static int cmd_event(int argc, char **argv)
@@ -952,21 +670,25 @@ static int cmd_event(int argc, char **argv)
 		die_usage("event: '%s' is not a valid protocol line: %s "
 			  "(KIND is one token, then key=value pairs)", line,
 			  ninja_strerror(r));
-	reset_nodes(true);
+	involve(true);
 	cur.op = VMM_OP_EVENT;
 	/* STATUS behind the EVENT confirms the node has taken it. */
-	for (i = 0; i < nnodes; i++) {
-		node_send(&nodes[i], "%s", line);
-		node_send(&nodes[i], "STATUS");
-	}
-	r = wait_done(vmm_now_ns() + deadline_ns(), false);
+	for (i = 0; i < nnodes; i++)
+		vmm_guest_send(&nodes[i], vmm_now_ns() + 5000000000LL, "%s",
+			       line);
+	r = vmm_guests_status(inv, nnodes, vmm_now_ns() + deadline_ns());
 	if (r == -2) {
 		fprintf(stderr, "ninja-ctl: event: no confirmation within %.1f s\n",
 			opt.deadline_s);
-		return VMM_EXIT_DEADLINE;
+		return VMM_EXIT_DRAIN;
 	}
-	if (r)
+	if (r || any_lost()) {
+		const char *why, *err;
+
+		failure(&why, &err);
+		fprintf(stderr, "ninja-ctl: event: %s\n", err);
 		return VMM_EXIT_USAGE;
+	}
 	if (opt.json) {
 		struct vmm_json j;
 
@@ -982,16 +704,11 @@ static int cmd_event(int argc, char **argv)
 	return VMM_EXIT_OK;
 }
 
-/* Wait pause_ms while still reading (and ignoring) what nodes send. */
+/* Wait pause_ms while still reading what nodes send. */
 static void pause_reading(unsigned long ms)
 {
-	int64_t until = vmm_now_ns() + (int64_t)ms * 1000000;
-
 	cur.op = VMM_OP_STATUS;
-	cur.epoch = 0;
-	reset_nodes(false);
-	while (vmm_now_ns() < until && !cur.lost)
-		pump(until);
+	vmm_guests_pump(all, nnodes, vmm_now_ns() + (int64_t)ms * 1000000);
 }
 
 struct vmm_stat {
@@ -1051,7 +768,7 @@ static int cmd_cycle(uint32_t e)
 		}
 		if (opt.pause_ms && i + 1 < opt.count)
 			pause_reading(opt.pause_ms);
-		if (cur.lost) {
+		if (any_lost()) {
 			fprintf(stderr, "ninja-ctl: cycle: connection lost\n");
 			return VMM_EXIT_USAGE;
 		}
@@ -1110,7 +827,7 @@ int main(int argc, char **argv)
 	const char *cmd;
 	enum vmm_op op = VMM_OP_STATUS;
 	bool cycle = false;
-	int64_t dl, took;
+	int64_t took;
 	uint32_t e;
 	int o, i, r;
 	char *end;
@@ -1121,9 +838,12 @@ int main(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
-			if (opt.ncontrol == VMM_CTL_MAX_NODES)
-				die_usage("at most %d --control endpoints",
-					  VMM_CTL_MAX_NODES);
+			/* argc bounds the count: no fixed limit. */
+			if (!opt.control)
+				opt.control = calloc((size_t)argc,
+						     sizeof(*opt.control));
+			if (!opt.control)
+				die_usage("out of memory");
 			opt.control[opt.ncontrol++] = optarg;
 			break;
 		case OPT_EPOCH:
@@ -1202,67 +922,61 @@ int main(int argc, char **argv)
 		die_usage("at least one --control unix:PATH is required");
 
 	/* Connect (a node that is just starting gets a second) and greet. */
-	dl = vmm_now_ns() + (deadline_ns() < 1000000000LL ? deadline_ns() :
-			     1000000000LL);
-	for (i = 0; i < opt.ncontrol; i++) {
-		struct vmm_node *n = &nodes[i];
-
-		vmm_chan_init(&n->ch);
-		n->ch.verbose = opt.verbose;
-		if (vmm_chan_open(&n->ch, opt.control[i], dl)) {
-			fprintf(stderr, "ninja-ctl: %s\n", n->ch.errmsg);
-			return VMM_EXIT_USAGE;
-		}
-		n->ch.verbose = opt.verbose;
-		chans[i] = &n->ch;
-		nnodes++;
+	nodes = calloc((size_t)opt.ncontrol, sizeof(*nodes));
+	all = calloc((size_t)opt.ncontrol, sizeof(*all));
+	inv = calloc((size_t)opt.ncontrol, sizeof(*inv));
+	if (!nodes || !all || !inv) {
+		fprintf(stderr, "ninja-ctl: out of memory\n");
+		return VMM_EXIT_USAGE;
 	}
-	r = vmm_chan_hello(chans, nnodes, "host", vmm_now_ns() + deadline_ns());
-	if (r) {
-		for (i = 0; i < nnodes; i++) {
-			if (nodes[i].ch.hello_ok)
-				continue;
-			if (nodes[i].ch.errmsg[0])
-				fprintf(stderr, "ninja-ctl: %s\n",
-					nodes[i].ch.errmsg);
-			else
-				fprintf(stderr, "ninja-ctl: node %s did not answer HELLO within %.1f s\n",
-					nodes[i].ch.name, opt.deadline_s);
-		}
-		return r == -2 ? VMM_EXIT_DEADLINE : VMM_EXIT_USAGE;
-	}
+	nnodes = opt.ncontrol;
 	for (i = 0; i < nnodes; i++) {
-		struct vmm_node *n = &nodes[i];
+		struct vmm_guest *n = &nodes[i];
 
-		n->epoch = n->ch.node_epoch;
-		n->ranks = n->ch.node_ranks;
-		snprintf(n->phase, sizeof(n->phase), "%s", n->ch.node_phase);
-		if (opt.verbose)
-			vmm_log("%s: %s", n->ch.name, n->ch.hello);
+		vmm_guest_init(n, opt.control[i], opt.verbose);
+		snprintf(n->endpoint, sizeof(n->endpoint), "%s",
+			 opt.control[i]);
+		n->peer = "node";
+		n->connect_window_ns = 1000000000LL;
+		n->on_report = print_report;
+		if (opt.rails)
+			snprintf(n->rails, sizeof(n->rails), "%s", opt.rails);
+		all[i] = n;
 	}
+	r = vmm_guests_open(all, nnodes, vmm_now_ns() + deadline_ns());
+	if (r) {
+		for (i = 0; i < nnodes; i++)
+			if (nodes[i].failed)
+				fprintf(stderr, "ninja-ctl: %s\n",
+					nodes[i].errmsg);
+		return r == -2 ? VMM_EXIT_DRAIN : VMM_EXIT_USAGE;
+	}
+	for (i = 0; i < nnodes && opt.verbose; i++)
+		vmm_log("%s: %s", nodes[i].vm, nodes[i].ch.hello);
 
 	switch (op) {
 	case VMM_OP_QUIESCE:
 		e = opt.epoch ? (uint32_t)opt.epoch :
-		    ninja_epoch_next(max_node_epoch());
+		    ninja_epoch_next(vmm_guests_max_epoch(all, nnodes));
 		if (cycle)
 			return cmd_cycle(e);
 		return do_quiesce(e, &took, false);
 	case VMM_OP_RESUME:
 	case VMM_OP_CANCEL:
-		e = opt.epoch ? (uint32_t)opt.epoch : max_node_epoch();
+		e = opt.epoch ? (uint32_t)opt.epoch :
+		    vmm_guests_max_epoch(all, nnodes);
 		if (e == 0) {
 			fprintf(stderr, "ninja-ctl: %s: no node has an epoch yet (never quiesced); nothing to do\n",
 				cmd);
-			return VMM_EXIT_PROTO;
+			return VMM_EXIT_USAGE;
 		}
 		for (i = 0; i < nnodes && !opt.epoch; i++) {
-			if (nodes[i].epoch != e &&
+			if (nodes[i].ch.node_epoch != e &&
 			    strcmp(nodes[i].phase, "running")) {
 				fprintf(stderr, "ninja-ctl: %s: nodes disagree on the epoch (%s is in epoch %u, phase %s; another is at %u); use --epoch\n",
-					cmd, nodes[i].ch.name, nodes[i].epoch,
+					cmd, nodes[i].vm, nodes[i].ch.node_epoch,
 					nodes[i].phase, e);
-				return VMM_EXIT_PROTO;
+				return VMM_EXIT_USAGE;
 			}
 		}
 		return do_resume(op, e, &took, false);

@@ -37,7 +37,7 @@ struct parser {
 	size_t errlen;
 	struct raw_vm defaults;
 	struct raw_vm *vms;
-	int nvms;
+	int nvms, cap_vms;
 };
 
 static int perr(struct parser *p, int line, const char *fmt, ...)
@@ -675,6 +675,24 @@ static char *join_continuations(const char *text)
 	return out;
 }
 
+/* Room for one more [vm] section (the raw table doubles). */
+static int grow_vms(struct parser *p)
+{
+	struct raw_vm *v;
+	int n;
+
+	if (p->nvms < p->cap_vms)
+		return 0;
+	n = p->cap_vms ? 2 * p->cap_vms : 8;
+	v = realloc(p->vms, (size_t)n * sizeof(*v));
+	if (!v)
+		return -1;
+	memset(v + p->cap_vms, 0, (size_t)(n - p->cap_vms) * sizeof(*v));
+	p->vms = v;
+	p->cap_vms = n;
+	return 0;
+}
+
 int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		      const char *fname, char *err, size_t errlen)
 {
@@ -702,9 +720,8 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 	c->plug_ms = 10000;
 	c->link_ms = 10000;
 	c->resume_ms = 30000;
-	p.vms = calloc(VMM_MAX_VMS, sizeof(*p.vms));
 	copy = join_continuations(text);
-	if (!copy || !p.vms) {
+	if (!copy) {
 		perr(&p, 0, "out of memory");
 		goto out;
 	}
@@ -771,6 +788,10 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 					}
 				if (p.nvms == VMM_MAX_VMS) {
 					perr(&p, lineno, "more than %d VMs", VMM_MAX_VMS);
+					goto out;
+				}
+				if (grow_vms(&p)) {
+					perr(&p, lineno, "out of memory");
 					goto out;
 				}
 				rvm = &p.vms[p.nvms++];
@@ -843,6 +864,11 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		perr(&p, 0, "no [vm NAME] section");
 		goto out;
 	}
+	c->vms = calloc((size_t)p.nvms, sizeof(*c->vms));
+	if (!c->vms) {
+		perr(&p, 0, "out of memory");
+		goto out;
+	}
 	for (i = 0; i < p.nvms; i++)
 		if (finish_vm(&p, &p.vms[i], &c->vms[i]))
 			goto out;
@@ -855,7 +881,16 @@ out:
 			free_raw(&p.vms[i]);
 	free(p.vms);
 	free(copy);
+	if (rc)
+		vmm_cluster_free(c);
 	return rc;
+}
+
+void vmm_cluster_free(struct vmm_cluster *c)
+{
+	free(c->vms);
+	c->vms = NULL;
+	c->nvms = 0;
 }
 
 int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,

@@ -23,7 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VMM_MAX_VMS		64
+/* VMs in one cluster file: the table grows as [vm] sections come; more
+ * than this is an error (a file this size is a mistake). */
+#define VMM_MAX_VMS		4096
 #define VMM_MAX_SITES		16
 #define VMM_ID_MAX		64
 #define VMM_PATH_MAX		256
@@ -85,7 +87,7 @@ struct vmm_cluster {
 	bool link_wait;			/* upgrade = wait: port-active before RESUME */
 	struct vmm_site sites[VMM_MAX_SITES];
 	int nsites;
-	struct vmm_vm_conf vms[VMM_MAX_VMS];
+	struct vmm_vm_conf *vms;	/* nvms, allocated: vmm_cluster_free() */
 	int nvms;
 };
 
@@ -99,6 +101,8 @@ int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,
 /* The same from a string (tests); fname only names it in messages. */
 int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		      const char *fname, char *err, size_t errlen);
+/* Free what a successful load/parse allocated (c->vms). */
+void vmm_cluster_free(struct vmm_cluster *c);
 
 const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,
 					const char *name);

@@ -5,7 +5,9 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +16,14 @@
 
 #define STATUS_EVERY_NS	1000000000LL
 
-enum req { REQ_NONE, REQ_QUIESCE, REQ_RESUME, REQ_CANCEL };
+enum req { REQ_NONE, REQ_QUIESCE, REQ_RESUME, REQ_CANCEL, REQ_STATUS };
 
 void vmm_guest_init(struct vmm_guest *g, const char *vm, bool verbose)
 {
 	memset(g, 0, sizeof(*g));
 	snprintf(g->vm, sizeof(g->vm), "%s", vm);
 	g->verbose = verbose;
+	g->peer = "guest";
 	g->app_stall_us = g->upgrade_stall_us = -1;
 	vmm_chan_init(&g->ch);
 }
@@ -34,6 +37,7 @@ void vmm_guest_clear_reports(struct vmm_guest *g)
 	free(g->reports);
 	g->reports = NULL;
 	g->nreports = 0;
+	g->n_reports_dropped = 0;
 }
 
 void vmm_guest_close(struct vmm_guest *g)
@@ -41,6 +45,41 @@ void vmm_guest_close(struct vmm_guest *g)
 	if (g->open)
 		vmm_chan_close(&g->ch);
 	g->open = false;
+}
+
+/* A failure of g's current request; the first reason is kept. */
+static void guest_fail(struct vmm_guest *g, bool lost, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void guest_fail(struct vmm_guest *g, bool lost, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!g->failed) {
+		va_start(ap, fmt);
+		vsnprintf(g->errmsg, sizeof(g->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	g->failed = true;
+	if (lost)
+		g->lost = true;
+	else
+		g->rejected = true;
+}
+
+int vmm_guest_send(struct vmm_guest *g, int64_t deadline, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (g->lost)
+		return -1;
+	va_start(ap, fmt);
+	r = vmm_chan_sendv(&g->ch, deadline, fmt, ap);
+	va_end(ap);
+	if (r)
+		guest_fail(g, true, "%s: %s", g->vm, g->ch.errmsg);
+	return r;
 }
 
 static void tokcpy(char *dst, size_t size, const char *p, size_t n)
@@ -98,6 +137,80 @@ static void report_stats(struct vmm_guest *g, const struct ninja_msg *m)
 		g->app_stall_us = s;
 }
 
+/* Our quiesce lost its epoch to another controller's RESUME/CANCEL. */
+static void taken_over(struct vmm_guest *g)
+{
+	if (g->failed)
+		return;
+	guest_fail(g, false, "%s: epoch %" PRIu32 " was resumed or cancelled by another controller",
+		   g->vm, g->epoch);
+}
+
+static unsigned int kv_uint(const struct ninja_msg *m, const char *key)
+{
+	uint64_t v = 0;
+
+	if (ninja_msg_get_u64(m, key, &v) || v > UINT32_MAX)
+		return 0;
+	return (unsigned int)v;
+}
+
+/*
+ * A STATUS answer: the node's state, and what it says of the request in
+ * progress (the link is lossy: SAFE or RESUMED may have been lost, or the
+ * request itself).
+ */
+static void guest_status(struct vmm_guest *g, const struct ninja_msg *m,
+			 const struct vmm_line *l, enum req req)
+{
+	size_t pl = 0;
+	const char *ph = ninja_msg_get(m, "phase", &pl);
+	uint64_t e = 0, v;
+
+	snprintf(g->status, sizeof(g->status), "%s", l->s);
+	g->have_status = true;
+	g->status_seq++;
+	if (req == REQ_STATUS)
+		g->done = true;
+	if (ph)
+		tokcpy(g->phase, sizeof(g->phase), ph, pl);
+	g->safe = kv_uint(m, "safe");
+	g->draining = kv_uint(m, "draining");
+	g->resuming = kv_uint(m, "resuming");
+	if (ninja_msg_get_u64(m, "epoch", &e) || !ph || e > UINT32_MAX)
+		return;
+	if (ninja_epoch_after((uint32_t)e, g->ch.node_epoch))
+		g->ch.node_epoch = (uint32_t)e;
+	if (!ninja_msg_get_u64(m, "ranks", &v))
+		g->ranks = (unsigned int)v;
+	if (req == REQ_QUIESCE && e != g->epoch && !g->failed &&
+	    ninja_epoch_after(g->epoch, (uint32_t)e) &&
+	    !strcmp(g->phase, "running")) {
+		/* Our QUIESCE did not arrive (lost): ask again. */
+		vmm_guest_send(g, vmm_now_ns() + 5000000000LL, "QUIESCE %" PRIu32,
+			       g->epoch);
+		return;
+	}
+	if (e != g->epoch || g->done)
+		return;
+	if (req == REQ_QUIESCE && !strcmp(g->phase, "safe")) {
+		g->done = true;
+		g->t_done = vmm_now_ns();
+		g->done_ranks = g->safe;
+	} else if (req == REQ_QUIESCE && (!strcmp(g->phase, "running") ||
+					  !strcmp(g->phase, "resuming"))) {
+		taken_over(g);
+	} else if ((req == REQ_RESUME || req == REQ_CANCEL) &&
+		   !strcmp(g->phase, "running")) {
+		/* The RESUMED line was lost; REPORTs may be too. */
+		g->done = true;
+		g->t_done = vmm_now_ns();
+		g->done_ranks = g->ranks;
+		if (!ninja_msg_get_u64(m, "cancelled", &v))
+			g->cancelled = v != 0;
+	}
+}
+
 /* Handle one received line for request req. */
 static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 		       enum req req)
@@ -110,8 +223,8 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 		g->n_bad++;
 		snprintf(g->last_bad, sizeof(g->last_bad), "%.60s... (too long)",
 			 l->s);
-		vmm_log("%s: warning: ignoring a line from the guest longer than %d bytes",
-			g->vm, NINJA_LINE_MAX - 1);
+		vmm_log("%s: warning: ignoring a line from the %s longer than %d bytes",
+			g->vm, g->peer, NINJA_LINE_MAX - 1);
 		return;
 	}
 	err = ninja_parse_line(l->s, l->len, &m);
@@ -120,8 +233,8 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 	if (err) {
 		g->n_bad++;
 		snprintf(g->last_bad, sizeof(g->last_bad), "%.120s", l->s);
-		vmm_log("%s: warning: ignoring malformed line from the guest (%s): '%.120s'",
-			g->vm, ninja_err_name(err), l->s);
+		vmm_log("%s: warning: ignoring malformed line from the %s (%s): '%.120s'",
+			g->vm, g->peer, ninja_err_name(err), l->s);
 		return;
 	}
 	switch (m.verb) {
@@ -131,12 +244,15 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 			g->ch.node_epoch = (uint32_t)v;
 		break;
 	case NINJA_V_SAFE:
-		if (req == REQ_QUIESCE && m.epoch == g->epoch) {
+		if (m.epoch != g->epoch)
+			break;
+		snprintf(g->phase, sizeof(g->phase), "safe");
+		if (req == REQ_QUIESCE && !g->failed) {
 			g->done = true;
 			g->unsafe = false;
 			g->t_done = vmm_now_ns();
 			if (!ninja_msg_get_u64(&m, "ranks", &v))
-				g->ranks = (unsigned int)v;
+				g->ranks = g->done_ranks = (unsigned int)v;
 		}
 		break;
 	case NINJA_V_UNSAFE:
@@ -146,20 +262,25 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 			const char *r = ninja_msg_get(&m, "rank", &rl);
 
 			g->unsafe = true;
+			snprintf(g->phase, sizeof(g->phase), "quiescing");
 			if (req == REQ_QUIESCE)
 				g->done = false;
-			vmm_log("%s: guest is no longer SAFE for epoch %u (job %.*s rank %.*s)",
-				g->vm, g->epoch, (int)jl, j ? j : "?", (int)rl,
-				r ? r : "?");
+			vmm_log("%s: %s is no longer SAFE for epoch %u (job %.*s rank %.*s: a rank left the drain or joined late)",
+				g->vm, g->peer, g->epoch, (int)jl, j ? j : "?",
+				(int)rl, r ? r : "?");
 		}
 		break;
 	case NINJA_V_RESUMED:
-		if ((req == REQ_RESUME || req == REQ_CANCEL) &&
-		    m.epoch == g->epoch) {
+		if (m.epoch != g->epoch)
+			break;
+		snprintf(g->phase, sizeof(g->phase), "running");
+		if (req == REQ_QUIESCE) {
+			taken_over(g);
+		} else if (req == REQ_RESUME || req == REQ_CANCEL) {
 			g->done = true;
 			g->t_done = vmm_now_ns();
 			if (!ninja_msg_get_u64(&m, "ranks", &v))
-				g->ranks = (unsigned int)v;
+				g->ranks = g->done_ranks = (unsigned int)v;
 			if (!ninja_msg_get_u64(&m, "cancelled", &v))
 				g->cancelled = v != 0;
 		}
@@ -167,8 +288,14 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 	case NINJA_V_REPORT:
 		if (m.epoch == g->epoch)
 			report_stats(g, &m);
-		if (m.epoch == g->epoch &&
-		    g->nreports < VMM_GUEST_MAX_REPORTS) {
+		if (m.epoch == g->epoch && g->on_report)
+			g->on_report(g, &m, g->report_arg);
+		else if (m.epoch == g->epoch &&
+			 g->nreports >= VMM_GUEST_MAX_REPORTS) {
+			if (!g->n_reports_dropped++)
+				vmm_log("%s: warning: more than %d REPORTs in epoch %u: the rest are not kept",
+					g->vm, VMM_GUEST_MAX_REPORTS, g->epoch);
+		} else if (m.epoch == g->epoch) {
 			char **nr = realloc(g->reports, sizeof(char *) *
 					    (g->nreports + 1));
 
@@ -180,34 +307,9 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 			}
 		}
 		break;
-	case NINJA_V_STATUS: {
-		size_t pl = 0;
-		const char *ph = ninja_msg_get(&m, "phase", &pl);
-		uint64_t e = 0;
-
-		snprintf(g->status, sizeof(g->status), "%s", l->s);
-		if (ninja_msg_get_u64(&m, "epoch", &e) || !ph)
-			break;
-		if (e <= UINT32_MAX &&
-		    ninja_epoch_after((uint32_t)e, g->ch.node_epoch))
-			g->ch.node_epoch = (uint32_t)e;
-		if (!ninja_msg_get_u64(&m, "ranks", &v))
-			g->ranks = (unsigned int)v;
-		if (e != g->epoch || g->done)
-			break;
-		if (req == REQ_QUIESCE && pl == 4 && !memcmp(ph, "safe", 4)) {
-			g->done = true;
-			g->t_done = vmm_now_ns();
-		} else if ((req == REQ_RESUME || req == REQ_CANCEL) &&
-			   pl == 7 && !memcmp(ph, "running", 7)) {
-			/* The RESUMED line was lost; REPORTs may be too. */
-			g->done = true;
-			g->t_done = vmm_now_ns();
-			if (!ninja_msg_get_u64(&m, "cancelled", &v))
-				g->cancelled = v != 0;
-		}
+	case NINJA_V_STATUS:
+		guest_status(g, &m, l, req);
 		break;
-	}
 	case NINJA_V_EVENT:
 		g->n_events++;
 		/*
@@ -235,13 +337,11 @@ static void guest_line(struct vmm_guest *g, const struct vmm_line *l,
 	case NINJA_V_ERR:
 		if (m.ntok >= 2 && tok_is(&m.tok[1], "duplicate"))
 			break;
-		if (req != REQ_NONE && !g->done) {
-			g->failed = true;
-			snprintf(g->errmsg, sizeof(g->errmsg),
-				 "%s: the guest refused the request: %s",
-				 g->vm, l->s);
+		if (req != REQ_NONE && req != REQ_STATUS && !g->done) {
+			guest_fail(g, false, "%s: the %s refused the request: %s",
+				   g->vm, g->peer, l->s);
 		} else {
-			vmm_log("%s: guest says: %s", g->vm, l->s);
+			vmm_log("%s: %s says: %s", g->vm, g->peer, l->s);
 		}
 		break;
 	default:
@@ -257,42 +357,48 @@ static void take_all(struct vmm_guest *g, enum req req)
 
 	while ((l = vmm_chan_take(&g->ch)))
 		guest_line(g, l, req);
-	if (g->ch.eof && !g->failed) {
-		g->failed = true;
-		snprintf(g->errmsg, sizeof(g->errmsg),
-			 "%s: guest channel %s closed: %s", g->vm, g->endpoint,
-			 g->ch.errmsg[0] ? g->ch.errmsg : "connection closed");
-	}
+	if (g->ch.eof && !g->lost)
+		guest_fail(g, true, "%s: %s channel %s closed: %s", g->vm,
+			   g->peer, g->endpoint,
+			   g->ch.errmsg[0] ? g->ch.errmsg : "connection closed");
 }
 
 int vmm_guests_open(struct vmm_guest **gs, int n, int64_t deadline)
 {
 	struct vmm_chan *cs[n > 0 ? n : 1];
 	int i, r, m = 0;
+	double secs;
 
 	for (i = 0; i < n; i++) {
 		struct vmm_guest *g = gs[i];
 
+		int64_t cdl = deadline;
+
 		if (!g || g->open)
 			continue;
-		g->failed = false;
+		g->failed = g->lost = g->rejected = false;
 		g->errmsg[0] = '\0';
-		r = vmm_chan_open(&g->ch, g->endpoint, deadline);
+		if (g->connect_window_ns &&
+		    vmm_now_ns() + g->connect_window_ns < deadline)
+			cdl = vmm_now_ns() + g->connect_window_ns;
+		g->ch.verbose = g->verbose;
+		r = vmm_chan_open(&g->ch, g->endpoint, cdl);
 		g->ch.verbose = g->verbose;
 		if (r) {
-			g->failed = true;
-			snprintf(g->errmsg, sizeof(g->errmsg),
-				 "%s: guest channel: %s", g->vm, g->ch.errmsg);
-			return r;
+			guest_fail(g, true, "%s: %s channel: %s", g->vm, g->peer,
+				   g->ch.errmsg);
+			return -1;	/* -2 is for a missing HELLO answer */
 		}
-		g->ch.verbose = g->verbose;
 		/* Log and error lines name the VM; the endpoint is known. */
-		snprintf(g->ch.name, sizeof(g->ch.name), "%s guest", g->vm);
+		if (strcmp(g->vm, g->endpoint))
+			snprintf(g->ch.name, sizeof(g->ch.name), "%s %s", g->vm,
+				 g->peer);
 		g->open = true;
 		cs[m++] = &g->ch;
 	}
 	if (!m)
 		return 0;
+	secs = (double)(deadline - vmm_now_ns()) / 1e9;
 	r = vmm_chan_hello(cs, m, "host", deadline);
 	if (r) {
 		for (i = 0; i < n; i++) {
@@ -300,22 +406,32 @@ int vmm_guests_open(struct vmm_guest **gs, int n, int64_t deadline)
 
 			if (!g || g->ch.hello_ok)
 				continue;
-			g->failed = true;
 			if (g->open) {
 				vmm_chan_close(&g->ch);
 				g->open = false;
 			}
-			snprintf(g->errmsg, sizeof(g->errmsg),
-				 r == -2 ? "%s: no HELLO answer from ninja.ko on %s (module not loaded, or the port is not org.ninja.0?)" :
-				 "%s: guest channel %s: %s", g->vm, g->endpoint,
-				 g->ch.errmsg);
+			if (r != -2)
+				guest_fail(g, true, "%s: %s channel %s: %s",
+					   g->vm, g->peer, g->endpoint,
+					   g->ch.errmsg);
+			else if (!strcmp(g->peer, "guest"))
+				guest_fail(g, true, "%s: no HELLO answer from ninja.ko on %s (module not loaded, or the port is not org.ninja.0?)",
+					   g->vm, g->endpoint);
+			else
+				guest_fail(g, true, "%s %s did not answer HELLO within %.1f s",
+					   g->peer, g->vm, secs);
 		}
 		return r;
 	}
 	/* The HELLO answers stay queued: digest them (request NONE). */
-	for (i = 0; i < n; i++)
-		if (gs[i])
-			take_all(gs[i], REQ_NONE);
+	for (i = 0; i < n; i++) {
+		if (!gs[i])
+			continue;
+		snprintf(gs[i]->phase, sizeof(gs[i]->phase), "%s",
+			 gs[i]->ch.node_phase);
+		gs[i]->ranks = gs[i]->ch.node_ranks;
+		take_all(gs[i], REQ_NONE);
+	}
 	return 0;
 }
 
@@ -342,14 +458,21 @@ static int group_request(struct vmm_guest **gs, int n, uint32_t epoch,
 		struct vmm_guest *g = gs[i];
 		int r;
 
-		cs[i] = g ? &g->ch : NULL;
+		cs[i] = g && !g->lost ? &g->ch : NULL;
 		if (!g)
 			continue;
-		g->epoch = epoch;
-		g->done = g->failed = g->unsafe = g->cancelled = false;
-		g->errmsg[0] = '\0';
-		g->t_done = 0;
-		if (req != REQ_QUIESCE) {
+		g->done = false;
+		if (g->lost)
+			continue;
+		if (req != REQ_STATUS) {
+			g->epoch = epoch;
+			g->unsafe = g->cancelled = false;
+			g->failed = g->rejected = false;
+			g->errmsg[0] = '\0';
+			g->t_done = 0;
+			g->done_ranks = 0;
+		}
+		if (req == REQ_RESUME || req == REQ_CANCEL) {
 			/* Keep the quiesce's REPORTs? No: a new epoch phase. */
 			vmm_guest_clear_reports(g);
 			g->n_resumed_tcp = g->n_upgraded = 0;
@@ -358,19 +481,18 @@ static int group_request(struct vmm_guest **gs, int n, uint32_t epoch,
 		}
 		g->t_sent = vmm_now_ns();
 		if (req == REQ_QUIESCE)
-			r = vmm_chan_send(&g->ch, deadline, "QUIESCE %u", epoch);
+			r = vmm_guest_send(g, deadline, "QUIESCE %u", epoch);
 		else if (req == REQ_CANCEL)
-			r = vmm_chan_send(&g->ch, deadline, "CANCEL %u", epoch);
+			r = vmm_guest_send(g, deadline, "CANCEL %u", epoch);
+		else if (req == REQ_STATUS)
+			r = vmm_guest_send(g, deadline, "STATUS");
 		else if (g->rails[0])
-			r = vmm_chan_send(&g->ch, deadline, "RESUME %u rails=%s",
-					  epoch, g->rails);
+			r = vmm_guest_send(g, deadline, "RESUME %u rails=%s",
+					   epoch, g->rails);
 		else
-			r = vmm_chan_send(&g->ch, deadline, "RESUME %u", epoch);
-		if (r) {
-			g->failed = true;
-			snprintf(g->errmsg, sizeof(g->errmsg), "%s: %s", g->vm,
-				 g->ch.errmsg);
-		}
+			r = vmm_guest_send(g, deadline, "RESUME %u", epoch);
+		if (r)
+			cs[i] = NULL;
 	}
 	next_status = vmm_now_ns() + STATUS_EVERY_NS;
 	for (;;) {
@@ -381,8 +503,12 @@ static int group_request(struct vmm_guest **gs, int n, uint32_t epoch,
 		for (i = 0; i < n; i++) {
 			if (!gs[i])
 				continue;
-			take_all(gs[i], req);
-			if (gs[i]->failed)
+			if (cs[i])
+				take_all(gs[i], req);
+			if (gs[i]->lost)
+				cs[i] = NULL;	/* do not poll a dead socket */
+			/* A refused request does not stop a STATUS. */
+			if (req == REQ_STATUS ? gs[i]->lost : gs[i]->failed)
 				any_failed = true;
 			else if (!gs[i]->done)
 				all = false;
@@ -390,34 +516,27 @@ static int group_request(struct vmm_guest **gs, int n, uint32_t epoch,
 		/* A failed guest does not stop the others: a RESUME or a
 		 * CANCEL must reach every guest that can still take it.  A
 		 * drain is hopeless at once, though. */
-		if (any_failed && (all || req == REQ_QUIESCE))
+		if (any_failed && (all || req == REQ_QUIESCE ||
+				   req == REQ_STATUS))
 			return -1;
 		if (all)
 			return 0;
 		now = vmm_now_ns();
 		if (now >= deadline)
 			return -2;
-		if (now >= next_status) {
+		if (now >= next_status && req != REQ_STATUS) {
 			for (i = 0; i < n; i++)
-				if (gs[i] && !gs[i]->done &&
-				    vmm_chan_send(&gs[i]->ch, deadline, "STATUS")) {
-					gs[i]->failed = true;
-					snprintf(gs[i]->errmsg,
-						 sizeof(gs[i]->errmsg), "%s: %s",
-						 gs[i]->vm, gs[i]->ch.errmsg);
-				}
+				if (gs[i] && !gs[i]->done && !gs[i]->failed)
+					vmm_guest_send(gs[i], deadline, "STATUS");
 			next_status = now + STATUS_EVERY_NS;
 		}
 		until = deadline < next_status ? deadline : next_status;
 		r = vmm_chan_wait(cs, n, until);
 		if (r == -1) {
 			for (i = 0; i < n; i++)
-				if (gs[i] && !gs[i]->done) {
-					gs[i]->failed = true;
-					snprintf(gs[i]->errmsg,
-						 sizeof(gs[i]->errmsg),
-						 "%s: poll error", gs[i]->vm);
-				}
+				if (gs[i] && !gs[i]->done)
+					guest_fail(gs[i], true, "%s: poll error",
+						   gs[i]->vm);
 			return -1;
 		}
 	}
@@ -434,6 +553,12 @@ int vmm_guests_finish(struct vmm_guest **gs, int n, uint32_t epoch,
 {
 	return group_request(gs, n, epoch, cancel ? REQ_CANCEL : REQ_RESUME,
 			     deadline);
+}
+
+int vmm_guests_status(struct vmm_guest **gs, int n, int64_t deadline)
+{
+	/* Each guest keeps its request's epoch (not sent with STATUS). */
+	return group_request(gs, n, 0, REQ_STATUS, deadline);
 }
 
 int vmm_guests_pump(struct vmm_guest **gs, int n, int64_t until)

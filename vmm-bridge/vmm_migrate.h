@@ -16,6 +16,7 @@
 
 #include "vmm_backend.h"
 #include "vmm_cluster.h"
+#include "vmm_exit.h"
 #include "vmm_guest.h"
 
 enum vmm_phase {
@@ -30,17 +31,6 @@ enum vmm_phase {
 	VMM_PH_RECONNECT,	/* RESUME sent -> RESUMED */
 	VMM_PH_TOTAL,
 	VMM_PH_COUNT
-};
-
-/* Exit codes of ninja-migrate (also vmm_migrate_run's result). */
-enum vmm_exit {
-	VMM_EXIT_OK = 0,
-	VMM_EXIT_USAGE = 1,	/* bad cluster file, unreachable: nothing done */
-	VMM_EXIT_DRAIN = 2,	/* not every guest SAFE: cancelled, job runs on */
-	VMM_EXIT_ROLLBACK = 3,	/* failed before the switch-over, rolled back */
-	VMM_EXIT_PARTIAL = 4,	/* moved, but a step after the switch-over failed */
-	VMM_EXIT_BROKEN = 5,	/* the rollback itself failed: operator needed */
-	VMM_EXIT_BUSY = 6,	/* another ninja-migrate holds the lock */
 };
 
 enum vmm_vm_state {

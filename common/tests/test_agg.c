@@ -25,6 +25,9 @@ struct cap {
 
 static struct cap cap;
 static struct ninja_agg agg;
+/* The slot array of most tests (the agent grows its own: test_grow). */
+#define TEST_SLOTS	256
+static struct ninja_agg_rank slots[TEST_SLOTS];
 
 static void cap_add(int to, const char *line, size_t len)
 {
@@ -50,7 +53,7 @@ static void cb_rank(void *ctx, int slot, const char *line, size_t len)
 {
 	CHECK(ctx == &cap);
 	CHECK(slot == NINJA_AGG_ALL ||
-	      (slot >= 0 && slot < NINJA_AGG_MAX_RANKS));
+	      (slot >= 0 && (unsigned int)slot < agg.nslots));
 	cap_add(slot, line, len);
 }
 
@@ -69,6 +72,7 @@ static void reset(void)
 {
 	memset(&cap, 0, sizeof(cap));
 	ninja_agg_init(&agg, &ops, &cap);
+	CHECK_INT(ninja_agg_set_slots(&agg, slots, TEST_SLOTS), 0);
 }
 
 /* Next unread line for the host, or NULL. */
@@ -201,7 +205,7 @@ static void test_register(void)
 	/* Lines for a slot that is not open are dropped silently. */
 	CHECK_INT(rl(7, "REGISTER j 1"), -NINJA_EUNREG);
 	CHECK_INT(rl(-1, "REGISTER j 1"), -NINJA_EUNREG);
-	CHECK_INT(rl(NINJA_AGG_MAX_RANKS, "REGISTER j 1"), -NINJA_EUNREG);
+	CHECK_INT(rl(TEST_SLOTS, "REGISTER j 1"), -NINJA_EUNREG);
 	NO_RANK();
 	/* pid is optional, a bad one is ignored. */
 	CHECK_INT(rl(s1, "REGISTER 4711 5 pid=x"), 0);
@@ -499,7 +503,7 @@ static void test_dead_ranks(void)
 	ninja_agg_close(&agg, i);
 	ninja_agg_close(&agg, i);
 	ninja_agg_close(&agg, -1);
-	ninja_agg_close(&agg, NINJA_AGG_MAX_RANKS);
+	ninja_agg_close(&agg, TEST_SLOTS);
 	NO_HOST();
 	CHECK_INT(agg.n_gone, 3);
 
@@ -704,28 +708,28 @@ static void test_zero_full(void)
 
 	nt_group("slot table full");
 	reset();
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++) {
+	for (i = 0; i < TEST_SLOTS; i++) {
 		s = ninja_agg_open(&agg);
 		if (s != i)
 			break;
 	}
-	CHECK_INT(i, NINJA_AGG_MAX_RANKS);
+	CHECK_INT(i, TEST_SLOTS);
 	CHECK_INT(ninja_agg_open(&agg), -NINJA_EFULL);
 	CHECK_INT(agg.n_err[NINJA_EFULL], 1);
 	CHECK_INT(ninja_agg_errors(&agg), 1);
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++) {
+	for (i = 0; i < TEST_SLOTS; i++) {
 		char buf[48];
 
 		snprintf(buf, sizeof(buf), "REGISTER big %d", i);
 		if (rl(i, buf))
 			break;
 	}
-	CHECK_INT(i, NINJA_AGG_MAX_RANKS);
-	CHECK_INT(ninja_agg_count(&agg, NINJA_RS_COUNT), NINJA_AGG_MAX_RANKS);
+	CHECK_INT(i, TEST_SLOTS);
+	CHECK_INT(ninja_agg_count(&agg, NINJA_RS_COUNT), TEST_SLOTS);
 	cap.rd_rank = cap.n;		/* skip the 256 OK lines */
 	hl("QUIESCE 1");
 	RANK(NINJA_AGG_ALL, "QUIESCE 1");
-	for (i = 0; i < NINJA_AGG_MAX_RANKS; i++)
+	for (i = 0; i < TEST_SLOTS; i++)
 		rl(i, "SAFE 1");
 	HOST("SAFE 1 ranks=256");
 	NO_HOST();
@@ -735,6 +739,69 @@ static void test_zero_full(void)
 	CHECK_INT(ninja_agg_open(&agg), -NINJA_EFULL);
 	CHECK_INT(agg.n_err[NINJA_EFULL], 2);
 	CHECK(cap.bad == 0);
+}
+
+/*
+ * No fixed ceiling: the caller grows the slot array as ranks connect (as
+ * ninja-agent does), far past the 256 slots of the old fixed table; the
+ * ranks already there keep their state across every move.
+ */
+static void test_grow(void)
+{
+	enum { N = 1000 };
+	struct ninja_agg_rank *big = NULL, *nb;
+	unsigned int cap_slots = 0, grown = 0;
+	char buf[64];
+	int i, s;
+
+	nt_group("slot table grows past the old 256");
+	memset(&cap, 0, sizeof(cap));
+	ninja_agg_init(&agg, &ops, &cap);
+	CHECK_INT(ninja_agg_open(&agg), -NINJA_EFULL);	/* no slots yet */
+	for (i = 0; i < N; i++) {
+		s = ninja_agg_open(&agg);
+		if (s == -NINJA_EFULL) {
+			cap_slots = cap_slots ? 2 * cap_slots : 16;
+			nb = realloc(big, cap_slots * sizeof(*big));
+			if (!nb)
+				break;
+			big = nb;
+			CHECK_INT(ninja_agg_set_slots(&agg, big, cap_slots), 0);
+			grown++;
+			s = ninja_agg_open(&agg);
+		}
+		if (s != i)
+			break;
+		snprintf(buf, sizeof(buf), "REGISTER big %d pid=%d", i, 1000 + i);
+		if (rl(i, buf))
+			break;
+		cap.n = 0;		/* the OK lines are not the point */
+	}
+	CHECK_INT(i, N);
+	CHECK_INT(grown, 7);		/* 16, 32, ..., 1024 */
+	CHECK_INT(agg.nslots, 1024);
+	/* Shrinking is refused; the table stays as it was. */
+	CHECK_INT(ninja_agg_set_slots(&agg, big, 10), -NINJA_EARGS);
+	CHECK_INT(agg.nslots, 1024);
+	CHECK_INT(ninja_agg_count(&agg, NINJA_RS_COUNT), N);
+	CHECK_INT(agg.ranks[5].rank, 5);
+	CHECK_INT(agg.ranks[5].pid, 1005);
+	CHECK_INT(agg.ranks[999].rank, 999);
+	memset(&cap, 0, sizeof(cap));
+	hl("QUIESCE 1");
+	RANK(NINJA_AGG_ALL, "QUIESCE 1");
+	for (i = 0; i < N; i++)
+		rl(i, "SAFE 1");
+	HOST("SAFE 1 ranks=1000");
+	NO_HOST();
+	ninja_agg_close(&agg, 777);
+	HOST("REPORT 1 job=big rank=777 state=gone was=safe");
+	CHECK_INT(ninja_agg_open(&agg), 777);
+	CHECK_INT(ninja_agg_open(&agg), N);
+	CHECK(cap.bad == 0);
+	free(big);
+	/* Back to the fixed table for the tests that follow. */
+	reset();
 }
 
 static void test_misc(void)
@@ -945,6 +1012,7 @@ int main(void)
 	test_resume_crosses_unsafe();
 	test_idempotent();
 	test_zero_full();
+	test_grow();
 	test_misc();
 	test_upgraded_edges();
 	return nt_done();

@@ -76,5 +76,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	for (i = 0; i < c.nvms; i++)
 		check_vm(&c.vms[i]);
+	vmm_cluster_free(&c);
 	return 0;
 }

@@ -62,12 +62,16 @@ static void t_good(void)
 {
 	static struct vmm_cluster c;
 	char err[512] = "";
-	const struct vmm_vm_conf *v0 = &c.vms[0], *v1 = &c.vms[1];
+	const struct vmm_vm_conf *v0, *v1;
 
 	nt_group("cluster: a valid file, defaults, placeholders, overrides");
-	CHECK(vmm_cluster_parse(&c, good, "good.conf", err, sizeof(err)) == 0);
-	if (err[0])
+	if (!CHECK(vmm_cluster_parse(&c, good, "good.conf", err, sizeof(err)) == 0)) {
 		printf("  %s\n", err);
+		return;
+	}
+	/* c.vms is allocated by the parse. */
+	v0 = &c.vms[0];
+	v1 = &c.vms[1];
 	CHECK(strcmp(c.name, "demo") == 0);
 	CHECK(c.mode == VMM_MODE_STOPPED);
 	CHECK(c.quiesce_ms == 5000 && c.link_ms == 1500 && c.ram_ms == 120000);
@@ -334,6 +338,46 @@ static void t_example(void)
 	CHECK(c.max_bandwidth == 2ull << 30);
 }
 
+/* Sample's [cluster]..[defaults] then n [vm vmK] sections; parse it. */
+static int parse_n(struct vmm_cluster *c, int n, char *err, size_t errlen)
+{
+	size_t head = (size_t)(strstr(good, "[vm vm0]") - good);
+	size_t cap = head + (size_t)n * 64 + 1, off;
+	char *text = malloc(cap);
+	int i, r;
+
+	if (!text)
+		return -2;
+	memcpy(text, good, head);
+	off = head;
+	for (i = 0; i < n; i++)
+		off += (size_t)snprintf(text + off, cap - off,
+					"[vm vm%d]\nsource-overlay = /images/vm%d.qcow2\n",
+					i, i);
+	r = vmm_cluster_parse(c, text, "many.conf", err, errlen);
+	free(text);
+	return r;
+}
+
+/* No fixed ceiling of 64 VMs: the table grows; past VMM_MAX_VMS: error. */
+static void t_many(void)
+{
+	static struct vmm_cluster c;
+	char err[512] = "";
+
+	nt_group("cluster: 300 VMs (past the old 64); more than VMM_MAX_VMS is an error");
+	if (!CHECK(parse_n(&c, 300, err, sizeof(err)) == 0))
+		printf("  %s\n", err);
+	CHECK(c.nvms == 300);
+	CHECK(c.nvms == 300 && strcmp(c.vms[299].name, "vm299") == 0);
+	CHECK(c.nvms == 300 && strcmp(c.vms[64].source_qmp, "unix:/run/ninja/vm64.qmp") == 0);
+	vmm_cluster_free(&c);
+	CHECK(c.vms == NULL && c.nvms == 0);
+	CHECK(parse_n(&c, VMM_MAX_VMS + 1, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "more than 4096 VMs") != NULL);
+	CHECK(c.vms == NULL && c.nvms == 0);
+}
+
 int main(void)
 {
 	t_good();
@@ -343,5 +387,6 @@ int main(void)
 	t_load();
 	t_continuation();
 	t_example();
+	t_many();
 	return nt_done();
 }
