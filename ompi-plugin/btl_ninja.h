@@ -7,7 +7,8 @@
  * Threads.  The application's thread owns the data path while the component
  * is RUNNING: btl_send/sendi write to sockets, the progress function reads
  * them and makes the upcalls into ob1.  One component-owned thread (the
- * "control thread", btl_ninja_drain.c) owns everything else: the control
+ * "control thread", btl_ninja_thread.c and the files btl_ninja_thread.h
+ * lists) owns everything else: the control
  * channel to the node agent, the listener, connection set-up, and - while a
  * migration is in progress - all socket I/O of the drain.  It never calls
  * into ob1: frames it receives during a drain and sends it completes are
@@ -501,7 +502,7 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 			      int wait_s);
 void mca_btl_ninja_tcp_tune(int fd);
 
-/* btl_ninja_drain.c - control thread. */
+/* btl_ninja_ctl.c, btl_ninja_thread.c, btl_ninja_report.c - control thread. */
 /* Open the control channel and register (at init, before the thread):
  * 0 open, 1 no channel configured, -1 failed (why says it). */
 int mca_btl_ninja_ctl_setup(char *why, size_t whylen);
