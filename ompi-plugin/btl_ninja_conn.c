@@ -49,53 +49,42 @@ static void hs_fill(ninja_hs_auth_t *m, int type, uint32_t reason,
 }
 
 /* Known addresses failing this long: ask PMIx for the peer's new one. */
-#define NINJA_ASK_AFTER_NS 100000000ull
-
+#define NINJA_ASK_AFTER_NS	(100 * NINJA_MS_NS)
+/* ... and again no sooner than this after the last lookup. */
+#define NINJA_LOOKUP_AGAIN_NS	NINJA_SEC_NS
 /* One connection attempt (connect + handshake) gets this long. */
-#define NINJA_ATTEMPT_NS 2000000000ull
+#define NINJA_ATTEMPT_NS	(2 * NINJA_SEC_NS)
+/* No socket to be had (EMFILE...): try again after this. */
+#define NINJA_SOCKET_RETRY_NS	(100 * NINJA_MS_NS)
 
-static uint64_t backoff_ns(mca_btl_ninja_endpoint_t *ep, uint64_t now)
+/* The pause before the next attempt of a round that began at start. */
+static uint64_t backoff_ns(uint64_t start, uint64_t now)
 {
-	uint64_t waited = now - ep->endpoint_conn_start;
+	uint64_t waited = now - start;
 
-	if (waited < 20000000ull)
-		return 1000000ull;	/* 1 ms for the first 20 ms */
-	if (waited < 1000000000ull)
-		return 10000000ull;
-	return 100000000ull;
+	if (waited < 20 * NINJA_MS_NS)
+		return NINJA_MS_NS;	/* 1 ms for the first 20 ms */
+	if (waited < NINJA_SEC_NS)
+		return 10 * NINJA_MS_NS;
+	return 100 * NINJA_MS_NS;
 }
 
-/* Start (or retry) a connection to ep.  Called without the lock. */
-static void connect_start(mca_btl_ninja_endpoint_t *ep)
+/*
+ * Lock held: take in the address the background lookup brought, and say
+ * whether to ask PMIx for this epoch's.  The peer's address for our epoch
+ * comes from PMIx in the background (the peer publishes it when it
+ * resumes; the get waits for that).  Meanwhile the addresses we knew are
+ * tried at once: the listening port never changes and a migration usually
+ * keeps the IPs, and the handshake checks who answers and whether it has
+ * resumed.  The control thread never blocks on PMIx here (it was 0.2-0.6 s
+ * of every reconnection in the TCG guests).
+ */
+static bool addr_refresh(mca_btl_ninja_endpoint_t *ep, uint64_t now)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	struct sockaddr_in sin;
-	uint64_t now = mca_btl_ninja_now_ns();
 	bool ask;
-	int fd, rc;
 
-	if (!ep->endpoint_conn_start)
-		ep->endpoint_conn_start = now;
-	if (now - ep->endpoint_conn_start >
-	    (uint64_t)c->connect_timeout * 1000000ull) {
-		NINJA_ERROR("btl:ninja: cannot connect to %u.%u within %d ms "
-			    "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
-			    ep->endpoint_name.vpid, c->connect_timeout,
-			    ep->endpoint_addr.epoch, c->epoch);
-		mca_btl_ninja_lock();
-		ep->endpoint_conn_start = now;	/* keep trying, but say so */
-		mca_btl_ninja_unlock();
-	}
-	/*
-	 * The peer's address for our epoch comes from PMIx in the background
-	 * (the peer publishes it when it resumes; the get waits for that).
-	 * Meanwhile the addresses we knew are tried at once: the listening
-	 * port never changes and a migration usually keeps the IPs, and the
-	 * handshake checks who answers and whether it has resumed.  The
-	 * control thread never blocks on PMIx here (it was 0.2-0.6 s of
-	 * every reconnection in the TCG guests).
-	 */
-	mca_btl_ninja_lock();
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_lookup_done) {
 		mca_btl_ninja_addr_t *n = &ep->endpoint_lookup_addr;
 
@@ -125,12 +114,58 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 	       now - ep->endpoint_conn_start >= NINJA_ASK_AFTER_NS) &&
 	      !ep->endpoint_lookup_busy &&
 	      (ep->endpoint_lookup_epoch != c->epoch ||
-	       now - ep->endpoint_lookup_at > 1000000000ull);
+	       now - ep->endpoint_lookup_at > NINJA_LOOKUP_AGAIN_NS);
 	if (ask) {
 		ep->endpoint_lookup_busy = true;
 		ep->endpoint_lookup_epoch = c->epoch;
 		ep->endpoint_lookup_at = now;
 	}
+	return ask;
+}
+
+/*
+ * Without the lock: no address known yet, read the one published at
+ * MPI_Init (the PMIx get is made unlocked, as add_procs does; the result
+ * is stored under the lock, unless add_procs stored one meanwhile).
+ */
+static void addr_initial(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_endpoint_t probe;
+
+	memset(&probe, 0, sizeof(probe));
+	probe.endpoint_name = ep->endpoint_name;
+	if (mca_btl_ninja_lookup_addr(&probe, 0, 0) != OPAL_SUCCESS)
+		return;
+	mca_btl_ninja_lock();
+	if (!ep->endpoint_addr_valid) {
+		ep->endpoint_addr = probe.endpoint_addr;
+		ep->endpoint_addr_valid = true;
+	}
+	mca_btl_ninja_unlock();
+}
+
+/* Start (or retry) a connection to ep.  Called without the lock. */
+static void connect_start(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	struct sockaddr_in sin;
+	uint64_t now = mca_btl_ninja_now_ns(), start;
+	bool ask, valid;
+	int fd, rc;
+
+	mca_btl_ninja_lock();
+	if (!ep->endpoint_conn_start)
+		ep->endpoint_conn_start = now;
+	if (now - ep->endpoint_conn_start >
+	    (uint64_t)c->connect_timeout * NINJA_MS_NS) {
+		NINJA_ERROR("btl:ninja: cannot connect to %u.%u within %d ms "
+			    "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
+			    ep->endpoint_name.vpid, c->connect_timeout,
+			    ep->endpoint_addr.epoch, c->epoch);
+		ep->endpoint_conn_start = now;	/* keep trying, but say so */
+	}
+	start = ep->endpoint_conn_start;
+	ask = addr_refresh(ep, now);
 	mca_btl_ninja_unlock();
 	if (ask && mca_btl_ninja_lookup_addr_nb(ep->endpoint_name, c->epoch,
 						10) != OPAL_SUCCESS) {
@@ -138,39 +173,48 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_lookup_busy = false;
 		mca_btl_ninja_unlock();
 	}
-	if (!ep->endpoint_addr_valid) {
+	mca_btl_ninja_lock();
+	valid = ep->endpoint_addr_valid;
+	mca_btl_ninja_unlock();
+	if (!valid) {
 		/* None known yet: the one published at MPI_Init. */
-		(void)mca_btl_ninja_lookup_addr(ep, 0, 0);
+		addr_initial(ep);
 		ep->endpoint_addr_try = 0;
 	}
 	if (!mca_btl_ninja_auth_have_key(ep->endpoint_name.vpid)) {
 		/* Its secret (published at MPI_Init with the address) is what
 		 * our AUTH proves itself with: not there yet, later. */
-		ep->endpoint_retry_at = now + backoff_ns(ep, now);
+		ep->endpoint_retry_at = now + backoff_ns(start, now);
 		return;
 	}
-	if (!ep->endpoint_addr_valid ||
-	    ep->endpoint_addr_try >= ep->endpoint_addr.naddr) {
+	mca_btl_ninja_lock();
+	valid = ep->endpoint_addr_valid &&
+		ep->endpoint_addr_try < ep->endpoint_addr.naddr;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	if (valid) {
+		sin.sin_port = ep->endpoint_addr.port;
+		sin.sin_addr.s_addr = ep->endpoint_addr.ip[ep->endpoint_addr_try++];
+	}
+	mca_btl_ninja_unlock();
+	if (!valid) {
 		/* None, or every address tried: again after a pause, or at
 		 * once when the lookup brings a new one (lookup_cb). */
 		ep->endpoint_addr_try = 0;
-		ep->endpoint_retry_at = now + backoff_ns(ep, now);
+		ep->endpoint_retry_at = now + backoff_ns(start, now);
 		return;
 	}
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		ep->endpoint_retry_at = now + 100000000ull;
+		ep->endpoint_addr_try--;	/* that address again */
+		ep->endpoint_retry_at = now + NINJA_SOCKET_RETRY_NS;
 		return;
 	}
 	mca_btl_ninja_tcp_tune(fd);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = ep->endpoint_addr.port;
-	sin.sin_addr.s_addr = ep->endpoint_addr.ip[ep->endpoint_addr_try++];
 	rc = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
 	if (rc != 0 && errno != EINPROGRESS) {
 		close(fd);
-		ep->endpoint_retry_at = now + backoff_ns(ep, now);
+		ep->endpoint_retry_at = now + backoff_ns(start, now);
 		return;
 	}
 	mca_btl_ninja_lock();
@@ -195,6 +239,7 @@ static void peer_lost(mca_btl_ninja_endpoint_t *ep)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	NINJA_ERROR("btl:ninja: rank %u: peer %u.%u unreachable for %d ms after "
 		    "its connection failed (%zu frames unacknowledged, %zu queued)",
 		    OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
@@ -213,12 +258,13 @@ static void connect_failed(mca_btl_ninja_endpoint_t *ep, bool retry,
 {
 	uint64_t now = mca_btl_ninja_now_ns();
 
+	NINJA_ASSERT_LOCKED();
 	NINJA_VERBOSE(10, "btl:ninja: connection to %u.%u not made: %s",
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, why);
 
 	mca_btl_ninja_endpoint_close(ep);
 	ep->endpoint_want_connect = retry;
-	ep->endpoint_retry_at = now + backoff_ns(ep, now);
+	ep->endpoint_retry_at = now + backoff_ns(ep->endpoint_conn_start, now);
 }
 
 /* Tell the acceptor whether our QP reached RTS (TCP frame READY). */
@@ -240,6 +286,7 @@ static int send_auth(mca_btl_ninja_endpoint_t *ep)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	ninja_hs_state_t *s = &ep->endpoint_hs;
 
+	NINJA_ASSERT_LOCKED();
 	hs_fill(&s->auth, NINJA_HS_AUTH, 0, ep->endpoint_name);
 	s->auth.ack = mca_btl_ninja_endpoint_hs_ack(ep);
 	if (c->verbs_on)
@@ -257,6 +304,7 @@ static void connect_acked(mca_btl_ninja_endpoint_t *ep,
 {
 	bool verbs = false;
 
+	NINJA_ASSERT_LOCKED();
 	if (r->verbs.valid) {
 		/* The acceptor made a QP for us and waits for READY. */
 		verbs = ep->endpoint_verbs &&
@@ -295,6 +343,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 	const ninja_hs_auth_t *r = &s->rx.msg;
 	int rc;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_state == NINJA_EP_CONNECTING) {
 		ninja_hs_hello_t hello;
 		int err = 0;
@@ -405,6 +454,7 @@ static bool conn_dead(mca_btl_ninja_endpoint_t *ep)
 	char b;
 	ssize_t n = recv(ep->endpoint_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 
+	NINJA_ASSERT_LOCKED();
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 			  errno != EINTR);
 }
@@ -419,6 +469,7 @@ static bool boot_dead(mca_btl_ninja_endpoint_t *ep)
 	char b[64];
 	ssize_t n = recv(ep->endpoint_fd, b, sizeof(b), MSG_DONTWAIT);
 
+	NINJA_ASSERT_LOCKED();
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 			  errno != EINTR);
 }
@@ -437,6 +488,7 @@ static void accept_hello(int i)
 	ninja_hs_auth_t reply;
 	int fd = p->fd;
 
+	NINJA_ASSERT_LOCKED();
 	peer.jobid = a->jobid;
 	peer.vpid = a->vpid;
 	ep = mca_btl_ninja_endpoint_lookup(peer);
@@ -576,6 +628,7 @@ void mca_btl_ninja_verbs_fail(const char *why)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	NINJA_ERROR("btl:ninja: rank %u: verbs rail failed (%s) without a "
 		    "drain: reconnecting on tcp and replaying",
 		    OPAL_PROC_MY_NAME.vpid, why);
@@ -601,6 +654,7 @@ static void verbs_event(void)
 {
 	char desc[128] = "", why[160];
 
+	NINJA_ASSERT_LOCKED();
 	if (!mca_btl_ninja_verbs_async_fatal(desc, sizeof(desc))) {
 		NINJA_VERBOSE(10, "btl:ninja: verbs event: %s", desc);
 		return;
@@ -619,6 +673,7 @@ static bool want_reserve(int n)
 {
 	mca_btl_ninja_endpoint_t **w;
 
+	NINJA_ASSERT_LOCKED();
 	if (n <= T.want_cap)
 		return true;
 	w = realloc(T.want, (size_t)n * sizeof(*w));
@@ -659,11 +714,14 @@ void mca_btl_ninja_conn_requests(uint64_t now, uint64_t *next)
 	mca_btl_ninja_unlock();
 	for (i = 0; i < nwant; i++) {
 		mca_btl_ninja_endpoint_t *ep = T.want[i];
+		bool closed;
 
 		if (now >= ep->endpoint_retry_at)
 			connect_start(ep);
-		if (ep->endpoint_state == NINJA_EP_CLOSED &&
-		    ep->endpoint_retry_at < *next)
+		mca_btl_ninja_lock();
+		closed = ep->endpoint_state == NINJA_EP_CLOSED;
+		mca_btl_ninja_unlock();
+		if (closed && ep->endpoint_retry_at < *next)
 			*next = ep->endpoint_retry_at;
 	}
 }
@@ -674,6 +732,7 @@ static void poll_endpoint(ninja_pollset_t *ps, mca_btl_ninja_endpoint_t *ep,
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_state == NINJA_EP_CONNECTING ||
 	    ep->endpoint_state == NINJA_EP_HELLO) {
 		if (now > ep->endpoint_attempt_at + NINJA_ATTEMPT_NS) {

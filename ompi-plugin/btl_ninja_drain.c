@@ -39,6 +39,8 @@ static struct {
 /* Lock held: this connection takes part in the drain of epoch. */
 static void marker_arm(mca_btl_ninja_endpoint_t *ep, uint32_t epoch)
 {
+	NINJA_ASSERT_LOCKED();
+
 	ep->endpoint_was_connected = true;
 	ep->endpoint_marker_sent = false;
 	ep->endpoint_marker_off = 0;
@@ -53,6 +55,7 @@ void mca_btl_ninja_drain_start(uint32_t epoch, const char *why)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	if (c->state != NINJA_RUNNING || epoch <= c->epoch)
 		return;
 	memset(&c->cycle, 0, sizeof(c->cycle));
@@ -94,6 +97,7 @@ static bool drain_step(void)
 	bool done = true;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
@@ -171,6 +175,7 @@ static void teardown(void)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	c->cycle.t_drained = mca_btl_ninja_now_ns();
 	for (i = 0; i < c->neps; i++)
 		if (c->eps[i]->endpoint_state != NINJA_EP_CLOSED)
@@ -201,6 +206,7 @@ static void drain_abandon(const char *why)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i, waiting = 0;
 
+	NINJA_ASSERT_LOCKED();
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
@@ -221,6 +227,7 @@ static void maybe_send_safe(void)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	if (c->state == NINJA_DRAINED && !T.safe_sent &&
 	    T.quiesce_epoch == c->epoch && mca_btl_ninja_ctl_fd() >= 0) {
 		c->cycle.t_safe = mca_btl_ninja_now_ns();

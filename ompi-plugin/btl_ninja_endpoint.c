@@ -20,16 +20,49 @@
 
 static void frag_callback(mca_btl_ninja_frag_t *f, bool app, bool release);
 
+/* The key of a process in component.eps_by_name. */
+static uint64_t name_key(opal_process_name_t name)
+{
+	return (uint64_t)name.jobid << 32 | name.vpid;
+}
+
+/* Lock held: the endpoint of a peer, by a hash of its name (every HELLO). */
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	int i;
+	void *ep;
 
-	for (i = 0; i < c->neps; i++)
-		if (c->eps[i]->endpoint_name.jobid == name.jobid &&
-		    c->eps[i]->endpoint_name.vpid == name.vpid)
-			return c->eps[i];
-	return NULL;
+	NINJA_ASSERT_LOCKED();
+	if (!c->eps_by_name_ready ||
+	    opal_hash_table_get_value_uint64(&c->eps_by_name, name_key(name),
+					     &ep) != OPAL_SUCCESS)
+		return NULL;
+	return ep;
+}
+
+/* Lock held, or finalize: forget the name index. */
+void mca_btl_ninja_endpoint_index_fini(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->eps_by_name_ready)
+		OBJ_DESTRUCT(&c->eps_by_name);
+	c->eps_by_name_ready = false;
+}
+
+static bool index_ready(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->eps_by_name_ready)
+		return true;
+	OBJ_CONSTRUCT(&c->eps_by_name, opal_hash_table_t);
+	if (opal_hash_table_init(&c->eps_by_name, 64) != OPAL_SUCCESS) {
+		OBJ_DESTRUCT(&c->eps_by_name);
+		return false;
+	}
+	c->eps_by_name_ready = true;
+	return true;
 }
 
 /*
@@ -42,6 +75,9 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	mca_btl_ninja_endpoint_t *ep;
 
+	NINJA_ASSERT_LOCKED();
+	if (!index_ready())
+		return NULL;
 	if (c->neps == c->eps_cap) {
 		int cap = c->eps_cap ? 2 * c->eps_cap : 16;
 		void *n = realloc(c->eps, cap * sizeof(*c->eps));
@@ -59,6 +95,11 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return NULL;
+	if (opal_hash_table_set_value_uint64(&c->eps_by_name, name_key(name),
+					     ep) != OPAL_SUCCESS) {
+		free(ep);
+		return NULL;
+	}
 	ep->endpoint_name = name;
 	ep->endpoint_fd = -1;
 	ep->endpoint_state = NINJA_EP_CLOSED;
@@ -86,6 +127,7 @@ void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	struct epoll_event ev;
 
+	NINJA_ASSERT_LOCKED();
 	ep->endpoint_fd = fd;
 	ep->endpoint_state = NINJA_EP_CONNECTED;
 	ep->endpoint_want_connect = false;
@@ -114,6 +156,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_fd >= 0) {
 		if (ep->endpoint_state == NINJA_EP_CONNECTED)
 			(void)epoll_ctl(c->epfd, EPOLL_CTL_DEL, ep->endpoint_fd,
@@ -565,6 +608,7 @@ void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
 	mca_btl_ninja_frag_t *f;
 	uint64_t n = ep->endpoint_rt_len;
 
+	NINJA_ASSERT_LOCKED();
 	mca_btl_ninja_endpoint_acked(ep, peer_ack, false);
 	n -= ep->endpoint_rt_len;
 	/* Defensive: nothing queued can be older than the peer's ack. */
@@ -628,6 +672,7 @@ void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
 {
 	bool owed = ep->endpoint_sq_head || ep->endpoint_rt_head;
 
+	NINJA_ASSERT_LOCKED();
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u %s (%s)%s",
 		      OPAL_PROC_MY_NAME.vpid,
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, what,
@@ -658,6 +703,7 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	bool verbs;
 	int r;
 
+	NINJA_ASSERT_LOCKED();
 	f->endpoint = ep;
 	f->sent = 0;
 	if (f->hdr.type == NINJA_FRAME_DATA) {
@@ -925,6 +971,7 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_ack_sent == ep->endpoint_rx_seq ||
 	    (!ep->endpoint_ack_req &&
 	     ep->endpoint_ack_owed < (size_t)c->replay_window / 4) ||
@@ -951,6 +998,7 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	mca_btl_ninja_frag_t *f;
 	int r;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
 		if (!ep->endpoint_verbs_ready)
 			return 0;
@@ -1086,6 +1134,7 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	mca_btl_ninja_rxframe_t *r = malloc(sizeof(*r) + len);
 
+	NINJA_ASSERT_LOCKED();
 	if (!r)
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	r->next = NULL;
@@ -1446,6 +1495,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 	const char *why = NULL;
 	ssize_t n;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_rx_busy || !ep->endpoint_rx_buf)
 		return 0;
 	ep->endpoint_rx_busy = true;
@@ -1515,6 +1565,7 @@ int mca_btl_ninja_deliver_deferred(void)
 	static bool delivering;
 	int count = 0;
 
+	NINJA_ASSERT_LOCKED();
 	if (delivering)
 		return 0;
 	delivering = true;
@@ -1555,6 +1606,7 @@ int mca_btl_ninja_progress_io(void)
 	struct epoll_event evs[32];
 	int i, n, count = 0;
 
+	NINJA_ASSERT_LOCKED();
 	if (c->dq_head || c->cq_head)
 		return 0;	/* older frames first (re-entrant call) */
 	if (c->verbs_on)

@@ -241,6 +241,7 @@ bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
 	bool fatal = false;
 	int n = 0;
 
+	NINJA_ASSERT_LOCKED();
 	while (V.ctx && ibv_get_async_event(V.ctx, &ev) == 0) {
 		switch (ev.event_type) {
 		case IBV_EVENT_DEVICE_FATAL:
