@@ -99,6 +99,8 @@ typedef struct mca_btl_ninja_addr {
 	uint32_t ip[NINJA_MAX_ADDRS];	/* IPv4, network order, preferred first */
 	char rail[8];		/* "tcp" */
 } mca_btl_ninja_addr_t;
+/* Read by every peer (a PMIx byte object of exactly this size). */
+_Static_assert(sizeof(mca_btl_ninja_addr_t) == 48, "published address: 48 bytes");
 
 struct mca_btl_ninja_frag;
 

@@ -55,7 +55,7 @@ uint64_t mca_btl_ninja_now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * NINJA_SEC_NS + (uint64_t)ts.tv_nsec;
 }
 
 #ifdef NINJA_DEBUG

@@ -6,7 +6,7 @@
  * authenticated handshake (HELLO, CHALLENGE, AUTH, ACK/NACK; the
  * cryptography is btl_ninja_auth.c's), a peer given up on, and the
  * failover of every connection when the verbs device goes.
- * docs/protocol.md "Handshake", docs/design.md "Handshake".
+ * docs/protocol.md §10.1, docs/design.md "Connections" and "Threat model".
  */
 #include "opal_config.h"
 
@@ -334,7 +334,7 @@ static void connect_acked(mca_btl_ninja_endpoint_t *ep,
 
 /*
  * Lock held: a connecting socket became writable or readable.  HELLO out,
- * CHALLENGE in, AUTH out, ACK/NACK in (docs/protocol.md "Handshake").
+ * CHALLENGE in, AUTH out, ACK/NACK in (docs/protocol.md §10.1).
  */
 static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 {
@@ -398,7 +398,7 @@ static void connect_event(mca_btl_ninja_endpoint_t *ep, short revents)
 			 * attach and clear want_connect.  Retry only in case
 			 * it does not (see accept_hello). */
 			connect_failed(ep, true, "simultaneous connect, the peer's wins");
-			ep->endpoint_retry_at += 50000000ull;
+			ep->endpoint_retry_at += NINJA_RACE_WAIT_NS;
 			break;
 		}
 		connect_failed(ep, true, r->reason == NINJA_NACK_DRAINING ?
@@ -476,7 +476,7 @@ static bool boot_dead(mca_btl_ninja_endpoint_t *ep)
 
 /*
  * Lock held.  The connector of pending[i] proved it is peer (a process of
- * this job): decide on its AUTH, see docs/design.md, "Handshake".
+ * this job): decide on its AUTH (docs/protocol.md §10.1).
  */
 static void accept_hello(int i)
 {
@@ -705,7 +705,7 @@ void mca_btl_ninja_conn_requests(uint64_t now, uint64_t *next)
 		    ep->endpoint_failed_at && c->replay_timeout > 0 &&
 		    now > ep->endpoint_failed_at &&
 		    now - ep->endpoint_failed_at >
-		    (uint64_t)c->replay_timeout * 1000000ull)
+		    (uint64_t)c->replay_timeout * NINJA_MS_NS)
 			peer_lost(ep);
 		if (ep->endpoint_want_connect &&
 		    ep->endpoint_state == NINJA_EP_CLOSED && nwant < T.want_cap)

@@ -22,6 +22,11 @@
 #include "btl_ninja_thread.h"
 #include "ninja_proto.h"
 
+/* A lost control channel is reopened this often. */
+#define NINJA_CTL_RETRY_NS	NINJA_SEC_NS
+/* The agent answers REGISTER within this long, or the channel is unusable. */
+#define NINJA_REGISTER_WAIT_MS	10000
+
 /* Control-thread-only state (also written at init, before the thread). */
 static struct {
 	int ctl_fd;
@@ -39,7 +44,7 @@ void mca_btl_ninja_ctl_close(void)
 		close(T.ctl_fd);
 	T.ctl_fd = -1;
 	T.ctl_registered = false;
-	T.ctl_retry_at = mca_btl_ninja_now_ns() + 1000000000ull;
+	T.ctl_retry_at = mca_btl_ninja_now_ns() + NINJA_CTL_RETRY_NS;
 }
 
 static void ctl_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -114,7 +119,7 @@ static bool ctl_open(void)
 fail:
 	NINJA_VERBOSE(10, "btl:ninja: control channel %s: %s (retrying)",
 		      T.ctl_path, strerror(errno));
-	T.ctl_retry_at = mca_btl_ninja_now_ns() + 1000000000ull;
+	T.ctl_retry_at = mca_btl_ninja_now_ns() + NINJA_CTL_RETRY_NS;
 	return false;
 }
 
@@ -124,7 +129,7 @@ fail:
  */
 static int ctl_first_line(char *line, size_t size, int timeout_ms)
 {
-	uint64_t end = mca_btl_ninja_now_ns() + timeout_ms * 1000000ull;
+	uint64_t end = mca_btl_ninja_now_ns() + timeout_ms * NINJA_MS_NS;
 	size_t n = 0;
 
 	while (n + 1 < size) {
@@ -134,7 +139,7 @@ static int ctl_first_line(char *line, size_t size, int timeout_ms)
 
 		if (now >= end)
 			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)((end - now) / 1000000) + 1) < 0 &&
+		if (poll(&p, 1, (int)((end - now) / NINJA_MS_NS) + 1) < 0 &&
 		    errno != EINTR)
 			return -errno;
 		r = read(T.ctl_fd, line + n, 1);
@@ -162,7 +167,7 @@ static int ctl_register(char *why, size_t whylen)
 			 strerror(errno));
 		return -1;
 	}
-	r = ctl_first_line(line, sizeof(line), 10000);
+	r = ctl_first_line(line, sizeof(line), NINJA_REGISTER_WAIT_MS);
 	if (r == 0 && !strncmp(line, "OK REGISTER", 11)) {
 		T.ctl_registered = true;
 		return 0;

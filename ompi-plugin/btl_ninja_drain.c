@@ -313,13 +313,13 @@ static void do_resume(bool cancelled, bool timed_out)
 		 */
 		if (ep->endpoint_want_connect && ep->endpoint_was_connected &&
 		    mca_btl_ninja_name_cmp(me, ep->endpoint_name) > 0)
-			ep->endpoint_retry_at = now + 50000000ull;
+			ep->endpoint_retry_at = now + NINJA_RACE_WAIT_NS;
 	}
 	if (c->dq_head || c->cq_head)
 		c->app_work = 1;
 	mca_btl_ninja_unlock();
 	T.report_pending = true;
-	T.reconnect_deadline = now + (uint64_t)c->connect_timeout * 1000000ull;
+	T.reconnect_deadline = now + (uint64_t)c->connect_timeout * NINJA_MS_NS;
 	T.safe_sent = false;
 }
 
@@ -468,13 +468,13 @@ uint64_t mca_btl_ninja_cycle_next(uint64_t now, uint64_t next)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int ms;
 
-	if (T.report_pending && next > now + 1000000ull)
-		next = now + 1000000ull;
+	if (T.report_pending && next > now + NINJA_MS_NS)
+		next = now + NINJA_MS_NS;
 	ms = mca_btl_ninja_upgrade_timeout();
 	if (ms < 0 && c->state == NINJA_DRAINED && T.resume_pending)
 		ms = 100;	/* wait mode: try the port again */
-	if (ms >= 0 && next > now + (uint64_t)ms * 1000000ull)
-		next = now + (uint64_t)ms * 1000000ull;
+	if (ms >= 0 && next > now + (uint64_t)ms * NINJA_MS_NS)
+		next = now + (uint64_t)ms * NINJA_MS_NS;
 	return next;
 }
 
@@ -493,7 +493,7 @@ void mca_btl_ninja_drain_progress(void)
 	}
 	if (c->state == NINJA_DRAINING && !T.drain_warned &&
 	    mca_btl_ninja_now_ns() - c->cycle.t_start >
-	    (uint64_t)c->drain_timeout * 1000000000ull) {
+	    (uint64_t)c->drain_timeout * NINJA_SEC_NS) {
 		NINJA_ERROR("btl:ninja: drain of epoch %u has waited %d s "
 			    "for peer markers", c->epoch, c->drain_timeout);
 		T.drain_warned = true;
@@ -516,11 +516,11 @@ void mca_btl_ninja_resume_progress(void)
 			if (!mca_btl_ninja_upgrade_hold_resume(T.rails_hint,
 							       T.resume_at)) {
 				T.link_wait_us = (mca_btl_ninja_now_ns() -
-						  T.resume_at) / 1000;
+						  T.resume_at) / NINJA_US_NS;
 				do_resume(false, false);
 			}
 		} else if (mca_btl_ninja_now_ns() - c->cycle.t_closed >
-			   (uint64_t)c->resume_timeout * 1000000000ull) {
+			   (uint64_t)c->resume_timeout * NINJA_SEC_NS) {
 			NINJA_ERROR("btl:ninja: no RESUME for epoch %u within "
 				    "%d s: resuming on the old rails",
 				    c->epoch, c->resume_timeout);

@@ -24,7 +24,7 @@ static int loop_timeout(uint64_t now, uint64_t next)
 	int timeout;
 
 	next = mca_btl_ninja_cycle_next(now, next);
-	timeout = next > now ? (int)((next - now + 999999) / 1000000) : 0;
+	timeout = next > now ? (int)((next - now + NINJA_MS_NS - 1) / NINJA_MS_NS) : 0;
 	if (c->state == NINJA_DRAINING)
 		timeout = timeout > 100 ? 100 : timeout;
 	if (c->state == NINJA_DRAINING && c->verbs_on)
@@ -85,7 +85,7 @@ static void *ninja_thread(void *arg)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
 	while (!c->thread_stop) {
-		uint64_t now = mca_btl_ninja_now_ns(), next = now + 1000000000ull;
+		uint64_t now = mca_btl_ninja_now_ns(), next = now + NINJA_SEC_NS;
 
 		mca_btl_ninja_ctl_retry(now);
 		mca_btl_ninja_lookup_collect();	/* PMIx's answers */

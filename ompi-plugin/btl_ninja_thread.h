@@ -23,6 +23,13 @@
 
 struct ninja_msg;
 
+/*
+ * A pair's higher-named side waits this long for the lower-named side's
+ * connection before it connects itself (two attempts at once cost a NACK
+ * and a retry on a busy guest).
+ */
+#define NINJA_RACE_WAIT_NS	(50 * NINJA_MS_NS)
+
 /* What a poll set entry is (ninja_pollset_t kind). */
 enum ninja_poll_kind {
 	NINJA_PK_WAKE,		/* the eventfd the application wakes us by */
@@ -37,7 +44,7 @@ enum ninja_poll_kind {
 
 static inline double mca_btl_ninja_us(uint64_t a, uint64_t b)
 {
-	return b > a ? (double)(b - a) / 1000.0 : 0.0;
+	return b > a ? (double)(b - a) / (double)NINJA_US_NS : 0.0;
 }
 
 /* btl_ninja_ctl.c */

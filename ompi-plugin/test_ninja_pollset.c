@@ -13,17 +13,7 @@
 #include <unistd.h>
 
 #include "btl_ninja_pollset.h"
-
-static int failures;
-
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__,	\
-				__LINE__, #cond);			\
-			failures++;					\
-		}							\
-	} while (0)
+#include "test_ninja_check.h"
 
 #define OLD_MAX	(4 + 16 + 1024)	/* the fixed array's size */
 #define N	(3 * OLD_MAX + 7)	/* "endpoints": three times that */
