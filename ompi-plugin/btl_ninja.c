@@ -40,6 +40,7 @@ void mca_btl_ninja_report_lost(void)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	c->peer_lost = 0;
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
@@ -202,6 +203,7 @@ int mca_btl_ninja_finalize(struct mca_btl_base_module_t *btl)
 	}
 	free(c->eps);
 	free(c->conn);
+	mca_btl_ninja_endpoint_index_fini();
 	mca_btl_ninja_reg_fini();
 	c->eps = NULL;
 	c->conn = NULL;
@@ -709,6 +711,7 @@ static void rdma_violation(mca_btl_ninja_endpoint_t *ep, const char *what,
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	c->n_rdma_violations++;
 	ep->endpoint_rdma_violations++;
 	if (c->n_rdma_violations == 1)
@@ -741,6 +744,7 @@ bool mca_btl_ninja_rdma_admit(mca_btl_ninja_endpoint_t *ep,
 	ninja_get_req_t req;
 	size_t dlen;
 
+	NINJA_ASSERT_LOCKED();
 	switch (hdr->tag) {
 	case NINJA_TAG_PUT:
 	case NINJA_TAG_GETRESP:
@@ -800,6 +804,7 @@ void mca_btl_ninja_get_serve(mca_btl_ninja_endpoint_t *ep, const void *data,
 	ninja_frame_hdr_t hdr;
 	ninja_get_req_t req;
 
+	NINJA_ASSERT_LOCKED();
 	hdr.tag = NINJA_TAG_GET;
 	hdr.len = (uint32_t)len;
 	if (!mca_btl_ninja_rdma_admit(ep, &hdr, data, len, true)) {

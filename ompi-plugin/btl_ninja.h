@@ -7,7 +7,8 @@
  * Threads.  The application's thread owns the data path while the component
  * is RUNNING: btl_send/sendi write to sockets, the progress function reads
  * them and makes the upcalls into ob1.  One component-owned thread (the
- * "control thread", btl_ninja_drain.c) owns everything else: the control
+ * "control thread", btl_ninja_thread.c and the files btl_ninja_thread.h
+ * lists) owns everything else: the control
  * channel to the node agent, the listener, connection set-up, and - while a
  * migration is in progress - all socket I/O of the drain.  It never calls
  * into ob1: frames it receives during a drain and sends it completes are
@@ -19,6 +20,19 @@
  * calls btl_send from inside receive upcalls.  The application's progress
  * only try-locks it, so a rank never blocks in opal_progress on the control
  * thread; the control thread holds it only for short non-blocking bursts.
+ *
+ * Who owns each field of the component and endpoint structures is marked
+ * on it:
+ *   [L]  the component lock: read and written only with it held.
+ *   [A]  a C11 atomic: written with the lock held (or by its one writer,
+ *        named), read anywhere without it as a hint; what the reader then
+ *        does with the protected state it does under the lock.
+ *   [C]  the control thread only (at init, before the thread starts, and at
+ *        finalize, after it stops, the application's thread may use it).
+ *   [P]  set at init (MCA parameters, init-time results), read-only after.
+ *   [F]  fixed when the endpoint is created (under the lock), constant.
+ * A function that needs the lock says so and, in a NINJA_DEBUG build
+ * (configure CPPFLAGS=-DNINJA_DEBUG), checks it: NINJA_ASSERT_LOCKED().
  */
 #ifndef NINJA_BTL_NINJA_H
 #define NINJA_BTL_NINJA_H
@@ -26,11 +40,13 @@
 #include "opal_config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 #include "opal/class/opal_bitmap.h"
+#include "opal/class/opal_hash_table.h"
 #include "opal/mca/btl/btl.h"
 #include "opal/mca/btl/base/base.h"
 #include "opal/util/output.h"
@@ -44,6 +60,11 @@
 BEGIN_C_DECLS
 
 #define NINJA_MAX_ADDRS		8	/* IPv4 addresses published per rank */
+
+/* Time: mca_btl_ninja_now_ns() counts nanoseconds. */
+#define NINJA_US_NS		1000ull
+#define NINJA_MS_NS		1000000ull
+#define NINJA_SEC_NS		1000000000ull
 #define NINJA_RX_INIT		(64 * 1024)
 /* Largest put: a frame's len (32 bits) holds the destination and the data. */
 #define NINJA_PUT_MAX		((size_t)UINT32_MAX - sizeof(ninja_put_hdr_t))
@@ -78,6 +99,8 @@ typedef struct mca_btl_ninja_addr {
 	uint32_t ip[NINJA_MAX_ADDRS];	/* IPv4, network order, preferred first */
 	char rail[8];		/* "tcp" */
 } mca_btl_ninja_addr_t;
+/* Read by every peer (a PMIx byte object of exactly this size). */
+_Static_assert(sizeof(mca_btl_ninja_addr_t) == 48, "published address: 48 bytes");
 
 struct mca_btl_ninja_frag;
 
@@ -112,9 +135,10 @@ typedef struct mca_btl_ninja_rxframe {
 } mca_btl_ninja_rxframe_t;
 
 struct mca_btl_base_endpoint_t {
+	/* Every field is [L] unless marked otherwise. */
 	opal_proc_t *endpoint_proc;
-	opal_process_name_t endpoint_name;
-	int endpoint_index;
+	opal_process_name_t endpoint_name;	/* [F] */
+	int endpoint_index;		/* [F] */
 	int endpoint_state;		/* enum mca_btl_ninja_ep_state */
 	int endpoint_fd;
 	bool endpoint_in_conn;		/* listed in component.conn[] */
@@ -122,10 +146,10 @@ struct mca_btl_base_endpoint_t {
 	/* Address of the peer and the epoch it must be at least. */
 	mca_btl_ninja_addr_t endpoint_addr;
 	bool endpoint_addr_valid;
-	int endpoint_addr_try;		/* index of the next ip to try */
-	uint64_t endpoint_retry_at;	/* ns: next connect attempt */
-	uint64_t endpoint_attempt_at;	/* ns: this attempt's connect() */
-	uint64_t endpoint_hello_at;	/* ns: ... and its HELLO */
+	int endpoint_addr_try;		/* [C] index of the next ip to try */
+	uint64_t endpoint_retry_at;	/* [C] ns: next connect attempt */
+	uint64_t endpoint_attempt_at;	/* [C] ns: this attempt's connect() */
+	uint64_t endpoint_hello_at;	/* [C] ns: ... and its HELLO */
 	/* This epoch's address, read from PMIx in the background. */
 	bool endpoint_lookup_busy;	/* a PMIx_Get_nb is outstanding */
 	bool endpoint_lookup_done;	/* ... answered: lookup_addr is new */
@@ -255,7 +279,7 @@ typedef struct mca_btl_ninja_cycle {
 typedef struct mca_btl_ninja_component {
 	mca_btl_base_component_3_0_0_t super;
 
-	/* MCA parameters. */
+	/* MCA parameters [P]. */
 	char *if_include, *if_exclude;
 	char *rails;
 	char *control;
@@ -289,64 +313,73 @@ typedef struct mca_btl_ninja_component {
 	int fault_rdma_puts, fault_rdma_gets;
 	int reg_max;			/* registrations alive at once */
 	int rdma_strikes;		/* refused RDMA frames before fatal */
-	bool verbs_on;			/* the verbs rail is in use this epoch */
-	char verbs_desc[128];
+	bool verbs_on;			/* [L] the verbs rail is in use this epoch */
+	char verbs_desc[128];		/* [L] */
 
-	int output;			/* opal_output stream */
-	mca_btl_ninja_module_t *module;
+	int output;			/* [P] opal_output stream */
+	mca_btl_ninja_module_t *module;	/* [P] */
 	pthread_mutex_t lock;		/* see file comment */
+#ifdef NINJA_DEBUG
+	pthread_t lock_owner;		/* [L] NINJA_ASSERT_LOCKED's */
+	int lock_depth;			/* [L] */
+#endif
 
-	/* Endpoints (index = endpoint_index). */
+	/* Endpoints (index = endpoint_index) [L]. */
 	mca_btl_ninja_endpoint_t **eps;
 	int neps, eps_cap;
+	opal_hash_table_t eps_by_name;	/* process name -> endpoint */
+	bool eps_by_name_ready;
 	/* Connected endpoints, for the application's progress. */
 	mca_btl_ninja_endpoint_t **conn;
 	int nconn;
 	int epfd;			/* epoll set of connected sockets */
 
-	/* Migration state, written under lock, read racily as hints. */
-	volatile int state;		/* enum mca_btl_ninja_state */
-	volatile uint32_t epoch;
-	volatile uint32_t drain_request;	/* app saw a newer epoch */
-	volatile int app_work;		/* deferred items for the app */
-	volatile int nactive;		/* conn + queued sends, progress hint */
+	/* Migration state [A]: written under the lock, read as hints. */
+	_Atomic int state;		/* enum mca_btl_ninja_state */
+	_Atomic uint32_t epoch;
+	_Atomic uint32_t drain_request;	/* app saw a newer epoch */
+	_Atomic int app_work;		/* deferred items for the app */
+	_Atomic int nactive;		/* conn + queued sends, progress hint */
 
-	/* Work for the application's thread. */
+	/* Work for the application's thread [L]. */
 	mca_btl_ninja_rxframe_t *dq_head, *dq_tail;	/* deferred frames */
 	mca_btl_ninja_frag_t *cq_head, *cq_tail;	/* deferred completions */
 
-	/* Frag pools (under lock). */
+	/* Frag pools [L]. */
 	mca_btl_ninja_frag_t *pool_free[2];
 	size_t pool_cap[2];
 	uint64_t pool_allocated;
 
 	/* Control thread. */
-	pthread_t thread;
-	bool thread_started;
-	volatile bool thread_stop;
-	int wake_fd;			/* eventfd: app -> control thread */
-	int listen_fd;
-	mca_btl_ninja_addr_t my_addr;
+	pthread_t thread;		/* [P] */
+	bool thread_started;		/* [P] */
+	_Atomic bool thread_stop;	/* [A] written by the app thread */
+	int wake_fd;			/* [P] eventfd: app -> control thread */
+	int listen_fd;			/* [C] */
+	mca_btl_ninja_addr_t my_addr;	/* [C] (rails_select: with the lock) */
 
 	/* Peer declared gone: the app thread tells ob1 (error callback). */
-	mca_btl_base_module_error_cb_fn_t error_cb;
-	volatile int peer_lost;
-	volatile int in_cycle;		/* drain started, not reconnected yet */
-	volatile int finalized;		/* module finalized: late callbacks ignore */
-	uint64_t fault_rng;
-	uint64_t get_id;		/* last btl_get id */
-	uint64_t n_puts, n_gets, n_gets_served;
-	/* RDMA emulation bounds (btl_ninja.c, btl_ninja_reg.c). */
-	ninja_reg_table_t reg;		/* under the lock (every reader has it) */
+	mca_btl_base_module_error_cb_fn_t error_cb;	/* [L] */
+	_Atomic int peer_lost;		/* [A] */
+	_Atomic int in_cycle;		/* [A] written by the control thread:
+					 * drain started, not reconnected yet */
+	_Atomic int finalized;		/* [A] written by the app thread at
+					 * finalize: late callbacks ignore */
+	uint64_t fault_rng;		/* [L] */
+	uint64_t get_id;		/* [L] last btl_get id */
+	uint64_t n_puts, n_gets, n_gets_served;	/* [L] */
+	/* RDMA emulation bounds (btl_ninja.c, btl_ninja_reg.c) [L]. */
+	ninja_reg_table_t reg;
 	bool reg_ready;
 	uint64_t n_rdma_violations, n_rdma_faults;
 	bool rdma_warned;		/* show_help said it (once) */
 	char rdma_first[160];		/* the first refusal, for that text */
 
 	/* Statistics. */
-	uint64_t n_cycles, n_cancelled, n_timeouts;
-	uint64_t n_faults;		/* injected (btl_ninja_fault_inject) */
-	mca_btl_ninja_cycle_t cycle;
+	uint64_t n_cycles, n_cancelled, n_timeouts;	/* [C] */
+	uint64_t n_faults;		/* [L] injected (btl_ninja_fault_inject) */
+	mca_btl_ninja_cycle_t cycle;	/* [C]; frags_held, frames_deferred:
+					 * [C] with the lock held */
 } mca_btl_ninja_component_t;
 
 OPAL_MODULE_DECLSPEC extern mca_btl_ninja_component_t mca_btl_ninja_component;
@@ -377,13 +410,72 @@ extern pthread_mutex_t mca_btl_ninja_log_lock;
 		pthread_mutex_unlock(&mca_btl_ninja_log_lock);			\
 	} while (0)
 
+/*
+ * The component lock.  NINJA_DEBUG builds record its owner so that a
+ * function that needs it can say so: NINJA_ASSERT_LOCKED() (abort if this
+ * thread does not hold it).
+ */
+#ifdef NINJA_DEBUG
+void mca_btl_ninja_lock_violation(const char *func, const char *file,
+				   int line) __attribute__((noreturn));
+
+static inline void ninja_lock_taken(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	c->lock_owner = pthread_self();
+	c->lock_depth++;
+}
+
+static inline void ninja_lock_released(void)
+{
+	mca_btl_ninja_component.lock_depth--;
+}
+
+static inline bool mca_btl_ninja_lock_held(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	return c->lock_depth > 0 && pthread_equal(c->lock_owner, pthread_self());
+}
+
+#define NINJA_ASSERT_LOCKED()							\
+	do {									\
+		if (!mca_btl_ninja_lock_held())					\
+			mca_btl_ninja_lock_violation(__func__, __FILE__,	\
+						     __LINE__);			\
+	} while (0)
+#else
+static inline void ninja_lock_taken(void)
+{
+}
+
+static inline void ninja_lock_released(void)
+{
+}
+
+#define NINJA_ASSERT_LOCKED() do { } while (0)
+#endif
+
 static inline void mca_btl_ninja_lock(void)
 {
 	pthread_mutex_lock(&mca_btl_ninja_component.lock);
+	ninja_lock_taken();
+}
+
+/* 0: taken; else it is busy (the application's progress only tries). */
+static inline int mca_btl_ninja_trylock(void)
+{
+	int rc = pthread_mutex_trylock(&mca_btl_ninja_component.lock);
+
+	if (rc == 0)
+		ninja_lock_taken();
+	return rc;
 }
 
 static inline void mca_btl_ninja_unlock(void)
 {
+	ninja_lock_released();
 	pthread_mutex_unlock(&mca_btl_ninja_component.lock);
 }
 
@@ -481,6 +573,7 @@ void mca_btl_ninja_rails_select(const char *hint);
 int mca_btl_ninja_progress_io(void);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name);
+void mca_btl_ninja_endpoint_index_fini(void);
 
 /* btl_ninja_rail_tcp.c - interfaces, listener, addresses, handshake. */
 int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
@@ -501,7 +594,7 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 			      int wait_s);
 void mca_btl_ninja_tcp_tune(int fd);
 
-/* btl_ninja_drain.c - control thread. */
+/* btl_ninja_ctl.c, btl_ninja_thread.c, btl_ninja_report.c - control thread. */
 /* Open the control channel and register (at init, before the thread):
  * 0 open, 1 no channel configured, -1 failed (why says it). */
 int mca_btl_ninja_ctl_setup(char *why, size_t whylen);

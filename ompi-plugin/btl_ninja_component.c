@@ -61,8 +61,17 @@ uint64_t mca_btl_ninja_now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * NINJA_SEC_NS + (uint64_t)ts.tv_nsec;
 }
+
+#ifdef NINJA_DEBUG
+void mca_btl_ninja_lock_violation(const char *func, const char *file, int line)
+{
+	NINJA_ERROR("btl:ninja: %s (%s:%d) needs the component lock and this "
+		    "thread does not hold it", func, file, line);
+	abort();
+}
+#endif
 
 void mca_btl_ninja_wake(void)
 {
@@ -535,7 +544,9 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	if (mca_btl_ninja_publish(0, false) != OPAL_SUCCESS)
 		goto err;
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
+	mca_btl_ninja_lock();	/* no other thread yet: for the rule */
 	mca_btl_ninja_rails_select("");
+	mca_btl_ninja_unlock();
 	if (control_init() != OPAL_SUCCESS)
 		goto err;
 
@@ -583,7 +594,7 @@ static int ninja_progress(void)
 			sched_yield();
 		return 0;
 	}
-	if (pthread_mutex_trylock(&c->lock))
+	if (mca_btl_ninja_trylock())
 		return 0;
 	if (c->app_work)
 		count += mca_btl_ninja_deliver_deferred();
@@ -591,7 +602,7 @@ static int ninja_progress(void)
 		mca_btl_ninja_report_lost();
 	if (c->state == NINJA_RUNNING)
 		count += mca_btl_ninja_progress_io();
-	pthread_mutex_unlock(&c->lock);
+	mca_btl_ninja_unlock();
 	return count;
 }
 
@@ -627,6 +638,7 @@ void mca_btl_ninja_rails_select(const char *hint)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	char desc[128];
 
+	NINJA_ASSERT_LOCKED();
 	c->verbs_on = false;
 	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
 	if (!mca_btl_ninja_rail_wanted("verbs", hint)) {

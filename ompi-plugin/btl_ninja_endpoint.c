@@ -20,16 +20,49 @@
 
 static void frag_callback(mca_btl_ninja_frag_t *f, bool app, bool release);
 
+/* The key of a process in component.eps_by_name. */
+static uint64_t name_key(opal_process_name_t name)
+{
+	return (uint64_t)name.jobid << 32 | name.vpid;
+}
+
+/* Lock held: the endpoint of a peer, by a hash of its name (every HELLO). */
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	int i;
+	void *ep;
 
-	for (i = 0; i < c->neps; i++)
-		if (c->eps[i]->endpoint_name.jobid == name.jobid &&
-		    c->eps[i]->endpoint_name.vpid == name.vpid)
-			return c->eps[i];
-	return NULL;
+	NINJA_ASSERT_LOCKED();
+	if (!c->eps_by_name_ready ||
+	    opal_hash_table_get_value_uint64(&c->eps_by_name, name_key(name),
+					     &ep) != OPAL_SUCCESS)
+		return NULL;
+	return ep;
+}
+
+/* Lock held, or finalize: forget the name index. */
+void mca_btl_ninja_endpoint_index_fini(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->eps_by_name_ready)
+		OBJ_DESTRUCT(&c->eps_by_name);
+	c->eps_by_name_ready = false;
+}
+
+static bool index_ready(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	if (c->eps_by_name_ready)
+		return true;
+	OBJ_CONSTRUCT(&c->eps_by_name, opal_hash_table_t);
+	if (opal_hash_table_init(&c->eps_by_name, 64) != OPAL_SUCCESS) {
+		OBJ_DESTRUCT(&c->eps_by_name);
+		return false;
+	}
+	c->eps_by_name_ready = true;
+	return true;
 }
 
 /*
@@ -42,6 +75,9 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	mca_btl_ninja_endpoint_t *ep;
 
+	NINJA_ASSERT_LOCKED();
+	if (!index_ready())
+		return NULL;
 	if (c->neps == c->eps_cap) {
 		int cap = c->eps_cap ? 2 * c->eps_cap : 16;
 		void *n = realloc(c->eps, cap * sizeof(*c->eps));
@@ -59,6 +95,11 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return NULL;
+	if (opal_hash_table_set_value_uint64(&c->eps_by_name, name_key(name),
+					     ep) != OPAL_SUCCESS) {
+		free(ep);
+		return NULL;
+	}
 	ep->endpoint_name = name;
 	ep->endpoint_fd = -1;
 	ep->endpoint_state = NINJA_EP_CLOSED;
@@ -86,6 +127,7 @@ void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	struct epoll_event ev;
 
+	NINJA_ASSERT_LOCKED();
 	ep->endpoint_fd = fd;
 	ep->endpoint_state = NINJA_EP_CONNECTED;
 	ep->endpoint_want_connect = false;
@@ -114,6 +156,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	int i;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_fd >= 0) {
 		if (ep->endpoint_state == NINJA_EP_CONNECTED)
 			(void)epoll_ctl(c->epfd, EPOLL_CTL_DEL, ep->endpoint_fd,
@@ -565,6 +608,7 @@ void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
 	mca_btl_ninja_frag_t *f;
 	uint64_t n = ep->endpoint_rt_len;
 
+	NINJA_ASSERT_LOCKED();
 	mca_btl_ninja_endpoint_acked(ep, peer_ack, false);
 	n -= ep->endpoint_rt_len;
 	/* Defensive: nothing queued can be older than the peer's ack. */
@@ -628,6 +672,7 @@ void mca_btl_ninja_endpoint_failed(mca_btl_ninja_endpoint_t *ep, int err,
 {
 	bool owed = ep->endpoint_sq_head || ep->endpoint_rt_head;
 
+	NINJA_ASSERT_LOCKED();
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u %s (%s)%s",
 		      OPAL_PROC_MY_NAME.vpid,
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, what,
@@ -658,6 +703,7 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 	bool verbs;
 	int r;
 
+	NINJA_ASSERT_LOCKED();
 	f->endpoint = ep;
 	f->sent = 0;
 	if (f->hdr.type == NINJA_FRAME_DATA) {
@@ -925,6 +971,7 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_ack_sent == ep->endpoint_rx_seq ||
 	    (!ep->endpoint_ack_req &&
 	     ep->endpoint_ack_owed < (size_t)c->replay_window / 4) ||
@@ -951,6 +998,7 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 	mca_btl_ninja_frag_t *f;
 	int r;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
 		if (!ep->endpoint_verbs_ready)
 			return 0;
@@ -1086,6 +1134,7 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	mca_btl_ninja_rxframe_t *r = malloc(sizeof(*r) + len);
 
+	NINJA_ASSERT_LOCKED();
 	if (!r)
 		return OPAL_ERR_OUT_OF_RESOURCE;
 	r->next = NULL;
@@ -1170,6 +1219,269 @@ static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
 	return 0;
 }
 
+/* What a step of the receive path says: go on, stop reading (the
+ * connection closed from a callback, or a marker ended the stream), or
+ * refuse the connection (a protocol error). */
+enum { RX_NEXT, RX_OUT, RX_FAIL };
+
+/* A peer's drain marker. */
+static void rx_marker(mca_btl_ninja_endpoint_t *ep,
+		      const ninja_frame_hdr_t *hdr, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	ep->endpoint_marker_rcvd = hdr->epoch;
+	NINJA_VERBOSE(20, "btl:ninja: marker %u from %u.%u", hdr->epoch,
+		      ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+	/* Only the next epoch starts a drain early (a later one waits for
+	 * our agent's QUIESCE). */
+	if (app && hdr->epoch > c->epoch && hdr->epoch - c->epoch == 1) {
+		/* The peer drains before our agent told us: drain too, now. */
+		if (hdr->epoch > c->drain_request)
+			c->drain_request = hdr->epoch;
+		mca_btl_ninja_wake();
+	}
+}
+
+/* The connector's QP is up (or not): frame READY. */
+static void rx_ready(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
+{
+	if (hdr->flags == 1 && ep->endpoint_verbs) {
+		ep->endpoint_verbs_ready = true;
+	} else {
+		mca_btl_ninja_verbs_ep_destroy(ep);
+		ep->endpoint_rail = NINJA_RAIL_TCP;
+	}
+	NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u on %s",
+		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+		      ep->endpoint_name.vpid,
+		      ep->endpoint_rail == NINJA_RAIL_VERBS ? "verbs" : "tcp");
+	mca_btl_ninja_upgrade_ready(ep);
+}
+
+/* A whole DATA frame at p (its need bytes consumed): accept, deliver. */
+static int rx_data(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
+		   unsigned char *p, size_t need, bool app, int *count,
+		   const char **why)
+{
+	mca_btl_ninja_endpoint_acked(ep, hdr->ack, app);
+	if (ep->endpoint_fd < 0)
+		return RX_OUT;	/* closed from a callback */
+	if (OPAL_UNLIKELY(ninja_tag_rdma(hdr->tag)) &&
+	    hdr->seq == ep->endpoint_rx_seq &&
+	    !mca_btl_ninja_rdma_admit(ep, hdr, p + sizeof(*hdr), hdr->len, app)) {
+		/* A get outside our registrations: refused, not accepted
+		 * (its replay comes again). */
+		*why = "refused an RDMA frame";
+		return RX_FAIL;
+	}
+	switch (mca_btl_ninja_endpoint_rx_accept(ep, hdr)) {
+	case 1:
+		break;
+	case 0:
+		return RX_NEXT;	/* duplicate of a replay */
+	default:
+		*why = "out of sequence";
+		return RX_FAIL;
+	}
+	ep->endpoint_rx_frags++;
+	ep->endpoint_rx_bytes += need;
+	(*count)++;
+	if (app)
+		mca_btl_ninja_endpoint_upcall(ep, hdr->tag, p + sizeof(*hdr),
+					      hdr->len);
+	else if (mca_btl_ninja_endpoint_defer(ep, hdr->tag, p + sizeof(*hdr),
+					      hdr->len) != OPAL_SUCCESS)
+		NINJA_ERROR("btl:ninja: out of memory deferring a frame");
+	if (ep->endpoint_fd < 0)
+		return RX_OUT;	/* closed from the upcall */
+	return RX_NEXT;
+}
+
+/* A whole frame at p (its need bytes consumed), other than a put's. */
+static int rx_frame(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
+		    unsigned char *p, size_t need, bool app, int *count,
+		    const char **why)
+{
+	switch (hdr->type) {
+	case NINJA_FRAME_ACK:
+		if (hdr->flags & NINJA_FLAG_ACK_REQ)
+			ep->endpoint_ack_req = true;
+		mca_btl_ninja_endpoint_acked(ep, hdr->ack, app);
+		return ep->endpoint_fd < 0 ? RX_OUT : RX_NEXT;
+	case NINJA_FRAME_MARKER:
+		rx_marker(ep, hdr, app);
+		return RX_OUT;	/* nothing follows a marker on this stream */
+	case NINJA_FRAME_READY:
+		rx_ready(ep, hdr);
+		return RX_NEXT;
+	case NINJA_FRAME_DATA:
+		return rx_data(ep, hdr, p, need, app, count, why);
+	default:
+		break;
+	}
+	if (hdr->type >= NINJA_FRAME_UPGRADE) {
+		mca_btl_ninja_upgrade_frame(ep, hdr, p + sizeof(*hdr), app);
+		return RX_NEXT;
+	}
+	NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u", hdr->type,
+		    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+	return RX_NEXT;
+}
+
+/* The start of a put (or get response) at p, avail bytes buffered. */
+static int rx_inplace(mca_btl_ninja_endpoint_t *ep,
+		      const ninja_frame_hdr_t *hdr, unsigned char *p,
+		      size_t avail, bool app, const char **why)
+{
+	int ok;
+
+	mca_btl_ninja_endpoint_acked(ep, hdr->ack, app);
+	if (ep->endpoint_fd < 0)
+		return RX_OUT;	/* closed from a callback */
+	ok = rx_check(ep, hdr);
+	if (ok < 0) {
+		*why = "out of sequence";
+		return RX_FAIL;
+	}
+	if (rx_put_start(ep, hdr, p, avail, ok == 0, app) < 0) {
+		*why = "refused an RDMA frame";
+		return RX_FAIL;
+	}
+	return ep->endpoint_fd < 0 ? RX_OUT : RX_NEXT;
+}
+
+/* Dispatch every complete frame in the receive buffer. */
+static int rx_dispatch(mca_btl_ninja_endpoint_t *ep, bool app, int *count,
+		       const char **why)
+{
+	size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+	ninja_frame_hdr_t hdr;
+	int rc;
+
+	while (avail >= sizeof(hdr)) {
+		unsigned char *p = ep->endpoint_rx_buf + ep->endpoint_rx_off;
+		size_t need;
+
+		memcpy(&hdr, p, sizeof(hdr));
+		need = sizeof(hdr) + hdr.len;
+		if (OPAL_UNLIKELY(hdr.len > ep->endpoint_rx_max) &&
+		    !(NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag))) {
+			/* Longer than the peer said it would send: never
+			 * buffered (docs/protocol.md, limits). */
+			mca_btl_ninja_endpoint_protocol_error(ep,
+				"btl/ninja: protocol error (frame longer "
+				"than the peer's announced maximum)");
+			*why = "frame too long";
+			return RX_FAIL;
+		}
+		if (NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag) &&
+		    hdr.len >= sizeof(ninja_put_hdr_t) &&
+		    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
+			rc = rx_inplace(ep, &hdr, p, avail, app, why);
+			if (rc != RX_NEXT)
+				return rc;
+			avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+			(*count)++;
+			continue;
+		}
+		if (avail < need)
+			break;
+		ep->endpoint_rx_off += need;
+		avail -= need;
+		rc = rx_frame(ep, &hdr, p, need, app, count, why);
+		if (rc != RX_NEXT)
+			return rc;
+	}
+	return RX_NEXT;
+}
+
+/*
+ * After a dispatch: room in the buffer for the partial frame at rx_off
+ * (all of it; of a put, the part before its data).  0, or
+ * OPAL_ERR_OUT_OF_RESOURCE.
+ */
+static int rx_room(mca_btl_ninja_endpoint_t *ep)
+{
+	size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+	ninja_frame_hdr_t hdr;
+	size_t need;
+
+	if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
+		ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+		return 0;
+	}
+	if (avail < sizeof(hdr)) {
+		if (ep->endpoint_rx_off > 0 &&
+		    ep->endpoint_rx_cap - ep->endpoint_rx_off < 4096) {
+			memmove(ep->endpoint_rx_buf,
+				ep->endpoint_rx_buf + ep->endpoint_rx_off, avail);
+			ep->endpoint_rx_off = 0;
+			ep->endpoint_rx_len = avail;
+		}
+		return 0;
+	}
+	memcpy(&hdr, ep->endpoint_rx_buf + ep->endpoint_rx_off, sizeof(hdr));
+	need = sizeof(hdr) + hdr.len;
+	if (NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag))
+		need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
+	if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
+		memmove(ep->endpoint_rx_buf,
+			ep->endpoint_rx_buf + ep->endpoint_rx_off, avail);
+		ep->endpoint_rx_off = 0;
+		ep->endpoint_rx_len = avail;
+	}
+	if (need > ep->endpoint_rx_cap) {
+		unsigned char *nb = realloc(ep->endpoint_rx_buf, need);
+
+		if (!nb)
+			return OPAL_ERR_OUT_OF_RESOURCE;
+		ep->endpoint_rx_buf = nb;
+		ep->endpoint_rx_cap = need;
+	}
+	return 0;
+}
+
+/* One recv(): into the buffer, or the rest of a put straight into its
+ * destination (a duplicate's: into the empty buffer, dropped). */
+static ssize_t rx_read(mca_btl_ninja_endpoint_t *ep, bool *emptied)
+{
+	ssize_t n;
+
+	if (ep->endpoint_rx_put_left) {
+		bool skip = ep->endpoint_rx_put_skip;
+		size_t want = ep->endpoint_rx_put_left;
+
+		if (skip && want > ep->endpoint_rx_cap - ep->endpoint_rx_len)
+			want = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+		return recv(ep->endpoint_fd, skip ? ep->endpoint_rx_buf +
+			    ep->endpoint_rx_len : ep->endpoint_rx_put,
+			    want, MSG_DONTWAIT);
+	} else {
+		size_t room = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+
+		n = recv(ep->endpoint_fd,
+			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
+			 room, MSG_DONTWAIT);
+		*emptied = n > 0 && (size_t)n < room;
+		return n;
+	}
+}
+
+/* n more bytes of a put in place: false if the connection closed. */
+static bool rx_put_more(mca_btl_ninja_endpoint_t *ep, size_t n, bool app)
+{
+	if (!ep->endpoint_rx_put_skip)
+		ep->endpoint_rx_put += n;
+	ep->endpoint_rx_put_left -= n;
+	if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip) {
+		rx_put_whole(ep, app);
+		if (ep->endpoint_fd < 0)
+			return false;	/* closed from a callback */
+	}
+	return true;
+}
+
 /*
  * Read and dispatch frames.  app: upcall into ob1 (application thread,
  * RUNNING); otherwise defer (control thread, drain).  Returns the number
@@ -1178,202 +1490,28 @@ static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
 int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	int count = 0, loops = 0;
+	int count = 0, loops = 0, rc;
 	bool emptied = false;	/* a read returned less than it asked */
+	const char *why = NULL;
+	ssize_t n;
 
+	NINJA_ASSERT_LOCKED();
 	if (ep->endpoint_rx_busy || !ep->endpoint_rx_buf)
 		return 0;
 	ep->endpoint_rx_busy = true;
 	for (;;) {
-		size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
-		ninja_frame_hdr_t hdr;
-		ssize_t n;
-
-		/* Dispatch every complete frame in the buffer. */
-		while (avail >= sizeof(hdr)) {
-			unsigned char *p = ep->endpoint_rx_buf +
-					   ep->endpoint_rx_off;
-			size_t need;
-
-			memcpy(&hdr, p, sizeof(hdr));
-			need = sizeof(hdr) + hdr.len;
-			if (OPAL_UNLIKELY(hdr.len > ep->endpoint_rx_max) &&
-			    !(NINJA_FRAME_DATA == hdr.type &&
-			      ninja_tag_in_place(hdr.tag))) {
-				/* Longer than the peer said it would send:
-				 * never buffered (docs/protocol.md, limits). */
-				mca_btl_ninja_endpoint_protocol_error(ep,
-					"btl/ninja: protocol error (frame longer "
-					"than the peer's announced maximum)");
-				ep->endpoint_rx_busy = false;
-				if (app)
-					ep_failed(ep, -EPROTO, "frame too long");
-				return -1;
-			}
-			if (NINJA_FRAME_DATA == hdr.type &&
-			    ninja_tag_in_place(hdr.tag) &&
-			    hdr.len >= sizeof(ninja_put_hdr_t) &&
-			    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
-				int ok;
-
-				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
-				if (ep->endpoint_fd < 0)
-					goto out;	/* closed from a callback */
-				ok = rx_check(ep, &hdr);
-				if (ok < 0) {
-					ep->endpoint_rx_busy = false;
-					if (app)
-						ep_failed(ep, -EPROTO, "out of sequence");
-					return -1;
-				}
-				if (rx_put_start(ep, &hdr, p, avail, ok == 0,
-						 app) < 0) {
-					ep->endpoint_rx_busy = false;
-					if (app)
-						ep_failed(ep, -EPROTO,
-							  "refused an RDMA frame");
-					return -1;
-				}
-				if (ep->endpoint_fd < 0)
-					goto out;	/* closed from a callback */
-				avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
-				count++;
-				continue;
-			}
-			if (avail < need)
-				break;
-			ep->endpoint_rx_off += need;
-			avail -= need;
-			if (hdr.type == NINJA_FRAME_ACK) {
-				if (hdr.flags & NINJA_FLAG_ACK_REQ)
-					ep->endpoint_ack_req = true;
-				mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
-				if (ep->endpoint_fd < 0)
-					goto out;	/* closed from a callback */
-				continue;
-			}
-			if (hdr.type == NINJA_FRAME_MARKER) {
-				ep->endpoint_marker_rcvd = hdr.epoch;
-				NINJA_VERBOSE(20, "btl:ninja: marker %u from %u.%u",
-					      hdr.epoch,
-					      ep->endpoint_name.jobid,
-					      ep->endpoint_name.vpid);
-				/* Only the next epoch starts a drain early
-				 * (a later one waits for our agent's QUIESCE). */
-				if (app && hdr.epoch > c->epoch &&
-				    hdr.epoch - c->epoch == 1) {
-					/* The peer drains before our agent
-					 * told us: drain too, now. */
-					if (hdr.epoch > c->drain_request)
-						c->drain_request = hdr.epoch;
-					mca_btl_ninja_wake();
-				}
-				/* Nothing follows a marker on this stream. */
-				goto out;
-			}
-			if (hdr.type == NINJA_FRAME_READY) {
-				/* The connector's QP is up (or not). */
-				if (hdr.flags == 1 && ep->endpoint_verbs) {
-					ep->endpoint_verbs_ready = true;
-				} else {
-					mca_btl_ninja_verbs_ep_destroy(ep);
-					ep->endpoint_rail = NINJA_RAIL_TCP;
-				}
-				NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u on %s",
-					      OPAL_PROC_MY_NAME.vpid,
-					      ep->endpoint_name.jobid,
-					      ep->endpoint_name.vpid,
-					      ep->endpoint_rail == NINJA_RAIL_VERBS ?
-					      "verbs" : "tcp");
-				mca_btl_ninja_upgrade_ready(ep);
-				continue;
-			}
-			if (hdr.type >= NINJA_FRAME_UPGRADE) {
-				mca_btl_ninja_upgrade_frame(ep, &hdr,
-							    p + sizeof(hdr), app);
-				continue;
-			}
-			if (hdr.type != NINJA_FRAME_DATA) {
-				NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u",
-					    hdr.type, ep->endpoint_name.jobid,
-					    ep->endpoint_name.vpid);
-				continue;
-			}
-			mca_btl_ninja_endpoint_acked(ep, hdr.ack, app);
-			if (ep->endpoint_fd < 0)
-				goto out;	/* closed from a callback */
-			if (OPAL_UNLIKELY(ninja_tag_rdma(hdr.tag)) &&
-			    hdr.seq == ep->endpoint_rx_seq &&
-			    !mca_btl_ninja_rdma_admit(ep, &hdr, p + sizeof(hdr),
-						      hdr.len, app)) {
-				/* A get outside our registrations: refused,
-				 * not accepted (its replay comes again). */
-				ep->endpoint_rx_busy = false;
-				if (app)
-					ep_failed(ep, -EPROTO,
-						  "refused an RDMA frame");
-				return -1;
-			}
-			switch (mca_btl_ninja_endpoint_rx_accept(ep, &hdr)) {
-			case 1:
-				break;
-			case 0:
-				continue;	/* duplicate of a replay */
-			default:
-				ep->endpoint_rx_busy = false;
-				if (app)
-					ep_failed(ep, -EPROTO, "out of sequence");
-				return -1;
-			}
-			ep->endpoint_rx_frags++;
-			ep->endpoint_rx_bytes += need;
-			count++;
+		rc = rx_dispatch(ep, app, &count, &why);
+		if (rc == RX_FAIL) {
+			ep->endpoint_rx_busy = false;
 			if (app)
-				mca_btl_ninja_endpoint_upcall(ep, hdr.tag,
-							      p + sizeof(hdr),
-							      hdr.len);
-			else if (mca_btl_ninja_endpoint_defer(ep, hdr.tag, p + sizeof(hdr),
-					     hdr.len) != OPAL_SUCCESS)
-				NINJA_ERROR("btl:ninja: out of memory deferring a frame");
-			if (ep->endpoint_fd < 0)
-				goto out;	/* closed from the upcall */
+				ep_failed(ep, -EPROTO, why);
+			return -1;
 		}
-		if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
-			ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
-		} else if (avail >= sizeof(hdr)) {
-			/* A partial frame: make room for all of it (of a put,
-			 * for the part before its data). */
-			size_t need = sizeof(hdr) + hdr.len;
-
-			if (NINJA_FRAME_DATA == hdr.type &&
-			    ninja_tag_in_place(hdr.tag))
-				need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
-
-			if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
-				memmove(ep->endpoint_rx_buf,
-					ep->endpoint_rx_buf + ep->endpoint_rx_off,
-					avail);
-				ep->endpoint_rx_off = 0;
-				ep->endpoint_rx_len = avail;
-			}
-			if (need > ep->endpoint_rx_cap) {
-				unsigned char *nb = realloc(ep->endpoint_rx_buf,
-							    need);
-
-				if (!nb) {
-					count = OPAL_ERR_OUT_OF_RESOURCE;
-					goto out;
-				}
-				ep->endpoint_rx_buf = nb;
-				ep->endpoint_rx_cap = need;
-			}
-		} else if (ep->endpoint_rx_off > 0 &&
-			   ep->endpoint_rx_cap - ep->endpoint_rx_off < 4096) {
-			memmove(ep->endpoint_rx_buf,
-				ep->endpoint_rx_buf + ep->endpoint_rx_off,
-				avail);
-			ep->endpoint_rx_off = 0;
-			ep->endpoint_rx_len = avail;
+		if (rc == RX_OUT)
+			goto out;
+		if (rx_room(ep) != 0) {
+			count = OPAL_ERR_OUT_OF_RESOURCE;
+			goto out;
 		}
 		if (loops++ >= 8)
 			break;
@@ -1386,25 +1524,7 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 		 */
 		if (emptied && app && !ep->endpoint_rx_put_left)
 			break;
-		if (ep->endpoint_rx_put_left) {
-			/* The rest of a put: straight into its destination (a
-			 * duplicate's: into the empty receive buffer, dropped). */
-			bool skip = ep->endpoint_rx_put_skip;
-			size_t want = ep->endpoint_rx_put_left;
-
-			if (skip && want > ep->endpoint_rx_cap - ep->endpoint_rx_len)
-				want = ep->endpoint_rx_cap - ep->endpoint_rx_len;
-			n = recv(ep->endpoint_fd, skip ? ep->endpoint_rx_buf +
-				 ep->endpoint_rx_len : ep->endpoint_rx_put,
-				 want, MSG_DONTWAIT);
-		} else {
-			size_t room = ep->endpoint_rx_cap - ep->endpoint_rx_len;
-
-			n = recv(ep->endpoint_fd,
-				 ep->endpoint_rx_buf + ep->endpoint_rx_len,
-				 room, MSG_DONTWAIT);
-			emptied = n > 0 && (size_t)n < room;
-		}
+		n = rx_read(ep, &emptied);
 		if (n > 0) {
 			if (OPAL_UNLIKELY(c->fault_inject) && fault_due(app)) {
 				/* Bytes read, maybe half a frame: reset. */
@@ -1413,18 +1533,10 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 				ep_failed(ep, -ECONNRESET, "fault injected");
 				return -1;
 			}
-			if (!ep->endpoint_rx_put_left) {
+			if (!ep->endpoint_rx_put_left)
 				ep->endpoint_rx_len += (size_t)n;
-				continue;
-			}
-			if (!ep->endpoint_rx_put_skip)
-				ep->endpoint_rx_put += n;
-			ep->endpoint_rx_put_left -= (size_t)n;
-			if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip) {
-				rx_put_whole(ep, app);
-				if (ep->endpoint_fd < 0)
-					goto out;	/* closed from a callback */
-			}
+			else if (!rx_put_more(ep, (size_t)n, app))
+				goto out;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
@@ -1453,6 +1565,7 @@ int mca_btl_ninja_deliver_deferred(void)
 	static bool delivering;
 	int count = 0;
 
+	NINJA_ASSERT_LOCKED();
 	if (delivering)
 		return 0;
 	delivering = true;
@@ -1493,6 +1606,7 @@ int mca_btl_ninja_progress_io(void)
 	struct epoll_event evs[32];
 	int i, n, count = 0;
 
+	NINJA_ASSERT_LOCKED();
 	if (c->dq_head || c->cq_head)
 		return 0;	/* older frames first (re-entrant call) */
 	if (c->verbs_on)

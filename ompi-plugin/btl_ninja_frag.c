@@ -26,6 +26,7 @@ mca_btl_ninja_frag_t *mca_btl_ninja_frag_alloc(size_t payload)
 	int pool;
 	size_t cap;
 
+	NINJA_ASSERT_LOCKED();
 	if (payload <= pool_cap(0))
 		pool = 0;
 	else if (payload <= pool_cap(1))
@@ -68,6 +69,7 @@ void mca_btl_ninja_frag_return(mca_btl_ninja_frag_t *f)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
+	NINJA_ASSERT_LOCKED();
 	f->next = c->pool_free[f->pool];
 	c->pool_free[f->pool] = f;
 }

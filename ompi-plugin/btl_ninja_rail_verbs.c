@@ -29,6 +29,12 @@
 #define CREDIT_MAX		0x3fff	/* bit 15: NINJA_FLAG_ACK_REQ */
 #define CREDITS(flags)		(((flags) & 0x7fff) >> CREDIT_SHIFT)
 
+/* A QP's move to RTR may fail while the peer's is not there yet: retried
+ * this long. */
+#define NINJA_QP_RETRY_NS	(2 * NINJA_SEC_NS)
+/* The stuck-state dump, at most this often. */
+#define NINJA_DUMP_EVERY_NS	(2 * NINJA_SEC_NS)
+
 typedef struct ninja_vep {
 	struct ibv_qp *qp;
 	struct ibv_mr *rx_mr, *tx_mr;
@@ -241,6 +247,7 @@ bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
 	bool fatal = false;
 	int n = 0;
 
+	NINJA_ASSERT_LOCKED();
 	while (V.ctx && ibv_get_async_event(V.ctx, &ev) == 0) {
 		switch (ev.event_type) {
 		case IBV_EVENT_DEVICE_FATAL:
@@ -448,7 +455,7 @@ double mca_btl_ninja_verbs_warm(const ninja_verbs_info_t *peer)
 	}
 out:
 	ibv_destroy_qp(qp);
-	return r == 0 ? (mca_btl_ninja_now_ns() - t0) / 1e6 : -1;
+	return r == 0 ? (mca_btl_ninja_now_ns() - t0) / (double)NINJA_MS_NS : -1;
 }
 
 int mca_btl_ninja_verbs_ep_info(mca_btl_ninja_endpoint_t *ep,
@@ -514,13 +521,13 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 			break;
 		if ((errno != ETIMEDOUT && errno != EHOSTUNREACH &&
 		     errno != EAGAIN) ||
-		    mca_btl_ninja_now_ns() - t0 > 2000000000ull)
+		    mca_btl_ninja_now_ns() - t0 > NINJA_QP_RETRY_NS)
 			goto fail;
 		usleep(10000);
 	}
 	NINJA_VERBOSE(20, "btl:ninja: verbs: QP to %u.%u at RTR after %d retries, %.1f ms",
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid, tries,
-		      (mca_btl_ninja_now_ns() - t0) / 1e6);
+		      (mca_btl_ninja_now_ns() - t0) / (double)NINJA_MS_NS);
 	memset(&qa, 0, sizeof(qa));
 	qa.qp_state = IBV_QPS_RTS;
 	/*
@@ -848,7 +855,7 @@ static void dump_state(bool app)
 	uint64_t now = mca_btl_ninja_now_ns();
 	int i;
 
-	if (now - last < 2000000000ull)
+	if (now - last < NINJA_DUMP_EVERY_NS)
 		return;
 	last = now;
 	for (i = 0; i < c->neps; i++) {

@@ -45,6 +45,14 @@
 
 #include "btl_ninja.h"
 
+/* rxe: the port-active EVENT and ibv_query_port race by a few ms: the
+ * device is tried again for this long after the event ... */
+#define NINJA_PORT_RACE_NS	(2 * NINJA_SEC_NS)
+/* ... every this often. */
+#define NINJA_OPEN_RETRY_NS	(100 * NINJA_MS_NS)
+/* Wait mode: how often the port is looked at while RESUME is held. */
+#define NINJA_WAIT_POLL_NS	(500 * NINJA_MS_NS)
+
 enum {
 	UPG_NONE = 0,
 	UPG_WANT,	/* I: start when the control thread runs */
@@ -91,7 +99,7 @@ void mca_btl_ninja_upgrade_event(const char *kind, uint64_t t_ns)
 	U.event_t_ns = t_ns;
 	U.event_at = mca_btl_ninja_now_ns();
 	/* rxe: the EVENT and ibv_query_port can race by a few ms. */
-	U.retry_until = U.event_at + 2000000000ull;
+	U.retry_until = U.event_at + NINJA_PORT_RACE_NS;
 	U.next_try = 0;
 	U.wait_next = 0;
 }
@@ -141,7 +149,7 @@ static void done(mca_btl_ninja_endpoint_t *ep, bool verbs, const char *why)
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
 		      ep->endpoint_name.vpid,
 		      verbs ? "upgraded to verbs" : "stays on tcp", why,
-		      stall / 1000.0);
+		      stall / (double)NINJA_US_NS);
 	if (!verbs && ep->endpoint_state == NINJA_EP_CONNECTED) {
 		/* Back to TCP: whatever queued meanwhile leaves now. */
 		mca_btl_ninja_verbs_ep_destroy(ep);
@@ -265,8 +273,8 @@ static void finish_ack(mca_btl_ninja_endpoint_t *ep)
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: ACK from %u.%u after %.1f ms of hold, QP %s in %.1f ms",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
 		      ep->endpoint_name.vpid,
-		      (t0 - ep->endpoint_upg_t_hold) / 1e6,
-		      ok ? "at RTS" : "FAILED", (mca_btl_ninja_now_ns() - t0) / 1e6);
+		      (t0 - ep->endpoint_upg_t_hold) / (double)NINJA_MS_NS,
+		      ok ? "at RTS" : "FAILED", (mca_btl_ninja_now_ns() - t0) / (double)NINJA_MS_NS);
 
 	if (send_ready(ep, ok) != 0) {
 		done(ep, false, "READY not sent");
@@ -317,7 +325,7 @@ static void answer(mca_btl_ninja_endpoint_t *ep)
 		      ep->endpoint_name.vpid,
 		      mine.valid ? "answered with our queue pair" :
 		      "not now (no verbs rail here yet)",
-		      (mca_btl_ninja_now_ns() - t0) / 1e6);
+		      (mca_btl_ninja_now_ns() - t0) / (double)NINJA_MS_NS);
 }
 
 /* I: QP, UPGRADE. */
@@ -353,7 +361,7 @@ static void try_open(void)
 			NINJA_VERBOSE(10, "btl:ninja: port-active, but no verbs rail: %s",
 				      desc);
 		}
-		U.next_try = t0 + 100000000ull;
+		U.next_try = t0 + NINJA_OPEN_RETRY_NS;
 		return;
 	}
 	U.event = false;
@@ -362,12 +370,12 @@ static void try_open(void)
 	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "verbs");
 	snprintf(c->verbs_desc, sizeof(c->verbs_desc), "%s", desc);
 	U.gen++;
-	U.open_us = (mca_btl_ninja_now_ns() - t0) / 1000;
+	U.open_us = (mca_btl_ninja_now_ns() - t0) / NINJA_US_NS;
 	mca_btl_ninja_unlock();
 	NINJA_VERBOSE(1, "btl:ninja: rank %u: verbs rail on %s (live, %.0f ms after "
 		      "port-active): upgrading tcp connections",
 		      OPAL_PROC_MY_NAME.vpid, desc,
-		      (mca_btl_ninja_now_ns() - U.event_at) / 1e6);
+		      (mca_btl_ninja_now_ns() - U.event_at) / (double)NINJA_MS_NS);
 }
 
 static void report(void)
@@ -391,7 +399,7 @@ static void report(void)
 	}
 	snprintf(dev, sizeof(dev), "%.*s", (int)strcspn(c->verbs_desc, " "), c->verbs_desc);
 	since = U.event_at && U.last_done > U.event_at ?
-		(U.last_done - U.event_at) / 1000.0 : 0;
+		(U.last_done - U.event_at) / (double)NINJA_US_NS : 0;
 	snprintf(json, sizeof(json),
 		 "{\"ninja\":\"upgrade\",\"jobid\":%u,\"rank\":%u,\"epoch\":%u,"
 		 "\"rail\":\"%s\",\"dev\":\"%s\",\"conns\":%u,\"verbs\":%u,"
@@ -400,14 +408,14 @@ static void report(void)
 		 "\"since_event_us\":%.0f,\"event_t_ns\":%llu}",
 		 me.jobid, me.vpid, c->epoch, verbs ? "verbs" : "tcp", dev,
 		 conns, verbs, U.upgraded, U.refused, U.failed,
-		 U.stall_max_ns / 1000.0, U.stall_sum_ns / 1000.0,
+		 U.stall_max_ns / (double)NINJA_US_NS, U.stall_sum_ns / (double)NINJA_US_NS,
 		 (unsigned long long)U.open_us, since,
 		 (unsigned long long)U.event_t_ns);
 	NINJA_VERBOSE(1, "btl:ninja: rank %u epoch %u upgraded %u connection(s) to verbs "
 		      "on %s (%u not now, %u failed; %u of %u on verbs): stall max %.0f us, "
 		      "%.0f us after port-active",
 		      me.vpid, c->epoch, U.upgraded, dev, U.refused, U.failed,
-		      verbs, conns, U.stall_max_ns / 1000.0, since);
+		      verbs, conns, U.stall_max_ns / (double)NINJA_US_NS, since);
 	NINJA_VERBOSE(1, "%s", json);
 	mca_btl_ninja_report_json(json);
 	mca_btl_ninja_ctl_send("UPGRADED %u rail=%s from=tcp dev=%s conns=%u verbs=%u "
@@ -416,7 +424,7 @@ static void report(void)
 			       "event_t_ns=%llu",
 			       c->epoch, verbs ? "verbs" : "tcp", dev[0] ? dev : "-",
 			       conns, verbs, U.upgraded, U.refused, U.failed,
-			       U.stall_max_ns / 1000.0, U.stall_sum_ns / 1000.0,
+			       U.stall_max_ns / (double)NINJA_US_NS, U.stall_sum_ns / (double)NINJA_US_NS,
 			       (unsigned long long)U.open_us, since,
 			       (unsigned long long)U.event_t_ns);
 	U.dirty = false;
@@ -630,7 +638,7 @@ bool mca_btl_ninja_upgrade_hold_resume(const char *hint, uint64_t since)
 			break;
 	if (!p)
 		return false;
-	if (now - since > (uint64_t)c->upgrade_wait * 1000000000ull) {
+	if (now - since > (uint64_t)c->upgrade_wait * NINJA_SEC_NS) {
 		NINJA_ERROR("btl:ninja: no ACTIVE RDMA port within %d s of RESUME "
 			    "(btl_ninja_upgrade=wait): resuming on tcp", c->upgrade_wait);
 		return false;
@@ -638,11 +646,11 @@ bool mca_btl_ninja_upgrade_hold_resume(const char *hint, uint64_t since)
 	if (!U.event && now < U.wait_next)
 		return true;
 	U.event = false;
-	U.wait_next = now + 500000000ull;
+	U.wait_next = now + NINJA_WAIT_POLL_NS;
 	if (mca_btl_ninja_verbs_open(desc, sizeof(desc)) == OPAL_SUCCESS) {
 		/* Stays open: the resume's rail choice takes it. */
 		NINJA_VERBOSE(10, "btl:ninja: waited %.0f ms for %s (btl_ninja_upgrade=wait)",
-			      (now - since) / 1e6, desc);
+			      (now - since) / (double)NINJA_MS_NS, desc);
 		return false;
 	}
 	return true;

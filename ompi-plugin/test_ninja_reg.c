@@ -8,17 +8,7 @@
 #include <stdlib.h>
 
 #include "btl_ninja_reg.h"
-
-static int failures;
-
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__,	\
-				__LINE__, #cond);			\
-			failures++;					\
-		}							\
-	} while (0)
+#include "test_ninja_check.h"
 
 int main(void)
 {
