@@ -616,8 +616,8 @@ static int ninja_put(struct mca_btl_base_module_t *btl,
  * Why get and not only put: a put written from the user's buffer may
  * complete towards ob1 only once the peer acknowledges it (a replay after
  * a lost connection reads that buffer again), so every put's FIN waited
- * one more round trip, behind the next put's data (bench/README.md, end
- * of session 3).  A response needs no completion at its sender: the
+ * one more round trip, behind the next put's data (bench/README.md,
+ * 2026-11-29 16:09).  A response needs no completion at its sender: the
  * buffer stays valid until ob1 there gets the FIN, and the FIN's
  * cumulative ack, read before it is delivered, releases the response.
  */
