@@ -59,6 +59,10 @@ static void usage(FILE *f)
 "                         (default 1); needs --allow-postcopy\n"
 "  --allow-postcopy       accept post-copy: once it switched over, the VM\n"
 "                         cannot go back to the source (no rollback)\n"
+"  --tls-creds DIR        TLS on the RAM and storage streams (x509: DIR has\n"
+"                         ca-cert.pem, server-*.pem, client-*.pem)\n"
+"  --tls-hostname NAME    the name in the destination's certificate\n"
+"                         (default: the host of a tcp: migrate-uri)\n"
 "  --help\n"
 "\n"
 "Exit status: 0 done; 1 usage, bad file or unreachable (nothing changed);\n"
@@ -87,12 +91,15 @@ int main(int argc, char **argv)
 		{ "compress", required_argument, NULL, 1004 },
 		{ "postcopy", optional_argument, NULL, 1005 },
 		{ "allow-postcopy", no_argument, NULL, 1006 },
+		{ "tls-creds", required_argument, NULL, 1007 },
+		{ "tls-hostname", required_argument, NULL, 1008 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const tkeys[] = {
 		"max-bandwidth", "max-downtime", "auto-converge",
-		"multifd-channels", "compress", "postcopy",
+		"multifd-channels", "compress", "postcopy", "tls-creds",
+		"tls-hostname",
 	};
 	struct vmm_opts o = { .events_fd = -1 };
 	struct vmm_cluster *cl;
@@ -132,6 +139,8 @@ int main(int argc, char **argv)
 			tval[c - 1000] = optarg;
 			break;
 		case 1006: allow_postcopy = true; break;
+		case 1007: tval[6] = optarg; break;
+		case 1008: tval[7] = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return VMM_EXIT_USAGE;
 		}

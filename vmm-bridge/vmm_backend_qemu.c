@@ -40,6 +40,7 @@
 
 #define JOB_ID		"ninja-mirror"
 #define TGT_NODE	"ninja-tgt"
+#define TLS_ID		"ninja-tls0"
 #define POLL_NS		50000000LL
 
 struct qemu_priv {
@@ -57,6 +58,8 @@ struct qemu_priv {
 	bool src_has[4], dst_has[4], caps_checked;
 	bool postcopy_started;	/* migrate-start-postcopy sent */
 	bool postcopy_switched;	/* migrate-continue after it: no way back */
+	bool src_tls_stale;	/* the source's tls-creds was set before us */
+	bool tls_src_added, tls_dst_added;	/* object-add done */
 	int64_t next_mirror_sample;
 };
 
@@ -383,10 +386,11 @@ static int settings_ok(struct vmm_vm *vm, const char *who, const bool has[CAP_N]
 		{ -1, "downtime-limit", "max-downtime" },
 		{ -1, "multifd-compression", "compress" },
 		{ -1, "max-bandwidth", "max-bandwidth" },
+		{ -1, "tls-creds", "tls-creds" },
 	};
 	bool want[] = { true, t->auto_converge, t->multifd_channels > 0,
 			t->postcopy, t->max_downtime_ms > 0, t->compress_zstd,
-			vm->cl->tune.max_bandwidth > 0 };
+			vm->cl->tune.max_bandwidth > 0, t->tls_dir[0] != 0 };
 	size_t i;
 
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
@@ -486,6 +490,71 @@ static int probe_dest(struct vmm_vm *vm, int64_t deadline)
 	return r ? -1 : 0;
 }
 
+/* The name the destination's certificate must carry: tls-hostname, or
+ * the host of a tcp: migrate-uri ("" if neither). */
+static void tls_host(const struct vmm_vm *vm, char *out, size_t size)
+{
+	const char *u = vm->conf->migrate_uri, *colon;
+
+	out[0] = '\0';
+	if (vm->cl->tune.tls_hostname[0])
+		snprintf(out, size, "%s", vm->cl->tune.tls_hostname);
+	else if (strncmp(u, "tcp:", 4) == 0 && (colon = strrchr(u + 4, ':')))
+		snprintf(out, size, "%.*s", (int)(colon - u - 4), u + 4);
+}
+
+/* The credentials directory is complete and readable here. */
+static int tls_check(struct vmm_vm *vm)
+{
+	static const char *const files[] = {
+		"ca-cert.pem", "server-cert.pem", "server-key.pem",
+		"client-cert.pem", "client-key.pem",
+	};
+	char path[VMM_PATH_MAX + 32], host[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", vm->cl->tune.tls_dir,
+			 files[i]);
+		if (access(path, R_OK)) {
+			vmm_vm_fail(vm, "tls-creds: %s: %s (the directory needs ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem)",
+				    path, strerror(errno));
+			return -1;
+		}
+	}
+	tls_host(vm, host, sizeof(host));
+	if (!host[0]) {
+		vmm_vm_fail(vm, "tls-creds with migrate-uri %s needs tls-hostname (the name in the destination's certificate)",
+			    vm->conf->migrate_uri);
+		return -1;
+	}
+	return 0;
+}
+
+/* The tls-creds-x509 object at one end (source: client, destination:
+ * server), once; both ends verify their peer. */
+static int tls_object(struct vmm_vm *vm, bool src, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	bool *added = src ? &p->tls_src_added : &p->tls_dst_added;
+	struct qmp *q = src ? &p->src : &p->dst;
+	int r;
+
+	if (!vm->cl->tune.tls_dir[0] || *added)
+		return 0;
+	r = qmp_cmd(q, "object-add",
+		    qmp_args("qom-type", json_object_new_string("tls-creds-x509"),
+			     "id", json_object_new_string(TLS_ID),
+			     "dir", json_object_new_string(vm->cl->tune.tls_dir),
+			     "endpoint", json_object_new_string(src ? "client" : "server"),
+			     "verify-peer", json_object_new_boolean(1), NULL),
+		    NULL, deadline);
+	if (r)
+		return qfail(vm, q, r);
+	*added = true;
+	return 0;
+}
+
 static int qemu_check_settings(struct vmm_vm *vm, bool probe, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
@@ -500,8 +569,11 @@ static int qemu_check_settings(struct vmm_vm *vm, bool probe, int64_t deadline)
 	snprintf(who, sizeof(who), "the source QEMU (%d.%d.%d)",
 		 p->src.ver_major, p->src.ver_minor, p->src.ver_micro);
 	r = settings_ok(vm, who, p->src_has, params);
+	p->src_tls_stale = qmp_get_str(params, "tls-creds", "")[0] != '\0';
 	json_object_put(params);
 	if (r)
+		return -1;
+	if (t->tls_dir[0] && tls_check(vm))
 		return -1;
 	if (t->postcopy) {
 		enum vmm_mode m = vm->cl->mode;
@@ -531,8 +603,14 @@ static int apply_settings(struct vmm_vm *vm, struct qmp *q, bool src,
 	const bool *has = src ? p->src_has : p->dst_has;
 	bool want[CAP_N] = { src, t->auto_converge, t->multifd_channels > 0,
 			     t->postcopy };
-	json_object *caps = json_object_new_array(), *params;
+	json_object *caps, *params;
+	char host[256];
 	int k, r;
+
+	r = tls_object(vm, src, deadline);
+	if (r)
+		return r;
+	caps = json_object_new_array();
 
 	/* Every managed capability the QEMU knows gets an explicit state
 	 * (an earlier run may have left one on); the destination only
@@ -564,6 +642,18 @@ static int apply_settings(struct vmm_vm *vm, struct qmp *q, bool src,
 	if (src && t->max_downtime_ms)
 		json_object_object_add(params, "downtime-limit",
 				       json_object_new_int64(t->max_downtime_ms));
+	if (t->tls_dir[0]) {
+		json_object_object_add(params, "tls-creds",
+				       json_object_new_string(TLS_ID));
+		tls_host(vm, host, sizeof(host));
+		if (src)
+			json_object_object_add(params, "tls-hostname",
+					       json_object_new_string(host));
+	} else if (src && p->src_tls_stale) {
+		/* An earlier run's credentials: this run is without TLS. */
+		json_object_object_add(params, "tls-creds",
+				       json_object_new_string(""));
+	}
 	if (t->multifd_channels) {
 		json_object_object_add(params, "multifd-channels",
 				       json_object_new_int(t->multifd_channels));
@@ -829,15 +919,24 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
+	bool tls = vm->cl->tune.tls_dir[0] != '\0';
 	json_object *data = NULL;
+	char host[256];
 	int r;
 
 	if (!c->disk_node[0])
 		return 0;
 	snprintf(p->export_id, sizeof(p->export_id), "ninja-%s", c->disk_node);
+	r = tls_object(vm, false, deadline);
+	if (!r)
+		r = tls_object(vm, true, deadline);
+	if (r)
+		return r;
+	tls_host(vm, host, sizeof(host));
 	r = qmp_cmd(&p->dst, "nbd-server-start",
-		    qmp_args("addr", nbd_addr(c->nbd_uri, true), NULL), NULL,
-		    deadline);
+		    qmp_args("addr", nbd_addr(c->nbd_uri, true),
+			     "tls-creds", tls ? json_object_new_string(TLS_ID) : NULL,
+			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->dst, r);
 	p->nbd_started = true;
@@ -856,6 +955,8 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 			     "node-name", json_object_new_string(TGT_NODE),
 			     "server", nbd_addr(c->nbd_uri, false),
 			     "export", json_object_new_string(c->disk_node),
+			     "tls-creds", tls ? json_object_new_string(TLS_ID) : NULL,
+			     "tls-hostname", tls ? json_object_new_string(host) : NULL,
 			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
@@ -1320,6 +1421,16 @@ static int qemu_abort(struct vmm_vm *vm, int64_t deadline)
 			qmp_args("node-name", json_object_new_string(TGT_NODE), NULL),
 			NULL, deadline);
 		p->tgt_added = false;
+	}
+	if (p->tls_src_added) {
+		/* The next run starts clean: no credentials left behind. */
+		qmp_cmd(&p->src, "migrate-set-parameters",
+			qmp_args("tls-creds", json_object_new_string(""), NULL),
+			NULL, deadline);
+		qmp_cmd(&p->src, "object-del",
+			qmp_args("id", json_object_new_string(TLS_ID), NULL),
+			NULL, deadline);
+		p->tls_src_added = false;
 	}
 	kill_dest(vm);
 	/* The source runs again (a cancelled live migration restarts it). */

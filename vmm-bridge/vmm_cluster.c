@@ -243,6 +243,23 @@ int vmm_tuning_set(struct vmm_tuning *t, const char *k, const char *v,
 	} else if (strcmp(k, "postcopy") == 0) {
 		why = parse_bool(v, &t->postcopy);
 		want = "yes or no";
+	} else if (strcmp(k, "tls-creds") == 0 || strcmp(k, "tls-hostname") == 0) {
+		bool dir = k[4] == 'c';
+		char *dst = dir ? t->tls_dir : t->tls_hostname;
+		size_t size = dir ? sizeof(t->tls_dir) : sizeof(t->tls_hostname);
+		const char *q;
+
+		want = dir ? "a directory with ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem" :
+		       "a host name";
+		if (!v[0] || strlen(v) >= size)
+			why = "empty or too long";
+		else if (dir && v[0] != '/')
+			why = "not an absolute path";
+		for (q = v; !why && *q; q++)
+			if (!dir && !isalnum((unsigned char)*q) && !strchr(".-_", *q))
+				why = "not a host name";
+		if (!why)
+			snprintf(dst, size, "%s", v);
 	} else if (strcmp(k, "postcopy-after") == 0) {
 		why = parse_int(v, 1, 1000, &t->postcopy_after);
 		want = "a number of pre-copy passes, 1 to 1000";
@@ -265,6 +282,10 @@ int vmm_tuning_check(const struct vmm_tuning *t, char *err, size_t errlen)
 	}
 	if (t->postcopy && t->multifd_channels) {
 		snprintf(err, errlen, "postcopy and multifd-channels cannot be combined (QEMU does not support post-copy over multifd); drop one");
+		return -1;
+	}
+	if (t->tls_hostname[0] && !t->tls_dir[0]) {
+		snprintf(err, errlen, "tls-hostname is set but tls-creds is not (give the credentials directory)");
 		return -1;
 	}
 	if (t->postcopy_after && !t->postcopy) {

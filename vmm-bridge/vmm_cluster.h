@@ -50,6 +50,11 @@ struct vmm_tuning {
 	bool compress_zstd;		/* multifd-compression zstd */
 	bool postcopy;			/* switch to post-copy ... */
 	int postcopy_after;		/* ... after this many pre-copy passes */
+	/* TLS on the RAM and NBD streams: a directory in QEMU's
+	 * tls-creds-x509 layout ("" = off), the name the destination's
+	 * certificate must carry ("" = the host of a tcp: migrate-uri). */
+	char tls_dir[VMM_PATH_MAX];
+	char tls_hostname[VMM_ID_MAX * 4];
 };
 
 struct vmm_site {
@@ -119,7 +124,8 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 /*
  * One migration setting by its cluster-file key (max-bandwidth,
  * max-downtime, auto-converge, multifd-channels, compress, postcopy,
- * postcopy-after), from the file or the command line.  0 set; 1 not a
+ * postcopy-after, tls-creds, tls-hostname), from the file or the
+ * command line.  0 set; 1 not a
  * setting's key; -1 bad value, why in err ("KEY: expected ..., got ...").
  */
 int vmm_tuning_set(struct vmm_tuning *t, const char *key, const char *val,
