@@ -202,7 +202,8 @@ static const char *human_bytes(uint64_t b, char *buf, size_t size)
 static bool tuning_set(const struct vmm_tuning *t)
 {
 	return t->max_bandwidth || t->max_downtime_ms || t->auto_converge ||
-	       t->multifd_channels || t->compress_zstd || t->postcopy;
+	       t->multifd_channels || t->compress_zstd || t->postcopy ||
+	       t->tls_dir[0];
 }
 
 /* The settings in words, for the dry run. */
@@ -225,6 +226,8 @@ static const char *tuning_text(const struct vmm_tuning *t, char *buf,
 	if (t->postcopy)
 		ADD("%spostcopy after %d pass(es)", n ? ", " : "",
 		    t->postcopy_after ? t->postcopy_after : 1);
+	if (t->tls_dir[0])
+		ADD("%sTLS from %s", n ? ", " : "", t->tls_dir);
 #undef ADD
 	if (!n)
 		snprintf(buf, size, "QEMU's defaults");
