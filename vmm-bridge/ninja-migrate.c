@@ -11,14 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm_cluster.h"
 #include "vmm_migrate.h"
+#include "vmm_status.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: ninja-migrate [options] CLUSTER-FILE\n"
+"       ninja-migrate status [--json] [CLUSTER-FILE]\n"
 "\n"
 "Migrate every VM of the virtual cluster described in CLUSTER-FILE from\n"
 "its source site to its destination site: drain the MPI ranks (QUIESCE),\n"
@@ -39,12 +42,34 @@ static void usage(FILE *f)
 "                   its cluster-file 'ranks' (those ranks lose the device)\n"
 "  --verbose        log every QMP message and guest line with timestamps\n"
 "                   (stderr)\n"
+"  --quiet          no progress nor step lines (errors on stderr and the\n"
+"                   phase table stay)\n"
+"  --events FILE|-  one JSON object per line per phase start/end and\n"
+"                   progress sample, as it happens ('-': stdout, the\n"
+"                   human output then goes to stderr)\n"
+"\n"
+"Migration settings (override the cluster file's keys of the same name;\n"
+"checked against both ends' QEMU before anything changes):\n"
+"  --max-bandwidth SIZE   bytes/s (100M, 1G)\n"
+"  --max-downtime TIME    longest pause at the switch-over (300ms, 1s)\n"
+"  --auto-converge        throttle vCPUs that dirty memory too fast\n"
+"  --multifd N            N parallel RAM streams (0: one)\n"
+"  --compress zstd|none   compress the multifd streams\n"
+"  --postcopy[=N]         switch to post-copy after N pre-copy passes\n"
+"                         (default 1); needs --allow-postcopy\n"
+"  --allow-postcopy       accept post-copy: once it switched over, the VM\n"
+"                         cannot go back to the source (no rollback)\n"
+"  --tls-creds DIR        TLS on the RAM and storage streams (x509: DIR has\n"
+"                         ca-cert.pem, server-*.pem, client-*.pem)\n"
+"  --tls-hostname NAME    the name in the destination's certificate\n"
+"                         (default: the host of a tcp: migrate-uri)\n"
 "  --help\n"
 "\n"
 "Exit status: 0 done; 1 usage, bad file or unreachable (nothing changed);\n"
 "2 drain failed or fewer ranks than expected (cancelled, job continues); 3 failed before the\n"
 "switch-over, rolled back; 4 moved but a later step failed; 5 rollback\n"
-"failed (operator needed); 6 another ninja-migrate is running.\n");
+"failed (operator needed); 6 another ninja-migrate is running.\n"
+"status: 0 a migration runs; 1 usage; 2 no migration running.\n");
 }
 
 int main(int argc, char **argv)
@@ -56,17 +81,41 @@ int main(int argc, char **argv)
 		{ "upgrade", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "events", required_argument, NULL, 'e' },
+		{ "max-bandwidth", required_argument, NULL, 1000 },
+		{ "max-downtime", required_argument, NULL, 1001 },
+		{ "auto-converge", no_argument, NULL, 1002 },
+		{ "multifd", required_argument, NULL, 1003 },
+		{ "multifd-channels", required_argument, NULL, 1003 },
+		{ "compress", required_argument, NULL, 1004 },
+		{ "postcopy", optional_argument, NULL, 1005 },
+		{ "allow-postcopy", no_argument, NULL, 1006 },
+		{ "tls-creds", required_argument, NULL, 1007 },
+		{ "tls-hostname", required_argument, NULL, 1008 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vmm_opts o = { 0 };
+	static const char *const tkeys[] = {
+		"max-bandwidth", "max-downtime", "auto-converge",
+		"multifd-channels", "compress", "postcopy", "tls-creds",
+		"tls-hostname",
+	};
+	struct vmm_opts o = { .events_fd = -1 };
 	struct vmm_cluster *cl;
+	/* Settings from the command line, applied over the file's. */
+	const char *tval[8] = { NULL };
+	const char *postcopy_after = NULL;
+	bool allow_postcopy = false;
 	char err[1024];
 	int c, r;
+	size_t k;
 
 	vmm_set_progname(argv[0]);
-	while ((c = getopt_long(argc, argv, "nsr:u:vfh", lopts, NULL)) != -1) {
+	if (argc > 1 && strcmp(argv[1], "status") == 0)
+		return vmm_status_main(argc - 1, argv + 1);
+	while ((c = getopt_long(argc, argv, "nsr:u:vfhqe:", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'u':
 			if (strcmp(optarg, "live") && strcmp(optarg, "wait")) {
@@ -80,6 +129,19 @@ int main(int argc, char **argv)
 		case 'r': o.report = optarg; break;
 		case 'v': o.verbose = true; break;
 		case 'f': o.force = true; break;
+		case 'q': o.quiet = true; break;
+		case 'e': o.events = optarg; break;
+		case 1002: tval[c - 1000] = "yes"; break;
+		case 1005:
+			tval[5] = "yes";
+			postcopy_after = optarg;
+			break;
+		case 1000: case 1001: case 1003: case 1004:
+			tval[c - 1000] = optarg;
+			break;
+		case 1006: allow_postcopy = true; break;
+		case 1007: tval[6] = optarg; break;
+		case 1008: tval[7] = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("ninja-migrate (Ninja) %s\n", PACKAGE_VERSION); return 0;
 		default: usage(stderr); return VMM_EXIT_USAGE;
@@ -116,6 +178,40 @@ int main(int argc, char **argv)
 	}
 	if (o.upgrade)
 		cl->link_wait = !strcmp(o.upgrade, "wait");
+	for (k = 0; k < sizeof(tkeys) / sizeof(tkeys[0]); k++) {
+		if (!tval[k])
+			continue;
+		if (vmm_tuning_set(&cl->tune, tkeys[k], tval[k], err,
+				   sizeof(err)) ||
+		    (k == 5 && postcopy_after &&
+		     vmm_tuning_set(&cl->tune, "postcopy-after", postcopy_after,
+				    err, sizeof(err)))) {
+			fprintf(stderr, "ninja-migrate: --%s\n", err);
+			free(cl);
+			return VMM_EXIT_USAGE;
+		}
+	}
+	if (vmm_tuning_check(&cl->tune, err, sizeof(err))) {
+		fprintf(stderr, "ninja-migrate: %s\n", err);
+		free(cl);
+		return VMM_EXIT_USAGE;
+	}
+	if (cl->tune.postcopy && !allow_postcopy) {
+		fprintf(stderr, "ninja-migrate: postcopy refused without --allow-postcopy: once the VMs switch to post-copy they run at the destination with RAM still at the source, and a failure after that cannot be rolled back (the VM is lost); pass --allow-postcopy to accept, or drop postcopy\n");
+		free(cl);
+		return VMM_EXIT_USAGE;
+	}
+	if (o.events && strcmp(o.events, "-") == 0) {
+		/* The events own stdout; everything for people goes to
+		 * stderr. */
+		fflush(stdout);
+		o.events_fd = dup(1);
+		if (o.events_fd < 0 || dup2(2, 1) < 0) {
+			fprintf(stderr, "ninja-migrate: --events -: cannot set up stdout\n");
+			free(cl);
+			return VMM_EXIT_USAGE;
+		}
+	}
 	r = vmm_migrate_run(cl, &o);
 	free(cl);
 	return r;

@@ -32,6 +32,14 @@ struct vmm_backend {
 	const char *name;
 	/* Connect to the source VM; check that it runs.  Fills vm->accel. */
 	int (*attach)(struct vmm_vm *vm, int64_t deadline);
+	/* Before anything changes (after attach): can both ends honour
+	 * every migration setting of vm->cl->tune (struct vmm_tuning) and
+	 * max-bandwidth?  The source is asked over its monitor; with probe,
+	 * the destination's hypervisor too (it may start a throwaway
+	 * process).  0, or -1 with one actionable line in vm->err.  A
+	 * backend applies every setting in transfer (both ends) or refuses
+	 * here: never a silent fallback. */
+	int (*check_settings)(struct vmm_vm *vm, bool probe, int64_t deadline);
 	/* --dry-run: check what a move needs at the destination (nothing
 	 * started, nothing written).  0 ok, -1 with vm->err. */
 	int (*check_dest)(struct vmm_vm *vm);
@@ -45,7 +53,11 @@ struct vmm_backend {
 	 * (a no-op without storage to move).  Fills vm->storage_*. */
 	int (*storage)(struct vmm_vm *vm, int64_t deadline);
 	/* Move the RAM and device state and finish the storage copy, up to
-	 * the commit point.  Fills vm->ram_bytes, vm->mode_used. */
+	 * the commit point, with the settings of vm->cl->tune applied at
+	 * both ends (postcopy: the switch after tune.postcopy_after passes;
+	 * from there the source cannot take the VM back).  Fills
+	 * vm->ram_bytes, vm->mode_used; feeds vmm_live_ram/_storage
+	 * (vmm_progress.h) as it polls. */
 	int (*transfer)(struct vmm_vm *vm, int64_t deadline);
 	/* After the commit point: run at the destination, retire the
 	 * source.  Fills vm->downtime_ms. */

@@ -40,6 +40,7 @@
 
 #define JOB_ID		"ninja-mirror"
 #define TGT_NODE	"ninja-tgt"
+#define TLS_ID		"ninja-tls0"
 #define POLL_NS		50000000LL
 
 struct qemu_priv {
@@ -53,6 +54,19 @@ struct qemu_priv {
 	     mirror_done, migrate_started, stopped_by_us, completed;
 	int64_t t_paused;
 	char export_id[VMM_ID_MAX + 16];
+	/* Migration capabilities each end knows (check_settings). */
+	bool src_has[4], dst_has[4], caps_checked;
+	bool postcopy_started;	/* migrate-start-postcopy sent */
+	bool postcopy_switched;	/* migrate-continue after it: no way back */
+	bool src_tls_stale;	/* the source's tls-creds was set before us */
+	bool tls_src_added, tls_dst_added;	/* object-add done */
+	int64_t next_mirror_sample;
+};
+
+/* The capabilities ninja-migrate manages (index into *_has). */
+enum { CAP_PBS, CAP_AUTOCONV, CAP_MULTIFD, CAP_POSTCOPY, CAP_N };
+static const char *const cap_names[CAP_N] = {
+	"pause-before-switchover", "auto-converge", "multifd", "postcopy-ram",
 };
 
 static struct qemu_priv *P(struct vmm_vm *vm)
@@ -327,6 +341,336 @@ static int qemu_check_dest(struct vmm_vm *vm)
 	return 0;
 }
 
+/* ---- migration settings ---- */
+
+/* query-migrate-capabilities and -parameters of q: which of ours it
+ * knows into has[], the parameters object into *params.  0/-1/-2. */
+static int query_settings(struct qmp *q, bool has[CAP_N],
+			  json_object **params, int64_t deadline)
+{
+	json_object *caps = NULL;
+	size_t i;
+	int k, r;
+
+	r = qmp_cmd(q, "query-migrate-capabilities", NULL, &caps, deadline);
+	if (r)
+		return r;
+	for (k = 0; k < CAP_N; k++)
+		has[k] = false;
+	for (i = 0; json_object_is_type(caps, json_type_array) &&
+	     i < json_object_array_length(caps); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(caps, i),
+					    "capability", "");
+
+		for (k = 0; k < CAP_N; k++)
+			if (strcmp(n, cap_names[k]) == 0)
+				has[k] = true;
+	}
+	json_object_put(caps);
+	return qmp_cmd(q, "query-migrate-parameters", NULL, params, deadline);
+}
+
+/* Can a QEMU with these capabilities/parameters honour the settings? */
+static int settings_ok(struct vmm_vm *vm, const char *who, const bool has[CAP_N],
+		       json_object *params)
+{
+	const struct vmm_tuning *t = &vm->cl->tune;
+	static const struct {
+		int cap;
+		const char *param, *key;
+	} need[] = {
+		{ CAP_PBS, NULL, "(needed by every move)" },
+		{ CAP_AUTOCONV, NULL, "auto-converge" },
+		{ CAP_MULTIFD, "multifd-channels", "multifd-channels" },
+		{ CAP_POSTCOPY, NULL, "postcopy" },
+		{ -1, "downtime-limit", "max-downtime" },
+		{ -1, "multifd-compression", "compress" },
+		{ -1, "max-bandwidth", "max-bandwidth" },
+		{ -1, "tls-creds", "tls-creds" },
+	};
+	bool want[] = { true, t->auto_converge, t->multifd_channels > 0,
+			t->postcopy, t->max_downtime_ms > 0, t->compress_zstd,
+			vm->cl->tune.max_bandwidth > 0, t->tls_dir[0] != 0 };
+	size_t i;
+
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (!want[i])
+			continue;
+		if (need[i].cap >= 0 && !has[need[i].cap]) {
+			vmm_vm_fail(vm, "%s has no migration capability '%s' (setting %s): drop the setting or use a QEMU that has it",
+				    who, cap_names[need[i].cap], need[i].key);
+			return -1;
+		}
+		if (need[i].param && !json_object_object_get_ex(params, need[i].param, NULL)) {
+			vmm_vm_fail(vm, "%s has no migration parameter '%s' (setting %s): drop the setting or use a QEMU that has it",
+				    who, need[i].param, need[i].key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The QEMU binary of dest-command, if it names one ("" otherwise). */
+static void dest_binary(const struct vmm_vm *vm, char *out, size_t size)
+{
+	const char *s = vm->conf->dest_command, *base;
+	size_t n = 0;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	while (s[n] && s[n] != ' ' && s[n] != '\t')
+		n++;
+	snprintf(out, size, "%.*s", (int)n, s);
+	base = strrchr(out, '/');
+	base = base ? base + 1 : out;
+	if (strncmp(base, "qemu-system-", 12) != 0)
+		out[0] = '\0';
+}
+
+/*
+ * Start dest-command's QEMU binary with no machine (-machine none -S),
+ * ask it what it supports, quit it: the destination's side of the check,
+ * before anything changes.  0, 1 (dest-command names no QEMU binary:
+ * checked when the destination starts), -1 with vm->err.
+ */
+static int probe_dest(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	char bin[256], sock[VMM_PATH_MAX + 32], spec[VMM_PATH_MAX + 64];
+	char who[300];
+	json_object *params = NULL;
+	struct qmp q;
+	pid_t pid;
+	int r, st;
+
+	dest_binary(vm, bin, sizeof(bin));
+	if (!bin[0])
+		return 1;
+	snprintf(sock, sizeof(sock), "%s/%s.probe.qmp", vm->cl->run_dir,
+		 vm->conf->name);
+	snprintf(spec, sizeof(spec), "unix:%s,server=on,wait=off", sock);
+	unlink(sock);
+	pid = fork();
+	if (pid < 0) {
+		vmm_vm_fail(vm, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDWR);
+
+		setsid();
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+		}
+		execlp(bin, bin, "-machine", "none", "-nodefaults", "-display",
+		       "none", "-S", "-qmp", spec, (char *)NULL);
+		_exit(127);
+	}
+	qmp_init(&q, "destination probe");
+	q.verbose = vm->verbose;
+	r = qmp_open(&q, sock, deadline);
+	if (!r)
+		r = query_settings(&q, p->dst_has, &params, deadline);
+	if (r)
+		vmm_vm_fail(vm, "cannot ask the destination's QEMU (%s -machine none) what it supports: %s",
+			    bin, q.errmsg);
+	else {
+		snprintf(who, sizeof(who), "the destination's QEMU (%s %d.%d.%d)",
+			 bin, q.ver_major, q.ver_minor, q.ver_micro);
+		r = settings_ok(vm, who, p->dst_has, params);
+	}
+	json_object_put(params);
+	qmp_cmd(&q, "quit", NULL, NULL, vmm_now_ns() + 2000000000LL);
+	qmp_close(&q);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	unlink(sock);
+	return r ? -1 : 0;
+}
+
+/* The name the destination's certificate must carry: tls-hostname, or
+ * the host of a tcp: migrate-uri ("" if neither). */
+static void tls_host(const struct vmm_vm *vm, char *out, size_t size)
+{
+	const char *u = vm->conf->migrate_uri, *colon;
+
+	out[0] = '\0';
+	if (vm->cl->tune.tls_hostname[0])
+		snprintf(out, size, "%s", vm->cl->tune.tls_hostname);
+	else if (strncmp(u, "tcp:", 4) == 0 && (colon = strrchr(u + 4, ':')))
+		snprintf(out, size, "%.*s", (int)(colon - u - 4), u + 4);
+}
+
+/* The credentials directory is complete and readable here. */
+static int tls_check(struct vmm_vm *vm)
+{
+	static const char *const files[] = {
+		"ca-cert.pem", "server-cert.pem", "server-key.pem",
+		"client-cert.pem", "client-key.pem",
+	};
+	char path[VMM_PATH_MAX + 32], host[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", vm->cl->tune.tls_dir,
+			 files[i]);
+		if (access(path, R_OK)) {
+			vmm_vm_fail(vm, "tls-creds: %s: %s (the directory needs ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem)",
+				    path, strerror(errno));
+			return -1;
+		}
+	}
+	tls_host(vm, host, sizeof(host));
+	if (!host[0]) {
+		vmm_vm_fail(vm, "tls-creds with migrate-uri %s needs tls-hostname (the name in the destination's certificate)",
+			    vm->conf->migrate_uri);
+		return -1;
+	}
+	return 0;
+}
+
+/* The tls-creds-x509 object at one end (source: client, destination:
+ * server), once; both ends verify their peer. */
+static int tls_object(struct vmm_vm *vm, bool src, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	bool *added = src ? &p->tls_src_added : &p->tls_dst_added;
+	struct qmp *q = src ? &p->src : &p->dst;
+	int r;
+
+	if (!vm->cl->tune.tls_dir[0] || *added)
+		return 0;
+	r = qmp_cmd(q, "object-add",
+		    qmp_args("qom-type", json_object_new_string("tls-creds-x509"),
+			     "id", json_object_new_string(TLS_ID),
+			     "dir", json_object_new_string(vm->cl->tune.tls_dir),
+			     "endpoint", json_object_new_string(src ? "client" : "server"),
+			     "verify-peer", json_object_new_boolean(1), NULL),
+		    NULL, deadline);
+	if (r)
+		return qfail(vm, q, r);
+	*added = true;
+	return 0;
+}
+
+static int qemu_check_settings(struct vmm_vm *vm, bool probe, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_tuning *t = &vm->cl->tune;
+	json_object *params = NULL;
+	char who[160];
+	int r;
+
+	r = query_settings(&p->src, p->src_has, &params, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	snprintf(who, sizeof(who), "the source QEMU (%d.%d.%d)",
+		 p->src.ver_major, p->src.ver_minor, p->src.ver_micro);
+	r = settings_ok(vm, who, p->src_has, params);
+	p->src_tls_stale = qmp_get_str(params, "tls-creds", "")[0] != '\0';
+	json_object_put(params);
+	if (r)
+		return -1;
+	if (t->tls_dir[0] && tls_check(vm))
+		return -1;
+	if (t->postcopy) {
+		enum vmm_mode m = vm->cl->mode;
+
+		if (m == VMM_MODE_AUTO)
+			m = strcmp(vm->accel, "kvm") == 0 ? VMM_MODE_LIVE :
+			    VMM_MODE_STOPPED;
+		if (m != VMM_MODE_LIVE) {
+			vmm_vm_fail(vm, "postcopy needs a live migration, but mode %s is %s here (%s): set mode = live or drop postcopy",
+				    vmm_mode_name(vm->cl->mode), vmm_mode_name(m),
+				    vm->accel);
+			return -1;
+		}
+	}
+	p->caps_checked = true;
+	if (probe && probe_dest(vm, deadline) < 0)
+		return -1;
+	return 0;
+}
+
+/* Apply the settings: capabilities and parameters at one end. */
+static int apply_settings(struct vmm_vm *vm, struct qmp *q, bool src,
+			  int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_tuning *t = &vm->cl->tune;
+	const bool *has = src ? p->src_has : p->dst_has;
+	bool want[CAP_N] = { src, t->auto_converge, t->multifd_channels > 0,
+			     t->postcopy };
+	json_object *caps, *params;
+	char host[256];
+	int k, r;
+
+	r = tls_object(vm, src, deadline);
+	if (r)
+		return r;
+	caps = json_object_new_array();
+
+	/* Every managed capability the QEMU knows gets an explicit state
+	 * (an earlier run may have left one on); the destination only
+	 * needs those both ends must agree on. */
+	for (k = 0; k < CAP_N; k++) {
+		if (!src && !(k == CAP_MULTIFD || k == CAP_POSTCOPY))
+			continue;
+		if (!src && !want[k])
+			continue;
+		if (src && k != CAP_PBS && p->caps_checked && !has[k])
+			continue;
+		json_object_array_add(caps, qmp_args(
+			"capability", json_object_new_string(cap_names[k]),
+			"state", json_object_new_boolean(want[k]), NULL));
+	}
+	if (json_object_array_length(caps)) {
+		r = qmp_cmd(q, "migrate-set-capabilities",
+			    qmp_args("capabilities", caps, NULL), NULL,
+			    deadline);
+		if (r)
+			return qfail(vm, q, r);
+	} else {
+		json_object_put(caps);
+	}
+	params = json_object_new_object();
+	if (src && t->max_bandwidth)	/* at most INT64_MAX (vmm_cluster.c) */
+		json_object_object_add(params, "max-bandwidth",
+				       json_object_new_int64((int64_t)t->max_bandwidth));
+	if (src && t->max_downtime_ms)
+		json_object_object_add(params, "downtime-limit",
+				       json_object_new_int64(t->max_downtime_ms));
+	if (t->tls_dir[0]) {
+		json_object_object_add(params, "tls-creds",
+				       json_object_new_string(TLS_ID));
+		tls_host(vm, host, sizeof(host));
+		if (src)
+			json_object_object_add(params, "tls-hostname",
+					       json_object_new_string(host));
+	} else if (src && p->src_tls_stale) {
+		/* An earlier run's credentials: this run is without TLS. */
+		json_object_object_add(params, "tls-creds",
+				       json_object_new_string(""));
+	}
+	if (t->multifd_channels) {
+		json_object_object_add(params, "multifd-channels",
+				       json_object_new_int(t->multifd_channels));
+		json_object_object_add(params, "multifd-compression",
+				       json_object_new_string(t->compress_zstd ?
+							      "zstd" : "none"));
+	}
+	if (json_object_object_length(params) == 0) {
+		json_object_put(params);
+		return 0;
+	}
+	r = qmp_cmd(q, "migrate-set-parameters", params, NULL, deadline);
+	if (r)
+		return qfail(vm, q, r);
+	return 0;
+}
+
 /* ---- devices ---- */
 
 static int qemu_unplug(struct vmm_vm *vm, const char *spec, int64_t deadline)
@@ -535,6 +879,8 @@ static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
 
 /* ---- storage ---- */
 
+static void sample_mirror(struct vmm_vm *vm, int64_t deadline);
+
 /*
  * {"type":"unix","path":P} / {"type":"inet","host":H,"port":"N"}; legacy
  * (nbd-server-start's SocketAddressLegacy) wraps the address in "data".
@@ -573,15 +919,24 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
+	bool tls = vm->cl->tune.tls_dir[0] != '\0';
 	json_object *data = NULL;
+	char host[256];
 	int r;
 
 	if (!c->disk_node[0])
 		return 0;
 	snprintf(p->export_id, sizeof(p->export_id), "ninja-%s", c->disk_node);
+	r = tls_object(vm, false, deadline);
+	if (!r)
+		r = tls_object(vm, true, deadline);
+	if (r)
+		return r;
+	tls_host(vm, host, sizeof(host));
 	r = qmp_cmd(&p->dst, "nbd-server-start",
-		    qmp_args("addr", nbd_addr(c->nbd_uri, true), NULL), NULL,
-		    deadline);
+		    qmp_args("addr", nbd_addr(c->nbd_uri, true),
+			     "tls-creds", tls ? json_object_new_string(TLS_ID) : NULL,
+			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->dst, r);
 	p->nbd_started = true;
@@ -600,6 +955,8 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 			     "node-name", json_object_new_string(TGT_NODE),
 			     "server", nbd_addr(c->nbd_uri, false),
 			     "export", json_object_new_string(c->disk_node),
+			     "tls-creds", tls ? json_object_new_string(TLS_ID) : NULL,
+			     "tls-hostname", tls ? json_object_new_string(host) : NULL,
 			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
@@ -633,6 +990,7 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 			p->mirror_done = true;
 			return -1;
 		}
+		sample_mirror(vm, deadline);
 		if (!dest_alive(vm, NULL, 0))
 			return dest_died(vm, "the storage copy");
 		if (vmm_vm_aborting(vm)) {
@@ -647,6 +1005,7 @@ static int qemu_storage(struct vmm_vm *vm, int64_t deadline)
 	}
 	vm->storage_len = (uint64_t)qmp_get_int(data, "len", 0);
 	vm->storage_bytes = (uint64_t)qmp_get_int(data, "offset", 0);
+	vmm_live_storage(vm, vm->storage_bytes, vm->storage_len);
 	json_object_put(data);
 	return 0;
 }
@@ -666,22 +1025,87 @@ static int query_migrate(struct vmm_vm *vm, char *st, size_t stsz,
 	return 0;
 }
 
-static void ram_stats(struct vmm_vm *vm, json_object *ret)
+static void ram_stats(struct vmm_vm *vm, json_object *ret, const char *st)
 {
 	json_object *ram;
 
-	if (json_object_object_get_ex(ret, "ram", &ram))
+	if (json_object_object_get_ex(ret, "ram", &ram)) {
+		/* QEMU's mbps is Mbit/s; the dirty rate is in pages/s. */
+		double mbps = 0;
+		json_object *v;
+
 		vm->ram_bytes = (uint64_t)qmp_get_int(ram, "transferred", 0);
+		if (json_object_object_get_ex(ram, "mbps", &v))
+			mbps = json_object_get_double(v);
+		vmm_live_ram(vm, st, (uint64_t)qmp_get_int(ram, "total", 0),
+			     vm->ram_bytes,
+			     (uint64_t)qmp_get_int(ram, "remaining", 0),
+			     mbps > 0 && mbps < 1e9 ? mbps * 1e6 / 8 : 0,
+			     (uint64_t)qmp_get_int(ram, "dirty-pages-rate", 0) *
+			     (uint64_t)qmp_get_int(ram, "page-size", 4096),
+			     qmp_get_int(ram, "dirty-sync-count", 0));
+	}
 	if (json_object_object_get_ex(ret, "downtime", NULL))
 		vm->downtime_ms = qmp_get_int(ret, "downtime", -1);
 }
 
-/* Poll query-migrate until status `want`; failed/cancelled is an error. */
-static int wait_migrate(struct vmm_vm *vm, const char *want,
-			int64_t deadline, bool progress)
+/* The storage mirror's progress (query-block-jobs), at most every 0.5 s. */
+static void sample_mirror(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
-	int64_t next_progress = vmm_now_ns() + 2000000000LL;
+	json_object *jobs = NULL;
+	size_t i;
+
+	if (!p->mirror_started || p->mirror_done ||
+	    vmm_now_ns() < p->next_mirror_sample)
+		return;
+	p->next_mirror_sample = vmm_now_ns() + 500000000LL;
+	if (qmp_cmd(&p->src, "query-block-jobs", NULL, &jobs,
+		    min64(vmm_now_ns() + 2000000000LL, deadline)))
+		return;		/* only progress: the waits see failures */
+	for (i = 0; json_object_is_type(jobs, json_type_array) &&
+	     i < json_object_array_length(jobs); i++) {
+		json_object *j = json_object_array_get_idx(jobs, i);
+
+		if (strcmp(qmp_get_str(j, "device", ""), JOB_ID) == 0)
+			vmm_live_storage(vm, (uint64_t)qmp_get_int(j, "offset", 0),
+					 (uint64_t)qmp_get_int(j, "len", 0));
+	}
+	json_object_put(jobs);
+}
+
+/*
+ * postcopy: after tune.postcopy_after pre-copy passes, ask for the switch
+ * (migrate-start-postcopy).  QEMU pauses at pre-switchover before it sends
+ * the device state; from migrate-continue on there is no way back.
+ */
+static int maybe_postcopy(struct vmm_vm *vm, const char *st, json_object *ret,
+			  int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int after = vm->cl->tune.postcopy_after ? vm->cl->tune.postcopy_after : 1;
+	json_object *ram;
+	int r;
+
+	if (!vm->cl->tune.postcopy || p->postcopy_started ||
+	    strcmp(st, "active") != 0 ||
+	    !json_object_object_get_ex(ret, "ram", &ram) ||
+	    qmp_get_int(ram, "dirty-sync-count", 0) < after)
+		return 0;
+	vmm_progress(vm, "ram: %d pre-copy pass(es) done: switching to post-copy (the VM cannot go back to the source once the switch-over begins)",
+		     after);
+	r = qmp_cmd(&p->src, "migrate-start-postcopy", NULL, NULL, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->postcopy_started = true;
+	return 0;
+}
+
+/* Poll query-migrate until status `want`; failed/cancelled is an error. */
+static int wait_migrate(struct vmm_vm *vm, const char *want,
+			int64_t deadline, bool postcopy)
+{
+	struct qemu_priv *p = P(vm);
 	char st[32];
 
 	for (;;) {
@@ -690,7 +1114,8 @@ static int wait_migrate(struct vmm_vm *vm, const char *want,
 
 		if (r)
 			return r;
-		ram_stats(vm, ret);
+		ram_stats(vm, ret, st);
+		sample_mirror(vm, deadline);
 		if (strcmp(st, want) == 0) {
 			json_object_put(ret);
 			return 0;
@@ -707,14 +1132,9 @@ static int wait_migrate(struct vmm_vm *vm, const char *want,
 			json_object_put(ret);
 			return -1;
 		}
-		if (progress && vmm_now_ns() >= next_progress) {
-			json_object *ram;
-
-			if (json_object_object_get_ex(ret, "ram", &ram))
-				vmm_progress(vm, "ram: %s, %.1f MiB sent, %.1f MiB remaining",
-					     st, qmp_get_int(ram, "transferred", 0) / 1048576.0,
-					     qmp_get_int(ram, "remaining", 0) / 1048576.0);
-			next_progress = vmm_now_ns() + 2000000000LL;
+		if (postcopy && maybe_postcopy(vm, st, ret, deadline)) {
+			json_object_put(ret);
+			return -1;
 		}
 		json_object_put(ret);
 		if (vmm_vm_aborting(vm)) {
@@ -738,7 +1158,7 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
-	json_object *data = NULL, *caps;
+	json_object *data = NULL;
 	enum vmm_mode mode = vm->cl->mode;
 	int r;
 
@@ -747,23 +1167,12 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 		       VMM_MODE_STOPPED;
 	snprintf(vm->mode_used, sizeof(vm->mode_used), "%s",
 		 vmm_mode_name(mode));
-	caps = json_object_new_array();
-	json_object_array_add(caps, qmp_args(
-		"capability", json_object_new_string("pause-before-switchover"),
-		"state", json_object_new_boolean(1), NULL));
-	r = qmp_cmd(&p->src, "migrate-set-capabilities",
-		    qmp_args("capabilities", caps, NULL), NULL, deadline);
+	r = apply_settings(vm, &p->src, true, deadline);
 	if (r)
-		return qfail(vm, &p->src, r);
-	if (vm->cl->max_bandwidth) {
-		/* At most INT64_MAX (vmm_cluster.c). */
-		r = qmp_cmd(&p->src, "migrate-set-parameters",
-			    qmp_args("max-bandwidth", json_object_new_int64(
-					     (int64_t)vm->cl->max_bandwidth),
-				     NULL), NULL, deadline);
-		if (r)
-			return qfail(vm, &p->src, r);
-	}
+		return r;
+	r = apply_settings(vm, &p->dst, false, deadline);
+	if (r)
+		return r;
 	if (mode == VMM_MODE_STOPPED) {
 		r = qmp_cmd(&p->src, "stop", NULL, NULL, deadline);
 		if (r)
@@ -838,6 +1247,10 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 			     NULL), NULL, deadline);
 	if (r)
 		return qfail(vm, &p->src, r);
+	if (p->postcopy_started) {
+		p->postcopy_switched = true;
+		vmm_progress(vm, "ram: post-copy: the destination holds the device state, RAM follows; no rollback from here");
+	}
 	r = wait_migrate(vm, "completed", deadline, false);
 	if (r)
 		return r;
@@ -938,6 +1351,14 @@ static int qemu_abort(struct vmm_vm *vm, int64_t deadline)
 
 	if (!p)
 		return 0;
+	if (p->postcopy_switched) {
+		/* The destination got the device state and part of the RAM:
+		 * neither side alone is the VM any more. */
+		snprintf(vm->rollback_err, sizeof(vm->rollback_err),
+			 "post-copy had begun: no rollback; the destination QEMU (pid %ld) is kept (QMP %s) for recovery",
+			 (long)p->dest_pid, c->dest_qmp);
+		return -1;
+	}
 	/* The source monitor may be what failed: reconnect once. */
 	if (!p->src_up || p->src.eof) {
 		char name[160];
@@ -1001,6 +1422,16 @@ static int qemu_abort(struct vmm_vm *vm, int64_t deadline)
 			NULL, deadline);
 		p->tgt_added = false;
 	}
+	if (p->tls_src_added) {
+		/* The next run starts clean: no credentials left behind. */
+		qmp_cmd(&p->src, "migrate-set-parameters",
+			qmp_args("tls-creds", json_object_new_string(""), NULL),
+			NULL, deadline);
+		qmp_cmd(&p->src, "object-del",
+			qmp_args("id", json_object_new_string(TLS_ID), NULL),
+			NULL, deadline);
+		p->tls_src_added = false;
+	}
 	kill_dest(vm);
 	/* The source runs again (a cancelled live migration restarts it). */
 	for (i = 0; i < 100; i++) {
@@ -1052,6 +1483,7 @@ static void qemu_detach(struct vmm_vm *vm)
 const struct vmm_backend vmm_backend_qemu = {
 	.name = "qemu",
 	.attach = qemu_attach,
+	.check_settings = qemu_check_settings,
 	.check_dest = qemu_check_dest,
 	.unplug = qemu_unplug,
 	.plug = qemu_plug,

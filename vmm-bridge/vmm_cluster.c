@@ -181,6 +181,120 @@ static const char *parse_size(const char *v, uint64_t *out)
 	return NULL;
 }
 
+/* "yes"/"no" (also on/off, true/false). */
+static const char *parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "true"))
+		*out = true;
+	else if (!strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "false"))
+		*out = false;
+	else
+		return "expected yes or no";
+	return NULL;
+}
+
+/* A plain decimal integer in [lo, hi]. */
+static const char *parse_int(const char *v, int lo, int hi, int *out)
+{
+	char *end;
+	long n;
+
+	if (!isdigit((unsigned char)v[0]))
+		return "not a number";
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*end || errno)
+		return "not a number";
+	if (n < lo || n > hi)
+		return "out of range";
+	*out = (int)n;
+	return NULL;
+}
+
+int vmm_tuning_set(struct vmm_tuning *t, const char *k, const char *v,
+		   char *err, size_t errlen)
+{
+	const char *why = NULL, *want = NULL;
+
+	if (strcmp(k, "max-bandwidth") == 0) {
+		why = parse_size(v, &t->max_bandwidth);
+		want = "bytes/s like 100M";
+	} else if (strcmp(k, "max-downtime") == 0) {
+		/* QEMU's downtime-limit: at most 2000 s. */
+		why = parse_duration(v, &t->max_downtime_ms);
+		if (!why && t->max_downtime_ms > 2000000)
+			why = "longer than 2000 s";
+		want = "a duration like 300ms or 1s";
+	} else if (strcmp(k, "auto-converge") == 0) {
+		why = parse_bool(v, &t->auto_converge);
+		want = "yes or no";
+	} else if (strcmp(k, "multifd-channels") == 0) {
+		/* 0: off; QEMU takes 1..255. */
+		why = parse_int(v, 0, 255, &t->multifd_channels);
+		want = "0 (off) to 255 parallel streams";
+	} else if (strcmp(k, "compress") == 0) {
+		if (strcmp(v, "zstd") == 0)
+			t->compress_zstd = true;
+		else if (strcmp(v, "none") == 0)
+			t->compress_zstd = false;
+		else
+			why = "not supported (zstd with multifd, or none)";
+		want = "zstd or none";
+	} else if (strcmp(k, "postcopy") == 0) {
+		why = parse_bool(v, &t->postcopy);
+		want = "yes or no";
+	} else if (strcmp(k, "tls-creds") == 0 || strcmp(k, "tls-hostname") == 0) {
+		bool dir = k[4] == 'c';
+		char *dst = dir ? t->tls_dir : t->tls_hostname;
+		size_t size = dir ? sizeof(t->tls_dir) : sizeof(t->tls_hostname);
+		const char *q;
+
+		want = dir ? "a directory with ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem" :
+		       "a host name";
+		if (!v[0] || strlen(v) >= size)
+			why = "empty or too long";
+		else if (dir && v[0] != '/')
+			why = "not an absolute path";
+		for (q = v; !why && *q; q++)
+			if (!dir && !isalnum((unsigned char)*q) && !strchr(".-_", *q))
+				why = "not a host name";
+		if (!why)
+			snprintf(dst, size, "%s", v);
+	} else if (strcmp(k, "postcopy-after") == 0) {
+		why = parse_int(v, 1, 1000, &t->postcopy_after);
+		want = "a number of pre-copy passes, 1 to 1000";
+	} else {
+		return 1;
+	}
+	if (why) {
+		snprintf(err, errlen, "%s: expected %s, got '%s' (%s)", k, want,
+			 v, why);
+		return -1;
+	}
+	return 0;
+}
+
+int vmm_tuning_check(const struct vmm_tuning *t, char *err, size_t errlen)
+{
+	if (t->compress_zstd && !t->multifd_channels) {
+		snprintf(err, errlen, "compress = zstd needs multifd-channels >= 1 (QEMU compresses multifd streams only)");
+		return -1;
+	}
+	if (t->postcopy && t->multifd_channels) {
+		snprintf(err, errlen, "postcopy and multifd-channels cannot be combined (QEMU does not support post-copy over multifd); drop one");
+		return -1;
+	}
+	if (t->tls_hostname[0] && !t->tls_dir[0]) {
+		snprintf(err, errlen, "tls-hostname is set but tls-creds is not (give the credentials directory)");
+		return -1;
+	}
+	if (t->postcopy_after && !t->postcopy) {
+		snprintf(err, errlen, "postcopy-after is set but postcopy is off (set postcopy = yes, or --postcopy)");
+		return -1;
+	}
+	return 0;
+}
+
 static int cluster_key(struct parser *p, int line, const char *k,
 		       const char *v)
 {
@@ -244,13 +358,14 @@ static int cluster_key(struct parser *p, int line, const char *k,
 				    v);
 		return 0;
 	}
-	if (strcmp(k, "max-bandwidth") == 0) {
-		why = parse_size(v, &c->max_bandwidth);
-		if (why)
-			return perr(p, line,
-				    "max-bandwidth: expected bytes/s like 100M, got '%s' (%s)",
-				    v, why);
-		return 0;
+	{
+		char why2[256];
+		int r = vmm_tuning_set(&c->tune, k, v, why2, sizeof(why2));
+
+		if (r < 0)
+			return perr(p, line, "%s", why2);
+		if (r == 0)
+			return 0;
 	}
 	if (strcmp(k, "upgrade") == 0) {
 		if (strcmp(v, "live") == 0)
@@ -859,6 +974,14 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 	if (!c->run_dir[0]) {
 		perr(&p, 0, "[cluster] needs run-dir (sockets and logs of destination QEMUs)");
 		goto out;
+	}
+	{
+		char why[256];
+
+		if (vmm_tuning_check(&c->tune, why, sizeof(why))) {
+			perr(&p, 0, "%s", why);
+			goto out;
+		}
 	}
 	if (p.nvms == 0) {
 		perr(&p, 0, "no [vm NAME] section");

@@ -38,6 +38,27 @@
  */
 enum vmm_mode { VMM_MODE_AUTO, VMM_MODE_LIVE, VMM_MODE_STOPPED };
 
+/*
+ * Migration settings (docs/vmm-bridge.md, "Migration settings"), from the
+ * [cluster] section and the command line.  Every backend applies each of
+ * them or refuses the run before anything changes: a setting that cannot
+ * be honoured is an error, never a silent fallback.
+ */
+struct vmm_tuning {
+	uint64_t max_bandwidth;		/* bytes/s, 0 = QEMU's default */
+	int64_t max_downtime_ms;	/* 0 = QEMU's default (300 ms) */
+	bool auto_converge;		/* throttle vCPUs that dirty too fast */
+	int multifd_channels;		/* 0 = one stream (multifd off) */
+	bool compress_zstd;		/* multifd-compression zstd */
+	bool postcopy;			/* switch to post-copy ... */
+	int postcopy_after;		/* ... after this many pre-copy passes */
+	/* TLS on the RAM and NBD streams: a directory in QEMU's
+	 * tls-creds-x509 layout ("" = off), the name the destination's
+	 * certificate must carry ("" = the host of a tcp: migrate-uri). */
+	char tls_dir[VMM_PATH_MAX];
+	char tls_hostname[VMM_ID_MAX * 4];
+};
+
 struct vmm_site {
 	char name[VMM_ID_MAX];
 	char device[VMM_SPEC_MAX];	/* "" = none (cloud site) */
@@ -82,7 +103,7 @@ struct vmm_cluster {
 	/* Deadlines, milliseconds. */
 	int64_t quiesce_ms, unplug_ms, start_ms, storage_ms, ram_ms,
 		switch_ms, plug_ms, link_ms, resume_ms;
-	uint64_t max_bandwidth;		/* bytes/s, 0 = QEMU's default */
+	struct vmm_tuning tune;
 	bool quit_source;		/* quit the source QEMU after success */
 	bool link_wait;			/* upgrade = wait: port-active before RESUME */
 	struct vmm_site sites[VMM_MAX_SITES];
@@ -103,6 +124,19 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		      const char *fname, char *err, size_t errlen);
 /* Free what a successful load/parse allocated (c->vms). */
 void vmm_cluster_free(struct vmm_cluster *c);
+
+/*
+ * One migration setting by its cluster-file key (max-bandwidth,
+ * max-downtime, auto-converge, multifd-channels, compress, postcopy,
+ * postcopy-after, tls-creds, tls-hostname), from the file or the
+ * command line.  0 set; 1 not a
+ * setting's key; -1 bad value, why in err ("KEY: expected ..., got ...").
+ */
+int vmm_tuning_set(struct vmm_tuning *t, const char *key, const char *val,
+		   char *err, size_t errlen);
+/* The settings together make sense (compress needs multifd, ...).  0, or
+ * -1 with the reason in err. */
+int vmm_tuning_check(const struct vmm_tuning *t, char *err, size_t errlen);
 
 const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,
 					const char *name);

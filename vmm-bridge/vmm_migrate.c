@@ -41,6 +41,7 @@
 #include <json-c/json.h>
 
 #include "vmm_migrate.h"
+#include "vmm_status.h"
 
 enum decision { DEC_NONE, DEC_COMMIT, DEC_ABORT };
 
@@ -62,7 +63,6 @@ struct vmm_run {
 	char error[1024];
 };
 
-static int64_t g_t_start;
 /* Set from a signal handler (SIGINT, SIGTERM, SIGHUP). */
 static volatile sig_atomic_t g_signal;
 
@@ -70,8 +70,6 @@ void vmm_migrate_interrupt(int signo)
 {
 	g_signal = signo;
 }
-/* Serializes progress output of the threads. */
-static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const phase_names[VMM_PH_COUNT] = {
 	"drain", "unplug", "start", "storage", "ram", "switch", "plug",
@@ -84,15 +82,10 @@ const char *vmm_phase_name(enum vmm_phase p)
 }
 
 static void vprogress(const char *who, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void vprogress(const char *who, const char *fmt, va_list ap)
 {
-	char buf[1200];
-	double t = (vmm_now_ns() - g_t_start) / 1e9;
-
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	pthread_mutex_lock(&out_lock);
-	printf("[%6.2fs] %s%s%s\n", t, who ? who : "", who ? ": " : "", buf);
-	fflush(stdout);
-	pthread_mutex_unlock(&out_lock);
+	vmm_obs_vlog(who, fmt, ap);
 }
 
 void vmm_progress(const struct vmm_vm *vm, const char *fmt, ...)
@@ -159,11 +152,25 @@ static void ph_begin(struct vmm_vm *vm, enum vmm_phase p)
 {
 	vm->t0[p] = vmm_now_ns();
 	vm->t1[p] = 0;
+	vmm_obs_phase(vm, p, true);
 }
 
 static void ph_end(struct vmm_vm *vm, enum vmm_phase p)
 {
 	vm->t1[p] = vmm_now_ns();
+	vmm_obs_phase(vm, p, false);
+}
+
+/* A phase timed elsewhere (guest replies): its times, and its events
+ * (the start only if ph_begin did not send it). */
+static void ph_set(struct vmm_vm *vm, enum vmm_phase p, int64_t t0,
+		   int64_t t1, bool started)
+{
+	vm->t0[p] = t0;
+	vm->t1[p] = t1;
+	if (!started)
+		vmm_obs_phase(vm, p, true);
+	vmm_obs_phase(vm, p, false);
 }
 
 static double ph_ms(const struct vmm_vm *vm, enum vmm_phase p)
@@ -188,6 +195,42 @@ static const char *human_bytes(uint64_t b, char *buf, size_t size)
 		snprintf(buf, size, "%.1f KiB", b / 1024.0);
 	else
 		snprintf(buf, size, "%" PRIu64 " B", b);
+	return buf;
+}
+
+/* Any migration setting beyond QEMU's defaults? */
+static bool tuning_set(const struct vmm_tuning *t)
+{
+	return t->max_bandwidth || t->max_downtime_ms || t->auto_converge ||
+	       t->multifd_channels || t->compress_zstd || t->postcopy ||
+	       t->tls_dir[0];
+}
+
+/* The settings in words, for the dry run. */
+static const char *tuning_text(const struct vmm_tuning *t, char *buf,
+			       size_t size)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+#define ADD(...) do { if (n < size) n += (size_t)snprintf(buf + n, size - n, __VA_ARGS__); } while (0)
+	if (t->max_bandwidth)
+		ADD("%smax-bandwidth %" PRIu64 " B/s", n ? ", " : "", t->max_bandwidth);
+	if (t->max_downtime_ms)
+		ADD("%smax-downtime %" PRId64 " ms", n ? ", " : "", t->max_downtime_ms);
+	if (t->auto_converge)
+		ADD("%sauto-converge", n ? ", " : "");
+	if (t->multifd_channels)
+		ADD("%smultifd %d channels%s", n ? ", " : "", t->multifd_channels,
+		    t->compress_zstd ? " zstd" : "");
+	if (t->postcopy)
+		ADD("%spostcopy after %d pass(es)", n ? ", " : "",
+		    t->postcopy_after ? t->postcopy_after : 1);
+	if (t->tls_dir[0])
+		ADD("%sTLS from %s", n ? ", " : "", t->tls_dir);
+#undef ADD
+	if (!n)
+		snprintf(buf, size, "QEMU's defaults");
 	return buf;
 }
 
@@ -267,7 +310,7 @@ static bool link_record(struct vmm_vm *vm, struct vmm_guest *g, bool up,
 			const char *consequence)
 {
 	if (up) {
-		vm->t1[VMM_PH_LINK] = g->t_link;
+		ph_set(vm, VMM_PH_LINK, vm->t0[VMM_PH_LINK], g->t_link, false);
 		vmm_progress(vm, "link-up: guest EVENT %s (%.0f ms after device_add)",
 			     g->link_event, ph_ms(vm, VMM_PH_LINK));
 		return true;
@@ -900,6 +943,15 @@ static int dry_run(struct vmm_run *run)
 			printf("ok (running, %s%s%s)\n", vm->accel,
 			       c->disk_node[0] ? ", block node " : "",
 			       c->disk_node);
+			printf("%s: migration settings: ", c->name);
+			if (vm->be->check_settings(vm, true, dl(15000))) {
+				printf("FAIL: %s\n", vm->err);
+				bad++;
+			} else {
+				printf("ok (%s)\n",
+				       tuning_text(&run->cl->tune, msg,
+						   sizeof(msg)));
+			}
 		}
 		vm->err[0] = '\0';
 		printf("%s: guest channel %s: ", c->name, c->source_chan);
@@ -934,6 +986,8 @@ static int dry_run(struct vmm_run *run)
 static void finish(struct vmm_run *run)
 {
 	run->t_end = vmm_now_ns();
+	vmm_obs_close(run->result, run->exit_code,
+		      (run->t_end - run->t_start) / 1e6);
 	print_table(run);
 	if (run->o->report) {
 		json_object *rep = build_report(run);
@@ -1017,7 +1071,7 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 {
 	struct vmm_run run_, *run = &run_;
 	struct vmm_guest *gs[VMM_MAX_VMS];
-	char msg[1024];
+	char msg[1024], state_path[VMM_PATH_MAX + 16];
 	int lockfd = -1, i, r, failed;
 
 	memset(run, 0, sizeof(*run));
@@ -1028,7 +1082,7 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 	run->exit_code = VMM_EXIT_USAGE;
 	pthread_mutex_init(&run->lock, NULL);
 	pthread_cond_init(&run->cond, NULL);
-	g_t_start = run->t_start = vmm_now_ns();
+	run->t_start = vmm_now_ns();
 	run->vms = calloc((size_t)run->n, sizeof(*run->vms));
 	if (!run->vms) {
 		fprintf(stderr, "ninja-migrate: out of memory\n");
@@ -1038,17 +1092,38 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 		vm_setup(run, &run->vms[i], i);
 		gs[i] = &run->vms[i].src;
 	}
-	if (o->dry_run) {
-		r = dry_run(run);
-		free(run->vms);
-		return r;
-	}
+	{
+		struct vmm_obs_conf oc = {
+			.quiet = o->quiet, .events_fd = -1, .t_start = run->t_start,
+			.cluster = cl->name, .file = cl->file,
+			.operation = o->switch_only ? "switch-only" : "migrate",
+		};
 
-	lockfd = take_lock(cl, false, msg, sizeof(msg));
-	if (lockfd < 0) {
-		fprintf(stderr, "ninja-migrate: %s\n", msg);
-		free(run->vms);
-		return lockfd == -2 ? VMM_EXIT_BUSY : VMM_EXIT_USAGE;
+		if (o->dry_run) {
+			vmm_obs_open(&oc, run->vms, run->n, msg, sizeof(msg));
+			r = dry_run(run);
+			vmm_obs_close("dry-run", r, -1);
+			free(run->vms);
+			return r;
+		}
+		lockfd = take_lock(cl, false, msg, sizeof(msg));
+		if (lockfd < 0) {
+			fprintf(stderr, "ninja-migrate: %s\n", msg);
+			free(run->vms);
+			return lockfd == -2 ? VMM_EXIT_BUSY : VMM_EXIT_USAGE;
+		}
+		vmm_state_path(cl->lock, state_path, sizeof(state_path));
+		oc.state_path = state_path;
+		oc.events = o->events;
+		oc.events_fd = o->events_fd;
+		if (vmm_obs_open(&oc, run->vms, run->n, msg, sizeof(msg))) {
+			fprintf(stderr, "ninja-migrate: %s; nothing was changed\n",
+				msg);
+			close(lockfd);
+			free(run->vms);
+			return VMM_EXIT_USAGE;
+		}
+		vmm_obs_start();
 	}
 	cprogress("%s of %d VM(s), %s -> %s, mode %s",
 		  o->switch_only ? "device switch" : "migration", run->n,
@@ -1068,6 +1143,15 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			goto out;
 		}
 		vm->err[0] = '\0';
+		if (vm->be->check_settings(vm, tuning_set(&cl->tune),
+					   dl(15000))) {
+			snprintf(run->error, sizeof(run->error),
+				 "%s: migration settings: %s", vm->conf->name,
+				 vm->err);
+			fprintf(stderr, "ninja-migrate: %s; nothing was changed\n",
+				run->error);
+			goto out;
+		}
 	}
 	if (vmm_guests_open(gs, run->n, dl(10000))) {
 		for (i = 0; i < run->n; i++)
@@ -1093,6 +1177,7 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 		}
 	}
 	run->epoch = ninja_epoch_next(vmm_guests_max_epoch(gs, run->n));
+	vmm_obs_epoch(run->epoch);
 
 	/* 1. Drain. */
 	cprogress("drain: QUIESCE %u to %d guest(s)", run->epoch, run->n);
@@ -1103,8 +1188,8 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 		struct vmm_vm *vm = &run->vms[i];
 
 		if (gs[i]->done) {
-			vm->t0[VMM_PH_DRAIN] = gs[i]->t_sent;
-			vm->t1[VMM_PH_DRAIN] = gs[i]->t_done;
+			ph_set(vm, VMM_PH_DRAIN, gs[i]->t_sent, gs[i]->t_done,
+			       true);
 			vmm_progress(vm, "drain: SAFE %u, %u rank(s) (%.0f ms)",
 				     run->epoch, gs[i]->ranks,
 				     ph_ms(vm, VMM_PH_DRAIN));
@@ -1132,6 +1217,7 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			snprintf(msg + l, sizeof(msg) - l, "%s%s: %s",
 				 l ? "; " : "", vm->conf->name, vm->err);
 			vmm_progress(vm, "drain FAILED: %s", vm->err);
+			vmm_obs_phase(vm, VMM_PH_DRAIN, false);
 		}
 		snprintf(run->error, sizeof(run->error),
 			 "drain epoch %u failed: %s; cancelled, the job continues, no VM was touched",
@@ -1242,13 +1328,15 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			struct vmm_vm *vm = &run->vms[i];
 
 			if (gs[i]->done) {
-				vm->t0[VMM_PH_RECONNECT] = gs[i]->t_sent;
-				vm->t1[VMM_PH_RECONNECT] = gs[i]->t_done;
+				ph_set(vm, VMM_PH_RECONNECT, gs[i]->t_sent,
+				       gs[i]->t_done, nok > 0);
 			} else {
 				vm->t0[VMM_PH_RECONNECT] = 0;
 				failed++;
 				vmm_vm_fail(vm, "no RESUMED: %s", gs[i]->errmsg[0] ?
 					    gs[i]->errmsg : "deadline");
+				if (nok)
+					vmm_obs_phase(vm, VMM_PH_RECONNECT, false);
 			}
 		}
 		await_upgrades(run, ok);
@@ -1317,10 +1405,10 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			struct vmm_vm *vm = &run->vms[i];
 
 			if (rg[i] && rg[i]->done) {
-				vm->t0[VMM_PH_RECONNECT] = rg[i]->t_sent;
-				vm->t1[VMM_PH_RECONNECT] = rg[i]->t_done;
-				vm->t0[VMM_PH_TOTAL] = vm->t0[VMM_PH_DRAIN];
-				vm->t1[VMM_PH_TOTAL] = rg[i]->t_done;
+				ph_set(vm, VMM_PH_RECONNECT, rg[i]->t_sent,
+				       rg[i]->t_done, false);
+				ph_set(vm, VMM_PH_TOTAL, vm->t0[VMM_PH_DRAIN],
+				       rg[i]->t_done, false);
 				vmm_progress(vm, "reconnect: RESUMED %u, %u rank(s), rails %s (%.0f ms)",
 					     run->epoch, rg[i]->ranks, rg[i]->rails,
 					     ph_ms(vm, VMM_PH_RECONNECT));
@@ -1350,6 +1438,8 @@ report:
 	finish(run);
 	cprogress("done: %s (exit %d)", run->result, run->exit_code);
 out:
+	vmm_obs_close(run->result, run->exit_code,
+		      (vmm_now_ns() - run->t_start) / 1e6);
 	for (i = 0; i < run->n; i++) {
 		struct vmm_vm *vm = &run->vms[i];
 

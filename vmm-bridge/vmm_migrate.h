@@ -18,6 +18,7 @@
 #include "vmm_cluster.h"
 #include "vmm_exit.h"
 #include "vmm_guest.h"
+#include "vmm_progress.h"
 
 enum vmm_phase {
 	VMM_PH_DRAIN,		/* QUIESCE sent -> SAFE */
@@ -74,6 +75,7 @@ struct vmm_vm {
 	char rollback_err[1024];
 	pthread_t thread;
 	bool thread_started;
+	struct vmm_live live;		/* progress (vmm_progress.h) */
 };
 
 struct vmm_opts {
@@ -84,6 +86,9 @@ struct vmm_opts {
 	const char *upgrade;		/* "live"/"wait": overrides the file */
 	bool force;			/* unplug even with fewer ranks SAFE
 					 * than the cluster file's ranks = */
+	bool quiet;			/* no progress nor step lines */
+	const char *events;		/* --events FILE, "-" or NULL */
+	int events_fd;			/* >= 0: --events - (saved stdout) */
 };
 
 /* Run the whole operation; returns an enum vmm_exit. */

@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (c.quiesce_ms <= 0 || c.unplug_ms <= 0 || c.start_ms <= 0 ||
 	    c.storage_ms <= 0 || c.ram_ms <= 0 || c.switch_ms <= 0 ||
 	    c.plug_ms <= 0 || c.link_ms <= 0 || c.resume_ms <= 0 ||
-	    c.max_bandwidth > (uint64_t)INT64_MAX)
+	    c.tune.max_bandwidth > (uint64_t)INT64_MAX)
 		abort();
 	for (i = 0; i < c.nvms; i++)
 		check_vm(&c.vms[i]);

@@ -76,7 +76,7 @@ static void t_good(void)
 	CHECK(c.mode == VMM_MODE_STOPPED);
 	CHECK(c.quiesce_ms == 5000 && c.link_ms == 1500 && c.ram_ms == 120000);
 	CHECK(c.resume_ms == 30000);
-	CHECK(c.max_bandwidth == 100ull << 20);
+	CHECK(c.tune.max_bandwidth == 100ull << 20);
 	CHECK(c.link_wait);
 	CHECK(strcmp(c.lock, "/tmp/x.lock") == 0);
 	CHECK(c.nsites == 2 && c.nvms == 2);
@@ -233,7 +233,7 @@ static void t_numbers(void)
 			 "max-bandwidth = 8589934591G",
 			 strstr(good, "max-bandwidth = 100M") + 20);
 		CHECK(vmm_cluster_parse(&c, text, "t.conf", want, sizeof(want)) == 0 &&
-		      c.max_bandwidth == 8589934591ull << 30);
+		      c.tune.max_bandwidth == 8589934591ull << 30);
 	}
 }
 
@@ -335,7 +335,7 @@ static void t_example(void)
 	CHECK(c.vms[3].dest_device[0] == '\0');
 	CHECK(strstr(c.vms[1].dest_command, "-smp 8 -nodefaults") != NULL);
 	CHECK(strstr(c.vms[1].dest_command, "path=/run/ninja/climate-run-42/node1.ninja.sock,") != NULL);
-	CHECK(c.max_bandwidth == 2ull << 30);
+	CHECK(c.tune.max_bandwidth == 2ull << 30);
 }
 
 /* Sample's [cluster]..[defaults] then n [vm vmK] sections; parse it. */
