@@ -409,6 +409,13 @@ static bool cancel_everywhere(uint32_t e)
 				 vmm_now_ns() + 5000000000LL) == 0;
 }
 
+/* How a failed quiesce ended, for its one line. */
+static const char *cancel_outcome(bool cancelled)
+{
+	return cancelled ? "cancelled, job continues" :
+	       "CANCEL sent but not every node confirmed it";
+}
+
 /*
  * Every node is SAFE, but for fewer ranks than --expect: ranks that never
  * registered are not drained, so this is no SAFE.  CANCEL, one line.
@@ -429,9 +436,7 @@ static int too_few_ranks(uint32_t e, int64_t took)
 						inv[i]->vm, inv[i]->done_ranks);
 	cancelled = cancel_everywhere(e);
 	fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": only %u of %lu expected rank(s) registered (%s); %s\n",
-		e, safe, opt.expect, per,
-		cancelled ? "cancelled, job continues" :
-		"CANCEL sent but not every node confirmed it");
+		e, safe, opt.expect, per, cancel_outcome(cancelled));
 	if (opt.json) {
 		struct vmm_json j;
 
@@ -499,13 +504,11 @@ static int do_quiesce(uint32_t e, int64_t *took, bool cycle)
 	if (r == -2)
 		fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": %s %s; %s\n",
 			e, npend == 1 ? "node" : "nodes", pend,
-			cancelled ? "cancelled, job continues" :
-			"CANCEL sent but not every node confirmed it");
+			cancel_outcome(cancelled));
 	else
 		fprintf(stderr, "ninja-ctl: quiesce epoch %" PRIu32 ": failed (%s%s%s) after %.1f s; %s\n",
 			e, why, err[0] ? ": " : "", err, (double)*took / 1e9,
-			cancelled ? "cancelled, job continues" :
-			"CANCEL sent but not every node confirmed it");
+			cancel_outcome(cancelled));
 	if (opt.json) {
 		struct vmm_json j;
 
