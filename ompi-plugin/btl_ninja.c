@@ -7,6 +7,8 @@
 #include "opal_config.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -32,6 +34,34 @@ static int ninja_register_error(struct mca_btl_base_module_t *btl,
 }
 
 /*
+ * The first refused RDMA frame, told once per process (application
+ * thread: opal_show_help is not for the control thread, whose refusals
+ * wait for the next one here, for the report of a peer given up on, or
+ * for finalize).  Rendered here and written to stderr: the job may end
+ * right after (the strikes), and mpirun's relay of opal_show_help text
+ * was seen to lose it then.
+ */
+static void rdma_warn(void)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	char *text;
+
+	if (c->rdma_warned || !c->n_rdma_violations)
+		return;
+	c->rdma_warned = true;
+	text = opal_show_help_string("help-mpi-btl-ninja.txt",
+				     "rdma-violation", true,
+				     opal_process_info.nodename,
+				     OPAL_PROC_MY_NAME.vpid, c->rdma_first,
+				     c->rdma_strikes);
+	if (text) {
+		fputs(text, stderr);
+		fflush(stderr);
+		free(text);
+	}
+}
+
+/*
  * Application thread, lock held: peers the control thread gave up on
  * (btl_ninja_replay_timeout) are reported to ob1 as a fatal error.
  */
@@ -42,6 +72,7 @@ void mca_btl_ninja_report_lost(void)
 
 	NINJA_ASSERT_LOCKED();
 	c->peer_lost = 0;
+	rdma_warn();	/* before a refusing peer's strikes end the job */
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
@@ -54,23 +85,6 @@ void mca_btl_ninja_report_lost(void)
 				    (char *)ep->endpoint_lost_why :	/* ob1 only prints it */
 				    "btl/ninja: peer unreachable (replay timeout)");
 	}
-}
-
-/*
- * The first refused RDMA frame, told once per process (application
- * thread: opal_show_help is not for the control thread, whose refusals
- * wait for the next one here or for finalize).
- */
-static void rdma_warn(void)
-{
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-
-	if (c->rdma_warned || !c->n_rdma_violations)
-		return;
-	c->rdma_warned = true;
-	opal_show_help("help-mpi-btl-ninja.txt", "rdma-violation", true,
-		       opal_process_info.nodename, OPAL_PROC_MY_NAME.vpid,
-		       c->rdma_first, c->rdma_strikes);
 }
 
 /* Replay statistics, at finalize (verbose 10, or with fault injection). */
