@@ -7,8 +7,6 @@
 #include "opal_config.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,28 +35,19 @@ static int ninja_register_error(struct mca_btl_base_module_t *btl,
  * The first refused RDMA frame, told once per process (application
  * thread: opal_show_help is not for the control thread, whose refusals
  * wait for the next one here, for the report of a peer given up on, or
- * for finalize).  Rendered here and written to stderr: the job may end
- * right after (the strikes), and mpirun's relay of opal_show_help text
- * was seen to lose it then.
+ * for finalize).  Written to stderr (mca_btl_ninja_help): the job may end
+ * right after (the strikes).
  */
 static void rdma_warn(void)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	char *text;
 
 	if (c->rdma_warned || !c->n_rdma_violations)
 		return;
 	c->rdma_warned = true;
-	text = opal_show_help_string("help-mpi-btl-ninja.txt",
-				     "rdma-violation", true,
-				     opal_process_info.nodename,
-				     OPAL_PROC_MY_NAME.vpid, c->rdma_first,
-				     c->rdma_strikes);
-	if (text) {
-		fputs(text, stderr);
-		fflush(stderr);
-		free(text);
-	}
+	mca_btl_ninja_help("rdma-violation", opal_process_info.nodename,
+			   OPAL_PROC_MY_NAME.vpid, c->rdma_first,
+			   c->rdma_strikes);
 }
 
 /*

@@ -480,6 +480,8 @@ static inline void mca_btl_ninja_unlock(void)
 }
 
 uint64_t mca_btl_ninja_now_ns(void);
+/* A help topic rendered here and written to stderr (not relayed). */
+void mca_btl_ninja_help(const char *topic, ...);
 void mca_btl_ninja_wake(void);
 
 /* btl_ninja.c - module function table. */

@@ -337,18 +337,42 @@ static int ninja_close(void)
 }
 
 /*
- * Show a topic of help-mpi-btl-ninja.txt once per node (the node's first
- * rank), rendered here and written to stderr.  mpirun 4.1.4 relays
- * opal_show_help text through PMIx_Log, and that relay was seen to drop
- * or garble messages (ORTE_ERROR_LOG ... show_help.c) - even a single
- * one; stderr goes through the I/O forwarding, which does not lose it.
- * A rank that is not the node's first shows it only when it fatal() is
- * still alive 3 s later (the failure was its own, not the node's).
+ * Render a topic of help-mpi-btl-ninja.txt here and write it to stderr.
+ * mpirun 4.1.4 relays opal_show_help text through PMIx_Log, and that
+ * relay was seen to drop or garble messages (ORTE_ERROR_LOG ...
+ * show_help.c) - even a single one, and when the job ends right after;
+ * stderr goes through the I/O forwarding, which does not lose it.
+ */
+static void vhelp(const char *topic, va_list ap)
+{
+	char *text;
+
+	text = opal_show_help_vstring("help-mpi-btl-ninja.txt", topic, true,
+				      ap);
+	if (text) {
+		fputs(text, stderr);
+		fflush(stderr);
+		free(text);
+	}
+}
+
+void mca_btl_ninja_help(const char *topic, ...)
+{
+	va_list ap;
+
+	va_start(ap, topic);
+	vhelp(topic, ap);
+	va_end(ap);
+}
+
+/*
+ * Show a topic once per node (the node's first rank).  A rank that is
+ * not the node's first shows it only when it fatal() is still alive 3 s
+ * later (the failure was its own, not the node's).
  */
 static void show_once(bool fatal, const char *topic, ...)
 {
 	va_list ap;
-	char *text;
 
 	if (opal_process_info.my_local_rank != 0) {
 		if (!fatal)
@@ -356,14 +380,8 @@ static void show_once(bool fatal, const char *topic, ...)
 		sleep(3);
 	}
 	va_start(ap, topic);
-	text = opal_show_help_vstring("help-mpi-btl-ninja.txt", topic, true,
-				      ap);
+	vhelp(topic, ap);
 	va_end(ap);
-	if (text) {
-		fputs(text, stderr);
-		fflush(stderr);
-		free(text);
-	}
 }
 
 /*
