@@ -220,7 +220,9 @@ static int ninja_register(void)
 		0, OPAL_INFO_LVL_9, &c->fault_gap);
 	reg_int("fault_get",
 		"Test knob: the Nth get this process answers carries a wrong id "
-		"(a sender bug): its peer must stop with a protocol error; 0: off",
+		"(a sender bug): its peer must refuse it (close, replay) and, "
+		"after btl_ninja_rdma_strikes refusals, stop with a protocol "
+		"error; 0: off",
 		0, OPAL_INFO_LVL_9, &c->fault_get);
 	reg_int("fault_rdma",
 		"Test knob: the Nth put and the Nth get this process asks for "
