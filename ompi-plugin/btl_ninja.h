@@ -1,7 +1,7 @@
 /*
  * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
  *
- * btl_ninja.h - btl/ninja: a migratable Open MPI 4.1 BTL.  Structures shared
+ * btl_ninja.h - btl/ninja: a migratable Open MPI 4.1 / 5.0 BTL.  Structures shared
  * by the component, module, endpoint, frag, rail and drain files.
  *
  * Threads.  The application's thread owns the data path while the component
@@ -53,6 +53,7 @@
 #include "opal/util/proc.h"
 
 #include "btl_ninja_auth.h"
+#include "btl_ninja_compat.h"
 #include "btl_ninja_hdr.h"
 #include "btl_ninja_reg.h"
 #include "btl_ninja_verbs.h"
@@ -382,7 +383,7 @@ typedef struct mca_btl_ninja_component {
 					 * [C] with the lock held */
 } mca_btl_ninja_component_t;
 
-OPAL_MODULE_DECLSPEC extern mca_btl_ninja_component_t mca_btl_ninja_component;
+NINJA_DECLSPEC extern mca_btl_ninja_component_t mca_btl_ninja_component;
 extern mca_btl_ninja_module_t mca_btl_ninja_module;
 
 /*

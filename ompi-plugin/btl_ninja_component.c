@@ -37,7 +37,7 @@ mca_btl_ninja_component_t mca_btl_ninja_component = {
 		.btl_version = {
 			/* MCA_BTL_DEFAULT_VERSION, but with Ninja's own version
 			 * (ompi_info shows it) instead of Open MPI's. */
-			MCA_BTL_BASE_VERSION_3_1_0,
+			NINJA_BTL_BASE_VERSION,
 			.mca_component_name = "ninja",
 			MCA_BASE_MAKE_VERSION(component, NINJA_VERSION_MAJOR,
 					      NINJA_VERSION_MINOR,

@@ -1109,23 +1109,13 @@ static void rdma_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 				   void *data, size_t len)
 {
-	const mca_btl_active_message_callback_t *reg =
-		mca_btl_base_active_message_trigger + tag;
-	mca_btl_base_segment_t seg;
-	mca_btl_base_descriptor_t des;
-
 	if (OPAL_UNLIKELY(tag >= NINJA_TAG_GETDONE && tag <= NINJA_TAG_PUT)) {
 		/* Put, get: ours, not ob1's (tags 0x3c-0x3f). */
 		rdma_upcall(ep, tag, data, len);
 		return;
 	}
-	seg.seg_addr.pval = data;
-	seg.seg_len = len;
-	memset(&des, 0, sizeof(des));
-	des.des_segments = &seg;
-	des.des_segment_count = 1;
-	if (reg->cbfunc)
-		reg->cbfunc(&mca_btl_ninja_module.super, tag, &des, reg->cbdata);
+	ninja_compat_upcall(mca_btl_base_active_message_trigger + tag,
+			    &mca_btl_ninja_module.super, ep, tag, data, len);
 }
 
 int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
