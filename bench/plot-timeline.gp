@@ -16,6 +16,11 @@
 # emul, emul2 (optional): the subtitle's lines, what is emulated and how.
 # smooth (optional): t_s,MB/s lines (no header), the moving mean drawn as
 # the line; without it the intervals are joined.
+# phases (optional): "START END NAME LANE START END NAME LANE ..." (job
+# time, s): the phases of the migrations from ninja-migrate's --events
+# streams (bench/phases-from-events), drawn as coloured spans in a band at
+# the bottom (overlapping phases in lanes above each other), one colour per
+# phase, in the key.
 if (!exists("emul")) emul = ""
 if (exists("emul2")) emul = emul."\n".emul2
 if (!exists("siteA")) siteA = "site A"
@@ -40,6 +45,31 @@ set object 2 rect from ba1, graph 0 to ba2, graph 1 behind
 set label 1 "ninja-migrate A -> B (drain, unplug HCA, move)" at (ab1 + ab2) / 2, graph 0.45 center rotate by 90 front
 set label 2 "ninja-migrate B -> A (move, plug HCA)" at (ba1 + ba2) / 2, graph 0.45 center rotate by 90 front
 fmt(m) = sprintf("%.2f MB/s", m)
+# The phases of the migrations (--events): a band at the bottom.
+pcolor(n) = n eq "drain" ? "#8e44ad" : n eq "unplug" ? "#c0392b" : \
+	n eq "start" ? "#7f8c8d" : n eq "storage" ? "#d35400" : \
+	n eq "ram" ? "#27ae60" : n eq "switch" ? "#000000" : \
+	n eq "plug" ? "#e84393" : n eq "link-up" ? "#f1c40f" : \
+	n eq "reconnect" ? "#16a085" : "#95a5a6"
+pnames = ""
+if (exists("phases")) {
+	plane = 0
+	do for [i = 1:words(phases) / 4] {
+		ps = real(word(phases, 4 * i - 3))
+		pe = real(word(phases, 4 * i - 2))
+		pn = word(phases, 4 * i - 1)
+		pl = int(word(phases, 4 * i))
+		if (pl > plane) { plane = pl }
+		if (pe - ps < tend / 600.0) { pe = ps + tend / 600.0 }
+		set object (100 + i) rect from ps, graph 0.035 * pl to pe, graph 0.035 * pl + 0.03 fc rgb pcolor(pn) fs solid 1.0 noborder front
+		if (strstrt(" ".pnames." ", " ".pn." ") == 0) { pnames = pnames." ".pn }
+	}
+	set label 6 "phases (ninja-migrate --events)" at graph 0.005, graph 0.035 * plane + 0.055 left front font ",8"
+	set key below maxcols 3 width -8
+	set bmargin 10
+	set terminal pngcairo noenhanced size 1200,720 font ",10"
+	set output outfile
+}
 # Phase labels: the first from the left edge, the middle one lower (a
 # short phase must not run into its neighbours).
 lA = siteA
@@ -59,8 +89,10 @@ set label 5 lC at (ba2 + tend) / 2, graph 0.95 center front
 if (exists("smooth")) {
 	plot datafile every ::1 using 1:3 with points pt 7 ps 0.5 lc rgb "#9db8d9" title "PingPong MB/s per 0.5 s interval (measured)", \
 	     smooth using 1:2 with lines lw 2.5 lc rgb "#1f5fa8" title "mean of the intervals within +-2 s (same phase)", \
-	     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase"
+	     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase", \
+	     for [k = 1:words(pnames)] NaN with boxes fs solid 1.0 fc rgb pcolor(word(pnames, k)) title "migration phase: ".word(pnames, k)
 } else {
 	plot datafile every ::1 using 1:3 with linespoints lw 1.5 pt 7 ps 0.4 lc rgb "#1f5fa8" title "PingPong MB/s (measured, per interval)", \
-	     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase's intervals"
+	     NaN with lines lw 3 dt 2 lc rgb "#c0392b" title "mean of the phase's intervals", \
+	     for [k = 1:words(pnames)] NaN with boxes fs solid 1.0 fc rgb pcolor(word(pnames, k)) title "migration phase: ".word(pnames, k)
 }

@@ -79,6 +79,24 @@ static int64_t min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/*
+ * mode = auto: live under KVM.  Under TCG live only when both ends run
+ * QEMU 10.0 or later (the destination's version is the source's until its
+ * monitor is open): Debian 12's QEMU 7.2 lost guest memory writes and
+ * panicked TCG guests with 2 vCPUs in live pre-copy, QEMU 10.0 kept them
+ * intact (docs/vmm-bridge.md "TCG").  Else stopped.
+ */
+static enum vmm_mode auto_mode(const struct vmm_vm *vm)
+{
+	const struct qemu_priv *p = vm->priv;
+	int dst_major = p->dst_up ? p->dst.ver_major : p->src.ver_major;
+
+	if (strcmp(vm->accel, "kvm") == 0)
+		return VMM_MODE_LIVE;
+	return p->src.ver_major >= 10 && dst_major >= 10 ? VMM_MODE_LIVE :
+	       VMM_MODE_STOPPED;
+}
+
 static void sleep_ns(int64_t ns)
 {
 	poll(NULL, 0, (int)(ns / 1000000));
@@ -579,8 +597,7 @@ static int qemu_check_settings(struct vmm_vm *vm, bool probe, int64_t deadline)
 		enum vmm_mode m = vm->cl->mode;
 
 		if (m == VMM_MODE_AUTO)
-			m = strcmp(vm->accel, "kvm") == 0 ? VMM_MODE_LIVE :
-			    VMM_MODE_STOPPED;
+			m = auto_mode(vm);
 		if (m != VMM_MODE_LIVE) {
 			vmm_vm_fail(vm, "postcopy needs a live migration, but mode %s is %s here (%s): set mode = live or drop postcopy",
 				    vmm_mode_name(vm->cl->mode), vmm_mode_name(m),
@@ -1163,8 +1180,7 @@ static int qemu_transfer(struct vmm_vm *vm, int64_t deadline)
 	int r;
 
 	if (mode == VMM_MODE_AUTO)
-		mode = strcmp(vm->accel, "kvm") == 0 ? VMM_MODE_LIVE :
-		       VMM_MODE_STOPPED;
+		mode = auto_mode(vm);
 	snprintf(vm->mode_used, sizeof(vm->mode_used), "%s",
 		 vmm_mode_name(mode));
 	r = apply_settings(vm, &p->src, true, deadline);

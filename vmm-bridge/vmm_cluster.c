@@ -400,6 +400,12 @@ static int site_key(struct parser *p, int line, struct vmm_site *s,
 		s->rails_set = true;
 		return set_str(p, line, k, s->rails, sizeof(s->rails), v);
 	}
+	if (strcmp(k, "qemu") == 0) {
+		if (!v[0])
+			return perr(p, line, "qemu: expected the QEMU command of site %s, got nothing",
+				    s->name);
+		return set_str(p, line, k, s->qemu, sizeof(s->qemu), v);
+	}
 	return perr(p, line, "unknown key '%s' in [site %s]", k, s->name);
 }
 
@@ -661,6 +667,8 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	subs[n++] = (struct subst){ "base", vm->base };
 	subs[n++] = (struct subst){ "disk-node", vm->disk_node };
 	subs[n++] = (struct subst){ "pidfile", vm->pidfile };
+	subs[n++] = (struct subst){ "qemu", dst->qemu[0] ? dst->qemu :
+				    "qemu-system-x86_64" };
 	subs[n] = (struct subst){ NULL, NULL };
 	if (vm_val(p, r, "dest-command", subs, vm->dest_command,
 		   sizeof(vm->dest_command), true))

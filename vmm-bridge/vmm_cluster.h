@@ -6,7 +6,7 @@
  * site offers and how storage is laid out.  Format: docs/vmm-bridge.md.
  *
  *   [cluster]  name, source-site, dest-site, mode, run-dir, timeouts, ...
- *   [site S]   device, rails
+ *   [site S]   device, rails, qemu
  *   [defaults] any vm key, used by every [vm] that does not set it
  *   [vm NAME]  source-qmp, source-chan, dest-qmp, dest-chan, dest-command,
  *              disk-node, base, source-overlay, dest-overlay, ...
@@ -14,7 +14,8 @@
  * Values may use {name} (the VM), {run} (run-dir), {site} (dest-site) and
  * {source-site}; dest-command may also use {dest-qmp}, {dest-chan},
  * {dest-qmp-path}, {dest-chan-path} (without "unix:"), {dest-overlay},
- * {source-overlay}, {base}, {disk-node}, {pidfile}.
+ * {source-overlay}, {base}, {disk-node}, {pidfile} and {qemu} (the
+ * destination site's qemu key, default qemu-system-x86_64).
  */
 #ifndef NINJA_VMM_CLUSTER_H
 #define NINJA_VMM_CLUSTER_H
@@ -64,6 +65,7 @@ struct vmm_site {
 	char device[VMM_SPEC_MAX];	/* "" = none (cloud site) */
 	char rails[128];		/* RESUME rails= hint at this site */
 	bool rails_set;
+	char qemu[VMM_SPEC_MAX];	/* {qemu} of dest-command at this site */
 };
 
 struct vmm_vm_conf {

@@ -35,7 +35,7 @@ static const char good[] =
 	"\n"
 	"[site cloud]\n"
 	"device = none\n"
-	"\n"
+	"qemu = /opt/qemu10/bin/qemu-system-x86_64\n"
 	"[defaults]\n"
 	"source-qmp = unix:{run}/{name}.qmp\n"
 	"source-chan = unix:{run}/{name}.ninja.sock\n"
@@ -44,7 +44,7 @@ static const char good[] =
 	"disk-node = disk0\n"
 	"base = /images/base.qcow2\n"
 	"dest-overlay = /images/{name}.{site}.qcow2\n"
-	"dest-command = qemu-system-x86_64 -name {name} -qmp {dest-qmp},server=on,wait=off "
+	"dest-command = {qemu} -name {name} -qmp {dest-qmp},server=on,wait=off "
 		"-blockdev driver=qcow2,node-name={disk-node},file.driver=file,file.filename={dest-overlay}\n"
 	"\n"
 	"[vm vm0]\n"
@@ -93,6 +93,8 @@ static void t_good(void)
 	CHECK(strcmp(v0->dest_log, "/run/ninja/vm0.cloud.log") == 0);
 	CHECK(strcmp(v0->pidfile, "/run/ninja/vm0.cloud.pid") == 0);
 	CHECK(strstr(v0->dest_command, "-name vm0 -qmp unix:/run/ninja/vm0.cloud.qmp,server=on") != NULL);
+	/* {qemu}: the destination site's qemu key. */
+	CHECK(strncmp(v0->dest_command, "/opt/qemu10/bin/qemu-system-x86_64 -name vm0 ", 45) == 0);
 	CHECK(strstr(v0->dest_command, "node-name=disk0,") != NULL);
 	CHECK(strstr(v0->dest_command, "file.filename=/images/vm0.cloud.qcow2") != NULL);
 	CHECK(strcmp(v1->source_device, "vfio-pci,host=0000:82:00.0,id=hca0,bus=rp1") == 0);
@@ -140,6 +142,8 @@ static void t_errors(void)
 	bad("source-overlay = /images/vm0.qcow2\n", "source-overlay = x\nsource_qmp = y\n",
 	    "t.conf:33: unknown key 'source_qmp' in [vm vm0]");
 	bad("[site ib]\n", "[site ib]\nspeed = 100G\n", "unknown key 'speed' in [site ib]");
+	bad("qemu = /opt/qemu10/bin/qemu-system-x86_64\n", "qemu =\n",
+	    "t.conf:20: qemu: expected the QEMU command of site cloud, got nothing");
 	bad("[defaults]", "[default]", "unknown section [default]");
 	bad("[vm vm0]", "[vm vm/0]", "bad VM name 'vm/0'");
 	bad("[vm vm0]", "[vm vm0", "malformed section header");
