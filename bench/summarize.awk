@@ -60,7 +60,8 @@ function label(b) {
 END {
 	sortn(sizes, nsizes)
 	have_ninja = ninja_status == "ok"
-	printf "\n%-10s | %-38s | %-38s\n", "", \
+	printf "\nOpen MPI %s, %s\n", (ompi == "" ? "unknown" : ompi), tool
+	printf "%-10s | %-38s | %-38s\n", "", \
 	       "half round trip t [usec] (median)", "bandwidth [MB/s = 10^6 B/s] (median)"
 	printf "%10s | %8s %8s %8s %10s | %8s %8s %8s %10s\n", "bytes", \
 	       "tcp", "ninja", "floor", "ninja/tcp", "tcp", "ninja", "floor", "ninja/tcp"

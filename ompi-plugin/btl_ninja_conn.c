@@ -165,6 +165,16 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_conn_start = now;	/* keep trying, but say so */
 	}
 	start = ep->endpoint_conn_start;
+	valid = ep->endpoint_addr_valid;
+	mca_btl_ninja_unlock();
+	if (!valid) {
+		/* None known yet: the one published at MPI_Init, read before
+		 * a lookup of this peer is in flight (PMIx reads one peer at a
+		 * time: btl_ninja_rail_tcp.c). */
+		addr_initial(ep);
+		ep->endpoint_addr_try = 0;
+	}
+	mca_btl_ninja_lock();
 	ask = addr_refresh(ep, now);
 	mca_btl_ninja_unlock();
 	if (ask && mca_btl_ninja_lookup_addr_nb(ep->endpoint_name, c->epoch,
@@ -172,14 +182,6 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		mca_btl_ninja_lock();
 		ep->endpoint_lookup_busy = false;
 		mca_btl_ninja_unlock();
-	}
-	mca_btl_ninja_lock();
-	valid = ep->endpoint_addr_valid;
-	mca_btl_ninja_unlock();
-	if (!valid) {
-		/* None known yet: the one published at MPI_Init. */
-		addr_initial(ep);
-		ep->endpoint_addr_try = 0;
 	}
 	if (!mca_btl_ninja_auth_have_key(ep->endpoint_name.vpid)) {
 		/* Its secret (published at MPI_Init with the address) is what

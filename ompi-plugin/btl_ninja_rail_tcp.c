@@ -329,6 +329,11 @@ int mca_btl_ninja_tcp_accept(void)
 
 static pmix_proc_t my_pmix;
 static bool pmix_up;
+/* Peers with a PMIx read in flight (read_begin, below). */
+static pthread_mutex_t reading_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reading_cond = PTHREAD_COND_INITIALIZER;
+static uint32_t *reading;		/* vpids with a read in flight */
+static size_t nreading, reading_cap;
 
 /*
  * A PMIx_Get_nb may still be waiting (for a peer that never publishes:
@@ -368,6 +373,11 @@ void mca_btl_ninja_pmix_fini(void)
 	if (pmix_up)
 		(void)PMIx_Finalize(NULL, 0);
 	pmix_up = false;
+	pthread_mutex_lock(&reading_lock);
+	free(reading);
+	reading = NULL;
+	nreading = reading_cap = 0;
+	pthread_mutex_unlock(&reading_lock);
 }
 
 int mca_btl_ninja_publish(uint32_t epoch, bool runtime)
@@ -451,18 +461,94 @@ static void peer_proc(pmix_proc_t *peer, uint32_t vpid)
 	peer->rank = vpid;
 }
 
+/*
+ * At most one PMIx read of a peer's data in flight in this process.  The
+ * PMIx client (4.2 with Open MPI 4.1, 5.0 with Open MPI 5.0) sends one
+ * request per peer and hangs every further read of that peer onto it,
+ * whatever its key (the answer is expected to carry all the peer's data):
+ * a read of the secret then waits for an address lookup that itself waits
+ * in the servers (PMIX_TIMEOUT) for an epoch the peer has not published
+ * yet, and fails when that one fails.  PMIx 5.0's client also reads the
+ * first request's state after it completed (and freed) a non-blocking
+ * one, so a read merged into a PMIx_Get_nb could be lost: its caller (the
+ * control thread, reading a secret) blocked for good in PMIx_Get and the
+ * peers could not connect to its rank (tests/mpi nodes8-* on 8 fake nodes
+ * with Open MPI 5.0).  So a read of a peer with one in flight waits for it
+ * on the application's thread; the control thread never waits: its read
+ * is put off (not found now), and its callers try again later.  (The
+ * slots: reading_lock and what follows it, above.)
+ */
+static bool reading_find(uint32_t vpid, size_t *at)
+{
+	size_t i;
+
+	for (i = 0; i < nreading; i++) {
+		if (reading[i] == vpid) {
+			if (at)
+				*at = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Take vpid's read slot; false: not now (control thread, or no memory). */
+static bool read_begin(uint32_t vpid)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool ctl = c->thread_started && pthread_equal(c->thread, pthread_self());
+	bool ok = false;
+
+	pthread_mutex_lock(&reading_lock);
+	while (reading_find(vpid, NULL) && !ctl)
+		pthread_cond_wait(&reading_cond, &reading_lock);
+	if (!reading_find(vpid, NULL)) {
+		if (nreading == reading_cap) {
+			size_t cap = reading_cap ? 2 * reading_cap : 16;
+			uint32_t *r = realloc(reading, cap * sizeof(*r));
+
+			if (r) {
+				reading = r;
+				reading_cap = cap;
+			}
+		}
+		if (nreading < reading_cap) {
+			reading[nreading++] = vpid;
+			ok = true;
+		}
+	}
+	pthread_mutex_unlock(&reading_lock);
+	return ok;
+}
+
+/* Give vpid's read slot back (any thread, PMIx's too). */
+static void read_end(uint32_t vpid)
+{
+	size_t i;
+
+	pthread_mutex_lock(&reading_lock);
+	if (reading_find(vpid, &i))
+		reading[i] = reading[--nreading];
+	pthread_cond_broadcast(&reading_cond);
+	pthread_mutex_unlock(&reading_lock);
+}
+
 /* A peer's connection secret (blocking read; control thread). */
 int mca_btl_ninja_lookup_key(uint32_t vpid, void *key, size_t len)
 {
 	pmix_value_t *val = NULL;
+	pmix_status_t st;
 	pmix_proc_t peer;
 	int rc = OPAL_SUCCESS;
 
 	if (!pmix_up)
 		return OPAL_ERR_NOT_AVAILABLE;
+	if (!read_begin(vpid))
+		return OPAL_ERR_NOT_FOUND;	/* a read in flight: later */
 	peer_proc(&peer, vpid);
-	if (PMIx_Get(&peer, NINJA_KEY_KEY, NULL, 0, &val) != PMIX_SUCCESS ||
-	    !val)
+	st = PMIx_Get(&peer, NINJA_KEY_KEY, NULL, 0, &val);
+	read_end(vpid);
+	if (st != PMIX_SUCCESS || !val)
 		return OPAL_ERR_NOT_FOUND;
 	if (val->type != PMIX_BYTE_OBJECT || val->data.bo.size != len)
 		rc = OPAL_ERR_BAD_PARAM;
@@ -505,6 +591,7 @@ static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
 {
 	lookup_req_t *r = cbdata;
 
+	read_end(r->name.vpid);
 	if (mca_btl_ninja_component.finalized) {
 		/* The job is over (Open MPI may be gone too): just free. */
 		lookup_free(r);
@@ -575,9 +662,14 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 
 	if (!pmix_up)
 		return OPAL_ERR_NOT_AVAILABLE;
+	/* The secret first: a read of it must not meet this lookup. */
+	if (!mca_btl_ninja_auth_have_key(name.vpid) || !read_begin(name.vpid))
+		return OPAL_ERR_NOT_AVAILABLE;
 	r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r) {
+		read_end(name.vpid);
 		return OPAL_ERR_OUT_OF_RESOURCE;
+	}
 	r->name = name;
 	r->epoch = epoch;
 	r->wait_s = wait_s;
@@ -587,6 +679,7 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 	rc = PMIx_Get_nb(&peer, key, r->info, 1, lookup_cb, r);
 	if (rc != PMIX_SUCCESS) {
 		lookup_free(r);
+		read_end(name.vpid);
 		return OPAL_ERROR;
 	}
 	return OPAL_SUCCESS;
@@ -608,6 +701,8 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 
 	if (!pmix_up)
 		return OPAL_ERR_NOT_AVAILABLE;
+	if (!read_begin(ep->endpoint_name.vpid))
+		return OPAL_ERR_NOT_FOUND;	/* a read in flight: later */
 	addr_key(key, sizeof(key), epoch);
 	peer_proc(&peer, ep->endpoint_name.vpid);
 	if (epoch > 0) {
@@ -615,6 +710,7 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 		ninfo = 1;
 	}
 	rc = PMIx_Get(&peer, key, ninfo ? info : NULL, ninfo, &val);
+	read_end(ep->endpoint_name.vpid);
 	if (ninfo)
 		PMIX_INFO_DESTRUCT(&info[0]);
 	if (rc != PMIX_SUCCESS || !val)
