@@ -90,6 +90,50 @@ void mca_btl_ninja_drain_start(uint32_t epoch, const char *why)
 	NINJA_VERBOSE(20, "btl:ninja: drain epoch %u started (%s)", epoch, why);
 }
 
+/*
+ * Lock held: one connection's drain: our marker out after the last frame
+ * begun, the peer's in.  True when both passed (and the rail is quiet).
+ */
+static bool drain_rail(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	const ninja_rail_ops_t *r = ep->endpoint_rail;
+
+	if (r->progress)
+		(void)r->progress(false);
+	if (!ep->endpoint_marker_sent &&
+	    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
+		/*
+		 * The connection died: nothing more can arrive on it.  It
+		 * counts as drained; what the peer did not acknowledge is
+		 * replayed after the resume.
+		 */
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u "
+			      "failed in the drain of epoch %u (counted as "
+			      "drained, unacknowledged frames replayed after "
+			      "the resume)", OPAL_PROC_MY_NAME.vpid,
+			      ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid, c->epoch);
+		ep->endpoint_marker_sent = true;
+		ep->endpoint_marker_rcvd = c->epoch;
+	}
+	if (r->progress) {
+		/* The rail reads its own completions (the peer's marker). */
+		(void)r->progress(false);
+	} else if (ep->endpoint_marker_rcvd < c->epoch &&
+		   mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
+		   ep->endpoint_marker_rcvd < c->epoch) {
+		NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
+			    "without a drain marker (epoch %u)",
+			    ep->endpoint_name.jobid,
+			    ep->endpoint_name.vpid, c->epoch);
+		ep->endpoint_marker_rcvd = c->epoch;
+	}
+	return ep->endpoint_marker_sent &&
+	       (!r->quiet || r->quiet(ep)) &&
+	       ep->endpoint_marker_rcvd >= c->epoch;
+}
+
 /* Lock held.  Move drain bytes; returns true when every marker passed. */
 static bool drain_step(void)
 {
@@ -113,57 +157,15 @@ static bool drain_step(void)
 		}
 		/* A live upgrade half-way: finish it or give it up. */
 		mca_btl_ninja_upgrade_drain(ep);
-		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-			if (!ep->endpoint_verbs_ready) {
-				/* READY still on its way on the TCP socket. */
-				(void)mca_btl_ninja_endpoint_recv(ep, false);
-				if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
-				    !ep->endpoint_verbs_ready) {
-					done = false;
-					continue;
-				}
-			}
-		}
-		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-			(void)mca_btl_ninja_verbs_progress(false);
-			if (mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
-				ep->endpoint_marker_sent = true;
-				ep->endpoint_marker_rcvd = c->epoch;
-			}
-			(void)mca_btl_ninja_verbs_progress(false);
-			if (!ep->endpoint_marker_sent ||
-			    !mca_btl_ninja_verbs_ep_quiet(ep) ||
-			    ep->endpoint_marker_rcvd < c->epoch)
+		if (!mca_btl_ninja_ep_ready(ep)) {
+			/* READY still on its way on the TCP socket. */
+			(void)mca_btl_ninja_endpoint_recv(ep, false);
+			if (!mca_btl_ninja_ep_ready(ep)) {
 				done = false;
-			continue;
+				continue;
+			}
 		}
-		if (!ep->endpoint_marker_sent &&
-		    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
-			/*
-			 * The connection died: nothing more can arrive on it.
-			 * It counts as drained; what the peer did not
-			 * acknowledge is replayed after the resume.
-			 */
-			NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u "
-				      "failed in the drain of epoch %u (counted as "
-				      "drained, unacknowledged frames replayed after "
-				      "the resume)", OPAL_PROC_MY_NAME.vpid,
-				      ep->endpoint_name.jobid,
-				      ep->endpoint_name.vpid, c->epoch);
-			ep->endpoint_marker_sent = true;
-			ep->endpoint_marker_rcvd = c->epoch;
-		}
-		if (ep->endpoint_marker_rcvd < c->epoch &&
-		    mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
-		    ep->endpoint_marker_rcvd < c->epoch) {
-			NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
-				    "without a drain marker (epoch %u)",
-				    ep->endpoint_name.jobid,
-				    ep->endpoint_name.vpid, c->epoch);
-			ep->endpoint_marker_rcvd = c->epoch;
-		}
-		if (!ep->endpoint_marker_sent ||
-		    ep->endpoint_marker_rcvd < c->epoch)
+		if (!drain_rail(ep))
 			done = false;
 	}
 	return done;
@@ -180,10 +182,11 @@ static void teardown(void)
 	for (i = 0; i < c->neps; i++)
 		if (c->eps[i]->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(c->eps[i]);
-	if (c->verbs_on) {
-		/* Every QP is gone: release the HCA so it can be unplugged. */
-		mca_btl_ninja_verbs_close();
-		c->verbs_on = false;
+	if (c->rail) {
+		/* Every endpoint's state is gone: release the device (an HCA
+		 * can then be unplugged). */
+		c->rail->close();
+		c->rail = NULL;
 	}
 	c->cycle.t_closed = mca_btl_ninja_now_ns();
 	c->state = NINJA_DRAINED;
@@ -442,10 +445,11 @@ void mca_btl_ninja_agent_msg(const struct ninja_msg *m, const char *line,
 			char why[96];
 
 			mca_btl_ninja_lock();
-			if (c->verbs_on && mca_btl_ninja_verbs_is_device(v, vlen)) {
+			if (c->rail && c->rail->is_device &&
+			    c->rail->is_device(v, vlen)) {
 				snprintf(why, sizeof(why), "control channel: %.*s %.*s",
 					 (int)m->tok[2].len, m->tok[2].p, (int)vlen, v);
-				mca_btl_ninja_verbs_fail(why);
+				mca_btl_ninja_rail_fail(why);
 			}
 			mca_btl_ninja_unlock();
 		}
