@@ -349,6 +349,9 @@ static void vhelp(const char *topic, va_list ap)
 {
 	char *text;
 
+	/* Both threads show topics; the help file's parser is not
+	 * re-entrant: one at a time (with our log lines). */
+	pthread_mutex_lock(&mca_btl_ninja_log_lock);
 	text = opal_show_help_vstring("help-mpi-btl-ninja.txt", topic, true,
 				      ap);
 	if (text) {
@@ -356,6 +359,7 @@ static void vhelp(const char *topic, va_list ap)
 		fflush(stderr);
 		free(text);
 	}
+	pthread_mutex_unlock(&mca_btl_ninja_log_lock);
 }
 
 void mca_btl_ninja_help(const char *topic, ...)

@@ -40,6 +40,7 @@ static struct {
 	mca_btl_ninja_endpoint_t **want;	/* conn_requests' scratch list */
 	int want_cap;
 	unsigned int failover_told;	/* rail-failover shown (once) */
+	unsigned int timeout_told;	/* connect-timeout shown (once) */
 } T;
 
 /* Our AUTH/ACK/NACK to peer (its MAC comes last). */
@@ -159,10 +160,18 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_conn_start = now;
 	if (now - ep->endpoint_conn_start >
 	    (uint64_t)c->connect_timeout * NINJA_MS_NS) {
-		NINJA_ERROR("btl:ninja: cannot connect to %u.%u within %d ms "
-			    "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
-			    ep->endpoint_name.vpid, c->connect_timeout,
-			    ep->endpoint_addr.epoch, c->epoch);
+		if (!T.timeout_told++)
+			mca_btl_ninja_help("connect-timeout",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid,
+					   ep->endpoint_name.jobid,
+					   ep->endpoint_name.vpid,
+					   c->connect_timeout,
+					   ep->endpoint_addr.epoch, c->epoch);
+		NINJA_VERBOSE(1, "btl:ninja: cannot connect to %u.%u within %d ms "
+			      "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid, c->connect_timeout,
+			      ep->endpoint_addr.epoch, c->epoch);
 		ep->endpoint_conn_start = now;	/* keep trying, but say so */
 	}
 	start = ep->endpoint_conn_start;
@@ -241,11 +250,10 @@ static void peer_lost(mca_btl_ninja_endpoint_t *ep)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
 	NINJA_ASSERT_LOCKED();
-	NINJA_ERROR("btl:ninja: rank %u: peer %u.%u unreachable for %d ms after "
-		    "its connection failed (%zu frames unacknowledged, %zu queued)",
-		    OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-		    ep->endpoint_name.vpid, c->replay_timeout,
-		    ep->endpoint_rt_len, ep->endpoint_sq_len);
+	mca_btl_ninja_help("peer-lost", opal_process_info.nodename,
+			   OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+			   ep->endpoint_name.vpid, c->replay_timeout,
+			   ep->endpoint_rt_len, ep->endpoint_sq_len);
 	ep->endpoint_lost = true;
 	ep->endpoint_want_connect = false;
 	ep->endpoint_failed_at = 0;

@@ -269,9 +269,8 @@ static void do_resume(bool cancelled, bool timed_out)
 		memcpy(c->my_addr.ip, addr.ip, sizeof(addr.ip));
 		c->my_addr.naddr = addr.naddr;
 	} else {
-		NINJA_ERROR("btl:ninja: rank %u: no usable interface after the "
-			    "migration (%s); keeping the old addresses", me.vpid,
-			    desc);
+		mca_btl_ninja_help("no-interface-after-resume",
+				   opal_process_info.nodename, me.vpid, desc);
 	}
 	NINJA_VERBOSE(10, "btl:ninja: epoch %u: tcp rail on %s", c->epoch, desc);
 	t1 = mca_btl_ninja_now_ns();
@@ -498,8 +497,9 @@ void mca_btl_ninja_drain_progress(void)
 	if (c->state == NINJA_DRAINING && !T.drain_warned &&
 	    mca_btl_ninja_now_ns() - c->cycle.t_start >
 	    (uint64_t)c->drain_timeout * NINJA_SEC_NS) {
-		NINJA_ERROR("btl:ninja: drain of epoch %u has waited %d s "
-			    "for peer markers", c->epoch, c->drain_timeout);
+		mca_btl_ninja_help("drain-slow", opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, c->epoch,
+				   c->drain_timeout);
 		T.drain_warned = true;
 	}
 	mca_btl_ninja_unlock();
@@ -525,9 +525,10 @@ void mca_btl_ninja_resume_progress(void)
 			}
 		} else if (mca_btl_ninja_now_ns() - c->cycle.t_closed >
 			   (uint64_t)c->resume_timeout * NINJA_SEC_NS) {
-			NINJA_ERROR("btl:ninja: no RESUME for epoch %u within "
-				    "%d s: resuming on the old rails",
-				    c->epoch, c->resume_timeout);
+			mca_btl_ninja_help("no-resume",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid, c->epoch,
+					   c->resume_timeout);
 			c->n_timeouts++;
 			do_resume(true, true);
 		}

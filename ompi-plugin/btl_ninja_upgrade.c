@@ -644,8 +644,12 @@ bool mca_btl_ninja_upgrade_hold_resume(const char *hint, uint64_t since)
 	    !(r = mca_btl_ninja_rail_first(hint)))
 		return false;
 	if (now - since > (uint64_t)c->upgrade_wait * NINJA_SEC_NS) {
-		NINJA_ERROR("btl:ninja: no ACTIVE RDMA port within %d s of RESUME "
-			    "(btl_ninja_upgrade=wait): resuming on tcp", c->upgrade_wait);
+		mca_btl_ninja_help("upgrade-wait-expired",
+				   opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, r->name,
+				   c->upgrade_wait);
+		NINJA_VERBOSE(1, "btl:ninja: no ACTIVE RDMA port within %d s of RESUME "
+			      "(btl_ninja_upgrade=wait): resuming on tcp", c->upgrade_wait);
 		return false;
 	}
 	if (!U.event && now < U.wait_next)
