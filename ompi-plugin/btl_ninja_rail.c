@@ -122,8 +122,14 @@ bool mca_btl_ninja_rails_select(const char *hint)
 	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
 	r = mca_btl_ninja_rail_first(hint);
 	if (!r) {
-		NINJA_VERBOSE(10, "btl:ninja: no fast rail wanted (rails=%s hint=%s)",
-			      c->rails, hint && hint[0] ? hint : "-");
+		size_t i;
+
+		for (i = 0; i < NRAILS; i++)
+			if (rail_table[i] != &mca_btl_ninja_rail_tcp)
+				NINJA_VERBOSE(10, "btl:ninja: %s rail not wanted "
+					      "(rails=%s hint=%s)",
+					      rail_table[i]->name, c->rails,
+					      hint && hint[0] ? hint : "-");
 		return true;
 	}
 	if (r->open(desc, sizeof(desc)) == OPAL_SUCCESS) {
