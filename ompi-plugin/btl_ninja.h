@@ -56,7 +56,7 @@
 #include "btl_ninja_compat.h"
 #include "btl_ninja_hdr.h"
 #include "btl_ninja_reg.h"
-#include "btl_ninja_verbs.h"
+#include "btl_ninja_rail.h"
 
 BEGIN_C_DECLS
 
@@ -78,12 +78,6 @@ enum mca_btl_ninja_state {
 	NINJA_RESUMING,		/* rediscover, publish, reconnect */
 };
 
-/* Which rail carries an endpoint's frames. */
-enum mca_btl_ninja_rail {
-	NINJA_RAIL_TCP = 0,
-	NINJA_RAIL_VERBS,
-};
-
 /* Endpoint connection state. */
 enum mca_btl_ninja_ep_state {
 	NINJA_EP_CLOSED = 0,
@@ -98,7 +92,7 @@ typedef struct mca_btl_ninja_addr {
 	uint16_t port;		/* network order */
 	uint16_t naddr;
 	uint32_t ip[NINJA_MAX_ADDRS];	/* IPv4, network order, preferred first */
-	char rail[8];		/* "tcp" */
+	char rail[8];		/* "tcp", or this epoch's fast rail */
 } mca_btl_ninja_addr_t;
 /* Read by every peer (a PMIx byte object of exactly this size). */
 _Static_assert(sizeof(mca_btl_ninja_addr_t) == 48, "published address: 48 bytes");
@@ -189,18 +183,19 @@ struct mca_btl_base_endpoint_t {
 	bool endpoint_marker_sent;
 	size_t endpoint_marker_off;	/* bytes of the marker frame written */
 	ninja_frame_hdr_t endpoint_marker;
-	/* Verbs rail (btl_ninja_rail_verbs.c). */
-	int endpoint_rail;		/* enum mca_btl_ninja_rail */
-	struct ninja_vep *endpoint_verbs;
-	bool endpoint_verbs_ready;	/* acceptor: connector said READY */
-	uint32_t endpoint_verbs_psn;
+	/* Rail (btl_ninja_rail.h): which one carries the frames; the
+	 * state of component.rail for this peer, owned by that rail. */
+	const ninja_rail_ops_t *endpoint_rail;	/* tcp, or component.rail */
+	void *endpoint_rail_state;
+	bool endpoint_rail_ready;	/* a fast rail: frames may be posted
+					 * (acceptor: the connector said READY) */
 	/* Live upgrade to verbs (btl_ninja_upgrade.c). */
 	int endpoint_upg;		/* enum in btl_ninja_upgrade.c */
 	uint32_t endpoint_upg_epoch;	/* epoch of the exchange in progress */
 	uint32_t endpoint_upg_gen;	/* device generation last tried */
 	uint64_t endpoint_upg_conn;	/* endpoint_connects it belongs to */
 	uint64_t endpoint_upg_t_hold;	/* ns: new frames queued since */
-	ninja_verbs_info_t endpoint_upg_peer;
+	ninja_rail_addr_t endpoint_upg_peer;
 	/*
 	 * Replay (surprise removal): per peer, not per connection, so it
 	 * survives reconnections.  Every DATA frame gets the next tx_seq; a
@@ -314,8 +309,9 @@ typedef struct mca_btl_ninja_component {
 	int fault_rdma_puts, fault_rdma_gets;
 	int reg_max;			/* registrations alive at once */
 	int rdma_strikes;		/* refused RDMA frames before fatal */
-	bool verbs_on;			/* [L] the verbs rail is in use this epoch */
-	char verbs_desc[128];		/* [L] */
+	const ninja_rail_ops_t *rail;	/* [L] this epoch's fast rail, NULL:
+					 * tcp only (btl_ninja_rail.c) */
+	char rail_desc[128];		/* [L] its device */
 
 	int output;			/* [P] opal_output stream */
 	mca_btl_ninja_module_t *module;	/* [P] */
@@ -548,6 +544,9 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 				 bool drain);
 int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app);
+/* Write what is left of f on fd, up to byte limit of it: 1 whole, 0 would
+ * block, <0 error (the stream rail's writer). */
+int mca_btl_ninja_frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit);
 void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd);
 void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep);
@@ -571,8 +570,26 @@ void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 				   void *data, size_t len);
 int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 				 const void *data, size_t len);
+/* btl_ninja_rail.c (lock held). */
 bool mca_btl_ninja_rail_wanted(const char *rail, const char *hint);
-void mca_btl_ninja_rails_select(const char *hint);
+bool mca_btl_ninja_rails_select(const char *hint);
+/* Drop ep's fast-rail state; its frames go on TCP again. */
+void mca_btl_ninja_rail_ep_close(mca_btl_ninja_endpoint_t *ep);
+/* May frames be posted on ep's rail now? */
+static inline bool mca_btl_ninja_ep_ready(const mca_btl_ninja_endpoint_t *ep)
+{
+	return ep->endpoint_rail->stream || ep->endpoint_rail_ready;
+}
+/* The one rail-neutral dispatch of a whole frame (payload: hdr->len
+ * bytes): ACK, MARKER, READY, DATA (ob1's, puts, gets), UPGRADE*.  A
+ * NINJA_RX_* result; why says what a NINJA_RX_FAIL was. */
+enum { NINJA_RX_NEXT, NINJA_RX_OUT, NINJA_RX_FAIL };
+int mca_btl_ninja_endpoint_frame(mca_btl_ninja_endpoint_t *ep,
+				 const ninja_frame_hdr_t *hdr, void *payload,
+				 bool app, int *count, const char **why);
+/* Fault injection (btl_ninja_fault_inject), for the rails' post. */
+bool mca_btl_ninja_fault_due(bool app);
+void mca_btl_ninja_fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where);
 int mca_btl_ninja_progress_io(void);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name);
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name);

@@ -12,9 +12,9 @@
  *   ACK/NACK(ids, fields, MAC_c)
  *
  *   MAC_a = HMAC-SHA256(secret of the acceptor,
- *                       "ninja-v5-auth" | nonce_c | nonce_a | AUTH body)
+ *                       "ninja-v6-auth" | nonce_c | nonce_a | AUTH body)
  *   MAC_c = HMAC-SHA256(secret of the connector,
- *                       "ninja-v5-reply" | nonce_c | nonce_a | AUTH body |
+ *                       "ninja-v6-reply" | nonce_c | nonce_a | AUTH body |
  *                       ACK body)
  *
  * (a body is the message up to its mac field: magic, version, type, both
@@ -46,8 +46,8 @@ enum {
 	HS_AUTHED,		/* connector: AUTH sent; acceptor: AUTH checked */
 };
 
-static const char label_auth[16] = "ninja-v5-auth";
-static const char label_reply[16] = "ninja-v5-reply";
+static const char label_auth[16] = "ninja-v6-auth";
+static const char label_reply[16] = "ninja-v6-reply";
 
 static uint8_t my_key[NINJA_HS_KEY];
 static bool my_key_ok;

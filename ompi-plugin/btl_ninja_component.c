@@ -349,6 +349,9 @@ static void vhelp(const char *topic, va_list ap)
 {
 	char *text;
 
+	/* Both threads show topics; the help file's parser is not
+	 * re-entrant: one at a time (with our log lines). */
+	pthread_mutex_lock(&mca_btl_ninja_log_lock);
 	text = opal_show_help_vstring("help-mpi-btl-ninja.txt", topic, true,
 				      ap);
 	if (text) {
@@ -356,6 +359,7 @@ static void vhelp(const char *topic, va_list ap)
 		fflush(stderr);
 		free(text);
 	}
+	pthread_mutex_unlock(&mca_btl_ninja_log_lock);
 }
 
 void mca_btl_ninja_help(const char *topic, ...)
@@ -405,21 +409,6 @@ static int bad_value(const char *name, const char *value, const char *want)
 	init_fatal("invalid MCA parameter");
 }
 
-/* btl_ninja_rails: a non-empty comma list of verbs and tcp. */
-static bool rails_valid(const char *s)
-{
-	while (1) {
-		size_t n = strcspn(s, ",");
-
-		if (!((n == 3 && !strncmp(s, "tcp", 3)) ||
-		      (n == 5 && !strncmp(s, "verbs", 5))))
-			return false;
-		if (!s[n])
-			return true;
-		s += n + 1;
-	}
-}
-
 static bool control_valid(const char *s)
 {
 	if (!s[0] || !strcmp(s, "none") || !strcmp(s, "off"))
@@ -446,7 +435,7 @@ static int check_params(void)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
-	if (!rails_valid(c->rails))
+	if (!mca_btl_ninja_rails_known(c->rails))
 		return bad_value("rails", c->rails,
 				 "a comma-separated list of verbs and tcp");
 	if (strcmp(c->upgrade, "live") && strcmp(c->upgrade, "wait"))
@@ -565,7 +554,11 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 		goto err;
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
 	mca_btl_ninja_lock();	/* no other thread yet: for the rule */
-	mca_btl_ninja_rails_select("");
+	if (!mca_btl_ninja_rails_select("")) {
+		/* Shown: a rail demanded (no tcp in the list) is not there. */
+		mca_btl_ninja_unlock();
+		init_fatal("rail unavailable");
+	}
 	mca_btl_ninja_unlock();
 	if (control_init() != OPAL_SUCCESS)
 		goto err;
@@ -624,57 +617,4 @@ static int ninja_progress(void)
 		count += mca_btl_ninja_progress_io();
 	mca_btl_ninja_unlock();
 	return count;
-}
-
-static bool list_has(const char *list, const char *item)
-{
-	size_t n = strlen(item);
-	const char *p = list;
-
-	while (p && *p) {
-		if (!strncmp(p, item, n) && (p[n] == ',' || p[n] == '\0'))
-			return true;
-		p = strchr(p, ',');
-		if (p)
-			p++;
-	}
-	return false;
-}
-
-/* Is this rail allowed by btl_ninja_rails and by the host's hint? */
-bool mca_btl_ninja_rail_wanted(const char *rail, const char *hint)
-{
-	return list_has(mca_btl_ninja_component.rails, rail) &&
-	       (!hint || !hint[0] || list_has(hint, rail));
-}
-
-/*
- * Choose the rails of this epoch (lock held; at init and at every
- * resume): verbs when allowed and a device has an ACTIVE port, TCP always
- * (it is the bootstrap of every connection and the fallback).
- */
-void mca_btl_ninja_rails_select(const char *hint)
-{
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	char desc[128];
-
-	NINJA_ASSERT_LOCKED();
-	c->verbs_on = false;
-	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
-	if (!mca_btl_ninja_rail_wanted("verbs", hint)) {
-		NINJA_VERBOSE(10, "btl:ninja: verbs rail not wanted (rails=%s hint=%s)",
-			      c->rails, hint && hint[0] ? hint : "-");
-		return;
-	}
-	if (mca_btl_ninja_verbs_open(desc, sizeof(desc)) == OPAL_SUCCESS) {
-		c->verbs_on = true;
-		snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "verbs");
-		snprintf(c->verbs_desc, sizeof(c->verbs_desc), "%s", desc);
-		NINJA_VERBOSE(10, "btl:ninja: verbs rail on %s", desc);
-	} else if (!list_has(c->rails, "tcp")) {
-		NINJA_ERROR("btl:ninja: btl_ninja_rails=%s but the verbs rail is "
-			    "not available (%s): using tcp", c->rails, desc);
-	} else {
-		NINJA_VERBOSE(10, "btl:ninja: verbs rail not available: %s", desc);
-	}
 }

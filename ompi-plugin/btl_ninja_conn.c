@@ -39,6 +39,8 @@ static struct {
 	int pending_base;		/* poll set index of pending[0] */
 	mca_btl_ninja_endpoint_t **want;	/* conn_requests' scratch list */
 	int want_cap;
+	unsigned int failover_told;	/* rail-failover shown (once) */
+	unsigned int timeout_told;	/* connect-timeout shown (once) */
 } T;
 
 /* Our AUTH/ACK/NACK to peer (its MAC comes last). */
@@ -158,10 +160,18 @@ static void connect_start(mca_btl_ninja_endpoint_t *ep)
 		ep->endpoint_conn_start = now;
 	if (now - ep->endpoint_conn_start >
 	    (uint64_t)c->connect_timeout * NINJA_MS_NS) {
-		NINJA_ERROR("btl:ninja: cannot connect to %u.%u within %d ms "
-			    "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
-			    ep->endpoint_name.vpid, c->connect_timeout,
-			    ep->endpoint_addr.epoch, c->epoch);
+		if (!T.timeout_told++)
+			mca_btl_ninja_help("connect-timeout",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid,
+					   ep->endpoint_name.jobid,
+					   ep->endpoint_name.vpid,
+					   c->connect_timeout,
+					   ep->endpoint_addr.epoch, c->epoch);
+		NINJA_VERBOSE(1, "btl:ninja: cannot connect to %u.%u within %d ms "
+			      "(address epoch %u, ours %u)", ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid, c->connect_timeout,
+			      ep->endpoint_addr.epoch, c->epoch);
 		ep->endpoint_conn_start = now;	/* keep trying, but say so */
 	}
 	start = ep->endpoint_conn_start;
@@ -242,11 +252,10 @@ static void peer_lost(mca_btl_ninja_endpoint_t *ep)
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 
 	NINJA_ASSERT_LOCKED();
-	NINJA_ERROR("btl:ninja: rank %u: peer %u.%u unreachable for %d ms after "
-		    "its connection failed (%zu frames unacknowledged, %zu queued)",
-		    OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-		    ep->endpoint_name.vpid, c->replay_timeout,
-		    ep->endpoint_rt_len, ep->endpoint_sq_len);
+	mca_btl_ninja_help("peer-lost", opal_process_info.nodename,
+			   OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+			   ep->endpoint_name.vpid, c->replay_timeout,
+			   ep->endpoint_rt_len, ep->endpoint_sq_len);
 	ep->endpoint_lost = true;
 	ep->endpoint_want_connect = false;
 	ep->endpoint_failed_at = 0;
@@ -291,8 +300,8 @@ static int send_auth(mca_btl_ninja_endpoint_t *ep)
 	NINJA_ASSERT_LOCKED();
 	hs_fill(&s->auth, NINJA_HS_AUTH, 0, ep->endpoint_name);
 	s->auth.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-	if (c->verbs_on)
-		(void)mca_btl_ninja_verbs_ep_create(ep, &s->auth.verbs);
+	if (c->rail)
+		(void)c->rail->addr_encode(ep, &s->auth.rail, false);
 	if (mca_btl_ninja_auth_challenge(s, ep->endpoint_name.jobid,
 					 ep->endpoint_name.vpid) != 0)
 		return -1;
@@ -304,28 +313,31 @@ static int send_auth(mca_btl_ninja_endpoint_t *ep)
 static void connect_acked(mca_btl_ninja_endpoint_t *ep,
 			  const ninja_hs_auth_t *r)
 {
-	bool verbs = false;
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	bool fast = false;
 
 	NINJA_ASSERT_LOCKED();
-	if (r->verbs.valid) {
-		/* The acceptor made a QP for us and waits for READY. */
-		verbs = ep->endpoint_verbs &&
-			mca_btl_ninja_verbs_ep_connect(ep, &r->verbs) ==
-			OPAL_SUCCESS;
-		if (send_ready(ep->endpoint_fd, verbs) != 0) {
+	if (r->rail.rail != NINJA_RAIL_ID_NONE) {
+		/* The acceptor made its end for us and waits for READY. */
+		fast = ep->endpoint_rail_state &&
+		       mca_btl_ninja_rail_addr_usable(&r->rail) &&
+		       c->rail->connect(ep, &r->rail) == OPAL_SUCCESS;
+		if (send_ready(ep->endpoint_fd, fast) != 0) {
 			connect_failed(ep, true, "READY not sent");
 			return;
 		}
 	}
-	if (!verbs)
-		mca_btl_ninja_verbs_ep_destroy(ep);
+	if (!fast)
+		mca_btl_ninja_rail_ep_close(ep);
 	mca_btl_ninja_endpoint_attach(ep, ep->endpoint_fd);
 	ep->endpoint_rx_max = r->max_frame;
-	ep->endpoint_verbs_ready = verbs;
+	if (fast)
+		ep->endpoint_rail = c->rail;
+	ep->endpoint_rail_ready = fast;
 	mca_btl_ninja_endpoint_replay(ep, r->ack);
 	NINJA_VERBOSE(10, "btl:ninja: rank %u connected to %u.%u on %s",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-		      ep->endpoint_name.vpid, verbs ? "verbs" : "tcp");
+		      ep->endpoint_name.vpid, ep->endpoint_rail->name);
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: handshake with %u.%u took "
 		      "%.0f us to connect, %.0f us to answer",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
@@ -525,25 +537,26 @@ static void accept_hello(int i)
 			mca_btl_ninja_endpoint_close(ep);
 		hs_fill(&reply, NINJA_HS_ACK, 0, peer);
 		reply.ack = mca_btl_ninja_endpoint_hs_ack(ep);
-		if (a->verbs.valid && c->verbs_on &&
-		    mca_btl_ninja_verbs_ep_create(ep, &reply.verbs) ==
+		if (mca_btl_ninja_rail_addr_usable(&a->rail) &&
+		    c->rail->addr_encode(ep, &reply.rail, false) ==
 		    OPAL_SUCCESS &&
-		    mca_btl_ninja_verbs_ep_connect(ep, &a->verbs) !=
-		    OPAL_SUCCESS) {
-			mca_btl_ninja_verbs_ep_destroy(ep);
-			memset(&reply.verbs, 0, sizeof(reply.verbs));
+		    c->rail->connect(ep, &a->rail) != OPAL_SUCCESS) {
+			mca_btl_ninja_rail_ep_close(ep);
+			memset(&reply.rail, 0, sizeof(reply.rail));
 		}
 		if (mca_btl_ninja_auth_reply_mac(&p->hs, &reply) != 0 ||
 		    send(fd, &reply, sizeof(reply), MSG_NOSIGNAL) !=
 		    (ssize_t)sizeof(reply)) {
-			mca_btl_ninja_verbs_ep_destroy(ep);
+			mca_btl_ninja_rail_ep_close(ep);
 			pending_drop(i, true);
 			return;
 		}
 		mca_btl_ninja_endpoint_attach(ep, fd);
 		ep->endpoint_rx_max = a->max_frame;
-		/* Frames go on the QP once the connector says READY. */
-		ep->endpoint_verbs_ready = false;
+		/* Frames go on the fast rail once the connector says READY. */
+		if (reply.rail.rail != NINJA_RAIL_ID_NONE)
+			ep->endpoint_rail = c->rail;
+		ep->endpoint_rail_ready = false;
 		mca_btl_ninja_endpoint_replay(ep, a->ack);
 		pending_drop(i, false);
 		NINJA_VERBOSE(10, "btl:ninja: rank %u accepted %u.%u",
@@ -625,45 +638,62 @@ static void pending_event(int i)
  * the kernel finish removing it.  The next resume looks for a device
  * again.
  */
-void mca_btl_ninja_verbs_fail(const char *why)
+void mca_btl_ninja_rail_fail(const char *why)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	const ninja_rail_ops_t *r = c->rail;
 	int i;
 
 	NINJA_ASSERT_LOCKED();
-	NINJA_ERROR("btl:ninja: rank %u: verbs rail failed (%s) without a "
-		    "drain: reconnecting on tcp and replaying",
-		    OPAL_PROC_MY_NAME.vpid, why);
-	c->verbs_on = false;
-	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
+	if (!r)
+		return;
+	if (!T.failover_told++)
+		mca_btl_ninja_help("rail-failover", opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, r->name, why);
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: %s rail failed (%s) without a "
+		      "drain: reconnecting on tcp and replaying",
+		      OPAL_PROC_MY_NAME.vpid, r->name, why);
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
-		if (ep->endpoint_verbs) {
+		if (ep->endpoint_rail_state) {
 			if (c->state == NINJA_RUNNING &&
 			    ep->endpoint_state == NINJA_EP_CONNECTED)
 				mca_btl_ninja_endpoint_failed(ep, -ENODEV,
-							      "lost its verbs device");
+							      "lost its rail's device");
 			else
-				mca_btl_ninja_verbs_ep_destroy(ep);
+				mca_btl_ninja_rail_ep_close(ep);
 		}
 	}
-	mca_btl_ninja_verbs_close();
+	/* Every endpoint's state is gone: the device goes, out of this
+	 * epoch's rails (reconnections are on tcp). */
+	r->close();
+	c->rail = NULL;
+	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "tcp");
 }
 
 /* Lock held: the device's async event fd is readable. */
-static void verbs_event(void)
+static void rail_event(void)
 {
+	const ninja_rail_ops_t *r = mca_btl_ninja_component.rail;
 	char desc[128] = "", why[160];
 
 	NINJA_ASSERT_LOCKED();
-	if (!mca_btl_ninja_verbs_async_fatal(desc, sizeof(desc))) {
-		NINJA_VERBOSE(10, "btl:ninja: verbs event: %s", desc);
+	if (!r->event_fatal(desc, sizeof(desc))) {
+		NINJA_VERBOSE(10, "btl:ninja: %s event: %s", r->name, desc);
 		return;
 	}
 	snprintf(why, sizeof(why), "%s: %s, port not active",
-		 mca_btl_ninja_component.verbs_desc, desc);
-	mca_btl_ninja_verbs_fail(why);
+		 mca_btl_ninja_component.rail_desc, desc);
+	mca_btl_ninja_rail_fail(why);
+}
+
+/* This epoch's fast rail's event fd, -1 when none. */
+static int rail_event_fd(void)
+{
+	const ninja_rail_ops_t *r = mca_btl_ninja_component.rail;
+
+	return r && r->event_fd ? r->event_fd() : -1;
 }
 
 /* ---------------------------------------------------------------------
@@ -753,8 +783,7 @@ static void poll_endpoint(ninja_pollset_t *ps, mca_btl_ninja_endpoint_t *ep,
 					NINJA_PK_DRAIN, ep);
 	} else if (c->state == NINJA_RUNNING &&
 		   ep->endpoint_state == NINJA_EP_CONNECTED &&
-		   ep->endpoint_rail == NINJA_RAIL_VERBS &&
-		   ep->endpoint_verbs_ready) {
+		   !ep->endpoint_rail->stream && ep->endpoint_rail_ready) {
 		/*
 		 * A verbs connection's TCP socket is idle and the application
 		 * never reads it: watch it here, so a peer that dropped the
@@ -774,9 +803,9 @@ void mca_btl_ninja_conn_poll(ninja_pollset_t *ps, uint64_t now)
 	int i;
 
 	mca_btl_ninja_lock();
-	if (c->verbs_on && mca_btl_ninja_verbs_async_fd() >= 0)
-		(void)ninja_pollset_add(ps, mca_btl_ninja_verbs_async_fd(),
-					POLLIN, NINJA_PK_VERBS, NULL);
+	if (rail_event_fd() >= 0)
+		(void)ninja_pollset_add(ps, rail_event_fd(),
+					POLLIN, NINJA_PK_RAIL, NULL);
 	mca_btl_ninja_unlock();
 	T.pending_base = ps->n;
 	for (i = 0; i < T.npending; i++)
@@ -797,14 +826,14 @@ void mca_btl_ninja_conn_event(ninja_pollset_t *ps, int i)
 
 	mca_btl_ninja_lock();
 	switch (ps->kind[i]) {
-	case NINJA_PK_VERBS:
-		if (c->verbs_on && p->fd == mca_btl_ninja_verbs_async_fd())
-			verbs_event();
+	case NINJA_PK_RAIL:
+		if (rail_event_fd() >= 0 && p->fd == rail_event_fd())
+			rail_event();
 		break;
 	case NINJA_PK_BOOT:
 		if (c->state == NINJA_RUNNING && ep->endpoint_fd == p->fd &&
 		    ep->endpoint_state == NINJA_EP_CONNECTED &&
-		    ep->endpoint_rail == NINJA_RAIL_VERBS && boot_dead(ep))
+		    !ep->endpoint_rail->stream && boot_dead(ep))
 			mca_btl_ninja_endpoint_failed(ep, 0,
 				"verbs connection closed by the peer");
 		break;

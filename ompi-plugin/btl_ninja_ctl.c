@@ -36,6 +36,7 @@ static struct {
 	char ctl_path[256];
 	bool ctl_unix;
 	bool have_control;
+	unsigned int lost_told;		/* control-lost shown (once) */
 } T = { .ctl_fd = -1 };
 
 void mca_btl_ninja_ctl_close(void)
@@ -268,6 +269,7 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 void mca_btl_ninja_ctl_read(void)
 {
 	char buf[4096];
+	const char *why;
 	ssize_t n;
 
 	for (;;) {
@@ -280,9 +282,13 @@ void mca_btl_ninja_ctl_read(void)
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
-		NINJA_ERROR("btl:ninja: control channel %s closed (%s); "
-			    "retrying every second", T.ctl_path,
-			    n < 0 ? strerror(errno) : "EOF");
+		why = n < 0 ? strerror(errno) : "EOF";
+		if (!T.lost_told++)
+			mca_btl_ninja_help("control-lost",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid, T.ctl_path, why);
+		NINJA_VERBOSE(1, "btl:ninja: control channel %s closed (%s); "
+			      "retrying every second", T.ctl_path, why);
 		mca_btl_ninja_ctl_close();
 		return;
 	}

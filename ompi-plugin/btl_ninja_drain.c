@@ -90,6 +90,50 @@ void mca_btl_ninja_drain_start(uint32_t epoch, const char *why)
 	NINJA_VERBOSE(20, "btl:ninja: drain epoch %u started (%s)", epoch, why);
 }
 
+/*
+ * Lock held: one connection's drain: our marker out after the last frame
+ * begun, the peer's in.  True when both passed (and the rail is quiet).
+ */
+static bool drain_rail(mca_btl_ninja_endpoint_t *ep)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	const ninja_rail_ops_t *r = ep->endpoint_rail;
+
+	if (r->progress)
+		(void)r->progress(false);
+	if (!ep->endpoint_marker_sent &&
+	    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
+		/*
+		 * The connection died: nothing more can arrive on it.  It
+		 * counts as drained; what the peer did not acknowledge is
+		 * replayed after the resume.
+		 */
+		NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u "
+			      "failed in the drain of epoch %u (counted as "
+			      "drained, unacknowledged frames replayed after "
+			      "the resume)", OPAL_PROC_MY_NAME.vpid,
+			      ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid, c->epoch);
+		ep->endpoint_marker_sent = true;
+		ep->endpoint_marker_rcvd = c->epoch;
+	}
+	if (r->progress) {
+		/* The rail reads its own completions (the peer's marker). */
+		(void)r->progress(false);
+	} else if (ep->endpoint_marker_rcvd < c->epoch &&
+		   mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
+		   ep->endpoint_marker_rcvd < c->epoch) {
+		NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
+			    "without a drain marker (epoch %u)",
+			    ep->endpoint_name.jobid,
+			    ep->endpoint_name.vpid, c->epoch);
+		ep->endpoint_marker_rcvd = c->epoch;
+	}
+	return ep->endpoint_marker_sent &&
+	       (!r->quiet || r->quiet(ep)) &&
+	       ep->endpoint_marker_rcvd >= c->epoch;
+}
+
 /* Lock held.  Move drain bytes; returns true when every marker passed. */
 static bool drain_step(void)
 {
@@ -113,57 +157,15 @@ static bool drain_step(void)
 		}
 		/* A live upgrade half-way: finish it or give it up. */
 		mca_btl_ninja_upgrade_drain(ep);
-		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-			if (!ep->endpoint_verbs_ready) {
-				/* READY still on its way on the TCP socket. */
-				(void)mca_btl_ninja_endpoint_recv(ep, false);
-				if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
-				    !ep->endpoint_verbs_ready) {
-					done = false;
-					continue;
-				}
-			}
-		}
-		if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-			(void)mca_btl_ninja_verbs_progress(false);
-			if (mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
-				ep->endpoint_marker_sent = true;
-				ep->endpoint_marker_rcvd = c->epoch;
-			}
-			(void)mca_btl_ninja_verbs_progress(false);
-			if (!ep->endpoint_marker_sent ||
-			    !mca_btl_ninja_verbs_ep_quiet(ep) ||
-			    ep->endpoint_marker_rcvd < c->epoch)
+		if (!mca_btl_ninja_ep_ready(ep)) {
+			/* READY still on its way on the TCP socket. */
+			(void)mca_btl_ninja_endpoint_recv(ep, false);
+			if (!mca_btl_ninja_ep_ready(ep)) {
 				done = false;
-			continue;
+				continue;
+			}
 		}
-		if (!ep->endpoint_marker_sent &&
-		    mca_btl_ninja_endpoint_flush(ep, false, true) < 0) {
-			/*
-			 * The connection died: nothing more can arrive on it.
-			 * It counts as drained; what the peer did not
-			 * acknowledge is replayed after the resume.
-			 */
-			NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u "
-				      "failed in the drain of epoch %u (counted as "
-				      "drained, unacknowledged frames replayed after "
-				      "the resume)", OPAL_PROC_MY_NAME.vpid,
-				      ep->endpoint_name.jobid,
-				      ep->endpoint_name.vpid, c->epoch);
-			ep->endpoint_marker_sent = true;
-			ep->endpoint_marker_rcvd = c->epoch;
-		}
-		if (ep->endpoint_marker_rcvd < c->epoch &&
-		    mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
-		    ep->endpoint_marker_rcvd < c->epoch) {
-			NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
-				    "without a drain marker (epoch %u)",
-				    ep->endpoint_name.jobid,
-				    ep->endpoint_name.vpid, c->epoch);
-			ep->endpoint_marker_rcvd = c->epoch;
-		}
-		if (!ep->endpoint_marker_sent ||
-		    ep->endpoint_marker_rcvd < c->epoch)
+		if (!drain_rail(ep))
 			done = false;
 	}
 	return done;
@@ -180,10 +182,11 @@ static void teardown(void)
 	for (i = 0; i < c->neps; i++)
 		if (c->eps[i]->endpoint_state != NINJA_EP_CLOSED)
 			mca_btl_ninja_endpoint_close(c->eps[i]);
-	if (c->verbs_on) {
-		/* Every QP is gone: release the HCA so it can be unplugged. */
-		mca_btl_ninja_verbs_close();
-		c->verbs_on = false;
+	if (c->rail) {
+		/* Every endpoint's state is gone: release the device (an HCA
+		 * can then be unplugged). */
+		c->rail->close();
+		c->rail = NULL;
 	}
 	c->cycle.t_closed = mca_btl_ninja_now_ns();
 	c->state = NINJA_DRAINED;
@@ -266,9 +269,8 @@ static void do_resume(bool cancelled, bool timed_out)
 		memcpy(c->my_addr.ip, addr.ip, sizeof(addr.ip));
 		c->my_addr.naddr = addr.naddr;
 	} else {
-		NINJA_ERROR("btl:ninja: rank %u: no usable interface after the "
-			    "migration (%s); keeping the old addresses", me.vpid,
-			    desc);
+		mca_btl_ninja_help("no-interface-after-resume",
+				   opal_process_info.nodename, me.vpid, desc);
 	}
 	NINJA_VERBOSE(10, "btl:ninja: epoch %u: tcp rail on %s", c->epoch, desc);
 	t1 = mca_btl_ninja_now_ns();
@@ -442,10 +444,11 @@ void mca_btl_ninja_agent_msg(const struct ninja_msg *m, const char *line,
 			char why[96];
 
 			mca_btl_ninja_lock();
-			if (c->verbs_on && mca_btl_ninja_verbs_is_device(v, vlen)) {
+			if (c->rail && c->rail->is_device &&
+			    c->rail->is_device(v, vlen)) {
 				snprintf(why, sizeof(why), "control channel: %.*s %.*s",
 					 (int)m->tok[2].len, m->tok[2].p, (int)vlen, v);
-				mca_btl_ninja_verbs_fail(why);
+				mca_btl_ninja_rail_fail(why);
 			}
 			mca_btl_ninja_unlock();
 		}
@@ -494,8 +497,9 @@ void mca_btl_ninja_drain_progress(void)
 	if (c->state == NINJA_DRAINING && !T.drain_warned &&
 	    mca_btl_ninja_now_ns() - c->cycle.t_start >
 	    (uint64_t)c->drain_timeout * NINJA_SEC_NS) {
-		NINJA_ERROR("btl:ninja: drain of epoch %u has waited %d s "
-			    "for peer markers", c->epoch, c->drain_timeout);
+		mca_btl_ninja_help("drain-slow", opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, c->epoch,
+				   c->drain_timeout);
 		T.drain_warned = true;
 	}
 	mca_btl_ninja_unlock();
@@ -521,9 +525,10 @@ void mca_btl_ninja_resume_progress(void)
 			}
 		} else if (mca_btl_ninja_now_ns() - c->cycle.t_closed >
 			   (uint64_t)c->resume_timeout * NINJA_SEC_NS) {
-			NINJA_ERROR("btl:ninja: no RESUME for epoch %u within "
-				    "%d s: resuming on the old rails",
-				    c->epoch, c->resume_timeout);
+			mca_btl_ninja_help("no-resume",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid, c->epoch,
+					   c->resume_timeout);
 			c->n_timeouts++;
 			do_resume(true, true);
 		}

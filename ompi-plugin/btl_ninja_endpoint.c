@@ -103,6 +103,7 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name
 	ep->endpoint_name = name;
 	ep->endpoint_fd = -1;
 	ep->endpoint_state = NINJA_EP_CLOSED;
+	ep->endpoint_rail = &mca_btl_ninja_rail_tcp;
 	ep->endpoint_index = c->neps;
 	c->eps[c->neps++] = ep;
 	return ep;
@@ -164,7 +165,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 		close(ep->endpoint_fd);
 		ep->endpoint_fd = -1;
 	}
-	mca_btl_ninja_verbs_ep_destroy(ep);
+	mca_btl_ninja_rail_ep_close(ep);
 	ep->endpoint_state = NINJA_EP_CLOSED;
 	ep->endpoint_epollout = false;
 	ep->endpoint_hs_len = 0;
@@ -192,7 +193,7 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
  * Write what is left of a frame, up to byte limit of it (the whole frame
  * but for fault injection).  1: complete, 0: would block, <0: error.
  */
-static int frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
+int mca_btl_ninja_frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
 {
 	struct iovec v[3];
 	struct msghdr msg;
@@ -297,8 +298,8 @@ static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
 	if (f->hdr.type != NINJA_FRAME_DATA && f->hdr.type != NINJA_FRAME_ACK)
 		return;		/* a control frame keeps its epoch */
 	f->hdr.ack = ep->endpoint_rx_seq;
-	if (ep->endpoint_rail == NINJA_RAIL_TCP) {
-		/* The verbs rail stamps each piece when it posts it. */
+	if (ep->endpoint_rail->stream) {
+		/* Other rails stamp each piece when they post it. */
 		ep->endpoint_ack_sent = ep->endpoint_rx_seq;
 		ep->endpoint_ack_owed = 0;
 		ep->endpoint_ack_req = false;
@@ -314,7 +315,7 @@ static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
  * N frames written, or reads that returned data, on the application's
  * thread while RUNNING breaks the connection with a reset.
  */
-static bool fault_due(bool app)
+bool mca_btl_ninja_fault_due(bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	uint64_t x = c->fault_rng;
@@ -330,7 +331,7 @@ static bool fault_due(bool app)
 	return x % (uint64_t)c->fault_inject == 0;
 }
 
-static void fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where)
+void mca_btl_ninja_fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where)
 {
 	struct linger l = { .l_onoff = 1, .l_linger = 0 };
 
@@ -339,35 +340,6 @@ static void fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where)
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: fault injected (%s) on the "
 		      "connection to %u.%u", OPAL_PROC_MY_NAME.vpid, where,
 		      ep->endpoint_name.jobid, ep->endpoint_name.vpid);
-}
-
-/*
- * Write a frame on a TCP connection, maybe with an injected fault: half
- * of it, then a reset.
- */
-static int tcp_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
-		     bool app)
-{
-	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
-	    fault_due(app)) {
-		(void)frag_write(ep->endpoint_fd, f, f->size / 2);
-		fault_reset(ep, "send");
-		return -ECONNRESET;
-	}
-	return frag_write(ep->endpoint_fd, f, f->size);
-}
-
-/* Post a frame on a verbs connection, maybe failing it (fault injection). */
-static int verbs_write(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
-		       bool app)
-{
-	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
-	    f->sent == 0 && fault_due(app)) {
-		/* As a queue pair in error would: the connection goes. */
-		fault_reset(ep, "verbs send");
-		return -EIO;
-	}
-	return mca_btl_ninja_verbs_send(ep, f);
 }
 
 /*
@@ -700,7 +672,7 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 				mca_btl_ninja_frag_t *f, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	bool verbs;
+	const ninja_rail_ops_t *rail = ep->endpoint_rail;
 	int r;
 
 	NINJA_ASSERT_LOCKED();
@@ -731,13 +703,12 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 		f->hdr.epoch = c->epoch;
 		f->hdr.seq = 0;
 	}
-	verbs = ep->endpoint_rail == NINJA_RAIL_VERBS;
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
-	    !ep->endpoint_sq_head && (!verbs || ep->endpoint_verbs_ready) &&
+	    !ep->endpoint_sq_head && mca_btl_ninja_ep_ready(ep) &&
 	    window_open(ep, f)) {
 		frame_start(ep, f);
-		r = verbs ? verbs_write(ep, f, app) : tcp_write(ep, f, app);
+		r = rail->post(ep, f, app);
 		if (r == 1) {
 			bool owned;
 
@@ -749,15 +720,15 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 		}
 		sq_append(ep, f);
 		if (r < 0)
-			ep_failed(ep, r, verbs ? "verbs send failed" : "write failed");
-		else if (!verbs)
+			ep_failed(ep, r, rail->post_failed);
+		else if (rail->stream)
 			mca_btl_ninja_endpoint_update_out(ep);
 		return 0;
 	}
 	sq_append(ep, f);
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
-	    ep->endpoint_sq_head == f && (!verbs || ep->endpoint_verbs_ready)) {
+	    ep->endpoint_sq_head == f && mca_btl_ninja_ep_ready(ep)) {
 		/* Only the window held it back: ask for acks. */
 		(void)mca_btl_ninja_endpoint_flush(ep, app, false);
 		return 0;
@@ -795,7 +766,7 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 	size_t total = sizeof(hdr) + header_size + payload_size;
 	ssize_t r;
 
-	if (c->state != NINJA_RUNNING || ep->endpoint_rail != NINJA_RAIL_TCP ||
+	if (c->state != NINJA_RUNNING || !ep->endpoint_rail->stream ||
 	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head ||
 	    (ep->endpoint_rt_head && ep->endpoint_rt_bytes + total >
 	     (size_t)c->replay_window / 2) ||
@@ -877,16 +848,17 @@ static bool ack_queue(mca_btl_ninja_endpoint_t *ep, bool app, uint16_t flags)
 	f->base.des_flags = MCA_BTL_DES_FLAGS_BTL_OWNERSHIP;
 	f->base.des_segment_count = 0;
 	f->cb_done = true;
-	if (!h && ep->endpoint_rail == NINJA_RAIL_TCP) {
+	if (!h && !ep->endpoint_rail->post_ack) {
+		/* Nothing queued on a rail that queues ACKs: out now. */
 		frame_start(ep, f);
-		r = frag_write(ep->endpoint_fd, f, f->size);
+		r = ep->endpoint_rail->post(ep, f, false);
 		if (r == 1) {
 			frag_sent(ep, f, app);
 			return false;
 		}
 		sq_append(ep, f);
 		if (r < 0 && app)
-			ep_failed(ep, r, "write failed");
+			ep_failed(ep, r, ep->endpoint_rail->post_failed);
 		else
 			mca_btl_ninja_endpoint_update_out(ep);
 		return false;
@@ -978,9 +950,9 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
 	    c->state != NINJA_RUNNING ||
 	    ep->endpoint_state != NINJA_EP_CONNECTED)
 		return;
-	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-		if (ep->endpoint_verbs_ready)
-			(void)mca_btl_ninja_verbs_send_ack(ep, 0);
+	if (ep->endpoint_rail->post_ack) {
+		if (mca_btl_ninja_ep_ready(ep))
+			(void)ep->endpoint_rail->post_ack(ep, 0, app);
 		return;
 	}
 	(void)ack_queue(ep, app, 0);
@@ -995,70 +967,38 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app)
 int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 				 bool drain)
 {
+	const ninja_rail_ops_t *rail = ep->endpoint_rail;
 	mca_btl_ninja_frag_t *f;
 	int r;
 
 	NINJA_ASSERT_LOCKED();
-	if (ep->endpoint_rail == NINJA_RAIL_VERBS) {
-		if (!ep->endpoint_verbs_ready)
-			return 0;
-		while ((f = ep->endpoint_sq_head)) {
-			r = frame_may_start(ep, f, drain, app);
-			if (r < 0)
-				continue;
-			if (r == 0)
-				break;
-			r = f->hdr.type == NINJA_FRAME_ACK ?
-			    mca_btl_ninja_verbs_send_ack(ep, f->hdr.flags) :
-			    verbs_write(ep, f, app && !drain);
-			if (r < 0 && !drain)
-				ep_failed(ep, r, "verbs send failed");
-			if (r <= 0)
-				return r;
-			sq_pop(ep);
-			frag_sent(ep, f, app);
-		}
-		if (drain && !ep->endpoint_marker_sent &&
-		    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0))
-			return mca_btl_ninja_verbs_send_marker(ep);
+	if (!mca_btl_ninja_ep_ready(ep))
 		return 0;
-	}
 	while ((f = ep->endpoint_sq_head)) {
 		r = frame_may_start(ep, f, drain, app);
 		if (r < 0)
 			continue;
 		if (r == 0)
 			break;
-		r = tcp_write(ep, f, app && !drain);
+		r = f->hdr.type == NINJA_FRAME_ACK && rail->post_ack ?
+		    rail->post_ack(ep, f->hdr.flags, app && !drain) :
+		    rail->post(ep, f, app && !drain);
 		if (r < 0) {
 			if (!drain)
-				ep_failed(ep, r, "write failed");
+				ep_failed(ep, r, rail->post_failed);
 			return r;
 		}
 		if (r == 0)
 			break;
 		sq_pop(ep);
 		frag_sent(ep, f, app);
-		if (ep->endpoint_rail != NINJA_RAIL_TCP)
+		if (ep->endpoint_rail != rail)
 			return 0;	/* live upgrade: nothing more on TCP */
 	}
 	if (drain && !ep->endpoint_marker_sent &&
-	    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0)) {
-		const char *p = (const char *)&ep->endpoint_marker;
-		ssize_t n;
-
-		n = send(ep->endpoint_fd, p + ep->endpoint_marker_off,
-			 sizeof(ep->endpoint_marker) - ep->endpoint_marker_off,
-			 MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR)
-			return -errno;
-		if (n > 0)
-			ep->endpoint_marker_off += (size_t)n;
-		if (ep->endpoint_marker_off == sizeof(ep->endpoint_marker))
-			ep->endpoint_marker_sent = true;
-	}
-	if (!drain)
+	    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0))
+		return rail->post_marker(ep);
+	if (!drain && rail->stream)
 		mca_btl_ninja_endpoint_update_out(ep);
 	return 0;
 }
@@ -1212,7 +1152,9 @@ static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
 /* What a step of the receive path says: go on, stop reading (the
  * connection closed from a callback, or a marker ended the stream), or
  * refuse the connection (a protocol error). */
-enum { RX_NEXT, RX_OUT, RX_FAIL };
+#define RX_NEXT	NINJA_RX_NEXT
+#define RX_OUT	NINJA_RX_OUT
+#define RX_FAIL	NINJA_RX_FAIL
 
 /* A peer's drain marker. */
 static void rx_marker(mca_btl_ninja_endpoint_t *ep,
@@ -1233,33 +1175,30 @@ static void rx_marker(mca_btl_ninja_endpoint_t *ep,
 	}
 }
 
-/* The connector's QP is up (or not): frame READY. */
+/* The connector's fast-rail endpoint is up (or not): frame READY. */
 static void rx_ready(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 {
-	if (hdr->flags == 1 && ep->endpoint_verbs) {
-		ep->endpoint_verbs_ready = true;
-	} else {
-		mca_btl_ninja_verbs_ep_destroy(ep);
-		ep->endpoint_rail = NINJA_RAIL_TCP;
-	}
+	if (hdr->flags == 1 && ep->endpoint_rail_state &&
+	    !ep->endpoint_rail->stream)
+		ep->endpoint_rail_ready = true;
+	else
+		mca_btl_ninja_rail_ep_close(ep);
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: connection to %u.%u on %s",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
-		      ep->endpoint_name.vpid,
-		      ep->endpoint_rail == NINJA_RAIL_VERBS ? "verbs" : "tcp");
+		      ep->endpoint_name.vpid, ep->endpoint_rail->name);
 	mca_btl_ninja_upgrade_ready(ep);
 }
 
-/* A whole DATA frame at p (its need bytes consumed): accept, deliver. */
+/* A whole DATA frame (payload: its hdr->len bytes): accept, deliver. */
 static int rx_data(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
-		   unsigned char *p, size_t need, bool app, int *count,
-		   const char **why)
+		   void *payload, bool app, int *count, const char **why)
 {
 	mca_btl_ninja_endpoint_acked(ep, hdr->ack, app);
 	if (ep->endpoint_fd < 0)
 		return RX_OUT;	/* closed from a callback */
 	if (OPAL_UNLIKELY(ninja_tag_rdma(hdr->tag)) &&
 	    hdr->seq == ep->endpoint_rx_seq &&
-	    !mca_btl_ninja_rdma_admit(ep, hdr, p + sizeof(*hdr), hdr->len, app)) {
+	    !mca_btl_ninja_rdma_admit(ep, hdr, payload, hdr->len, app)) {
 		/* A get outside our registrations: refused, not accepted
 		 * (its replay comes again). */
 		*why = "refused an RDMA frame";
@@ -1275,12 +1214,11 @@ static int rx_data(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
 		return RX_FAIL;
 	}
 	ep->endpoint_rx_frags++;
-	ep->endpoint_rx_bytes += need;
+	ep->endpoint_rx_bytes += sizeof(*hdr) + hdr->len;
 	(*count)++;
 	if (app)
-		mca_btl_ninja_endpoint_upcall(ep, hdr->tag, p + sizeof(*hdr),
-					      hdr->len);
-	else if (mca_btl_ninja_endpoint_defer(ep, hdr->tag, p + sizeof(*hdr),
+		mca_btl_ninja_endpoint_upcall(ep, hdr->tag, payload, hdr->len);
+	else if (mca_btl_ninja_endpoint_defer(ep, hdr->tag, payload,
 					      hdr->len) != OPAL_SUCCESS)
 		NINJA_ERROR("btl:ninja: out of memory deferring a frame");
 	if (ep->endpoint_fd < 0)
@@ -1288,10 +1226,14 @@ static int rx_data(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
 	return RX_NEXT;
 }
 
-/* A whole frame at p (its need bytes consumed), other than a put's. */
-static int rx_frame(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
-		    unsigned char *p, size_t need, bool app, int *count,
-		    const char **why)
+/*
+ * The one dispatch of a whole frame, whatever rail it came on (the TCP
+ * stream parser below, a fast rail's completions), other than a put read
+ * in place from the stream.
+ */
+int mca_btl_ninja_endpoint_frame(mca_btl_ninja_endpoint_t *ep,
+				 const ninja_frame_hdr_t *hdr, void *payload,
+				 bool app, int *count, const char **why)
 {
 	switch (hdr->type) {
 	case NINJA_FRAME_ACK:
@@ -1306,12 +1248,12 @@ static int rx_frame(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
 		rx_ready(ep, hdr);
 		return RX_NEXT;
 	case NINJA_FRAME_DATA:
-		return rx_data(ep, hdr, p, need, app, count, why);
+		return rx_data(ep, hdr, payload, app, count, why);
 	default:
 		break;
 	}
 	if (hdr->type >= NINJA_FRAME_UPGRADE) {
-		mca_btl_ninja_upgrade_frame(ep, hdr, p + sizeof(*hdr), app);
+		mca_btl_ninja_upgrade_frame(ep, hdr, payload, app);
 		return RX_NEXT;
 	}
 	NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u", hdr->type,
@@ -1379,7 +1321,8 @@ static int rx_dispatch(mca_btl_ninja_endpoint_t *ep, bool app, int *count,
 			break;
 		ep->endpoint_rx_off += need;
 		avail -= need;
-		rc = rx_frame(ep, &hdr, p, need, app, count, why);
+		rc = mca_btl_ninja_endpoint_frame(ep, &hdr, p + sizeof(hdr), app,
+						  count, why);
 		if (rc != RX_NEXT)
 			return rc;
 	}
@@ -1516,9 +1459,10 @@ int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
 			break;
 		n = rx_read(ep, &emptied);
 		if (n > 0) {
-			if (OPAL_UNLIKELY(c->fault_inject) && fault_due(app)) {
+			if (OPAL_UNLIKELY(c->fault_inject) &&
+			    mca_btl_ninja_fault_due(app)) {
 				/* Bytes read, maybe half a frame: reset. */
-				fault_reset(ep, "receive");
+				mca_btl_ninja_fault_reset(ep, "receive");
 				ep->endpoint_rx_busy = false;
 				ep_failed(ep, -ECONNRESET, "fault injected");
 				return -1;
@@ -1599,8 +1543,8 @@ int mca_btl_ninja_progress_io(void)
 	NINJA_ASSERT_LOCKED();
 	if (c->dq_head || c->cq_head)
 		return 0;	/* older frames first (re-entrant call) */
-	if (c->verbs_on)
-		count += mca_btl_ninja_verbs_progress(true);
+	if (c->rail && c->rail->progress)
+		count += c->rail->progress(true);
 	if (c->nconn <= c->poll_direct) {
 		for (i = c->nconn - 1; i >= 0; i--) {
 			mca_btl_ninja_endpoint_t *ep;
@@ -1612,9 +1556,9 @@ int mca_btl_ninja_progress_io(void)
 			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
 				continue;
 			if (ep->endpoint_marker_rcvd > c->epoch ||
-			    (ep->endpoint_rail == NINJA_RAIL_VERBS &&
-			     ep->endpoint_verbs_ready))
-				continue;	/* drain pending / frames on the QP */
+			    (!ep->endpoint_rail->stream &&
+			     ep->endpoint_rail_ready))
+				continue;	/* drain pending / frames on a fast rail */
 			n = mca_btl_ninja_endpoint_recv(ep, true);
 			if (n > 0)
 				count += n;

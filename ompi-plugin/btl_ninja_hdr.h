@@ -13,12 +13,15 @@
 #include <stdint.h>
 
 #define NINJA_WIRE_MAGIC	0x4e4a4131u	/* "NJA1" */
-#define NINJA_WIRE_VERSION	5	/* 3: per-peer seq/ack, replay;
+#define NINJA_WIRE_VERSION	6	/* 3: per-peer seq/ack, replay;
 					 * 4: get emulation, 16-byte put header;
 					 * 5: authenticated handshake, frame
 					 *    length limit, put and get name a
 					 *    registration key (docs/protocol.md
-					 *    section 10) */
+					 *    section 10);
+					 * 6: rail-tagged, length-prefixed
+					 *    address block (ninja_rail_addr_t)
+					 *    in AUTH/ACK and UPGRADE* */
 
 /* Frame types. */
 enum {
@@ -32,14 +35,14 @@ enum {
 	/* 6, 7: reserved for surprise removal */
 	/* Live upgrade of a TCP connection to verbs (btl_ninja_upgrade.c),
 	 * on the TCP stream only; DATA frames never use these numbers. */
-	NINJA_FRAME_UPGRADE = 8,	/* initiator's ninja_verbs_info_t; it
+	NINJA_FRAME_UPGRADE = 8,	/* initiator's ninja_rail_addr_t; it
 					 * sends nothing more on TCP but READY */
-	NINJA_FRAME_UPGRADE_ACK = 9,	/* answerer's ninja_verbs_info_t (valid
-					 * 0: not now); valid 1: its QP is at
-					 * RTS, it sends nothing more on TCP */
-	NINJA_FRAME_UPGRADE_REQ = 10,	/* "my verbs rail is up" (and its
-					 * ninja_verbs_info_t): the lower-
-					 * named peer should start one */
+	NINJA_FRAME_UPGRADE_ACK = 9,	/* answerer's ninja_rail_addr_t (rail
+					 * 0: not now); else its QP is at RTS,
+					 * it sends nothing more on TCP */
+	NINJA_FRAME_UPGRADE_REQ = 10,	/* "my fast rail is up" (and its
+					 * ninja_rail_addr_t): the lower-named
+					 * peer should start one */
 };
 
 /*
@@ -103,7 +106,30 @@ static inline int ninja_seq_before(uint32_t a, uint32_t b)
 	return (int32_t)(a - b) < 0;
 }
 
-/* In-band verbs address, carried in the TCP handshake. */
+/*
+ * A rail's address, carried in the handshake (AUTH, ACK) and in the
+ * UPGRADE* frames: a rail tag, a length, and that many bytes the rail
+ * alone encodes and decodes (docs/protocol.md "Rail address block").
+ * rail 0 (NINJA_RAIL_ID_NONE): no address, the connection stays on TCP.
+ * A receiver ignores a block whose rail it has not open this epoch and
+ * refuses one whose len exceeds NINJA_RAIL_ADDR_MAX or is not exactly
+ * what that rail encodes.
+ */
+enum {
+	NINJA_RAIL_ID_NONE = 0,
+	NINJA_RAIL_ID_TCP = 1,		/* reserved: TCP is the bootstrap */
+	NINJA_RAIL_ID_VERBS = 2,	/* ninja_verbs_info_t */
+};
+#define NINJA_RAIL_ADDR_MAX	60
+
+typedef struct ninja_rail_addr {
+	uint8_t rail;		/* NINJA_RAIL_ID_* */
+	uint8_t reserved;	/* 0 */
+	uint16_t len;		/* bytes of addr[] used */
+	uint8_t addr[NINJA_RAIL_ADDR_MAX];
+} ninja_rail_addr_t;
+
+/* The verbs rail's address (the bytes of its ninja_rail_addr_t). */
 typedef struct ninja_verbs_info {
 	uint8_t valid;
 	uint8_t port;
@@ -132,7 +158,7 @@ typedef struct ninja_frame_hdr {
 } ninja_frame_hdr_t;
 
 /*
- * Connection handshake (wire version 5, docs/protocol.md "Handshake"):
+ * Connection handshake (wire version 6, docs/protocol.md "Handshake"):
  *
  *   connector -> acceptor   HELLO      ninja_hs_hello_t: nonce_c, no identity
  *   acceptor  -> connector  CHALLENGE  ninja_hs_hello_t: nonce_a, no identity
@@ -187,13 +213,16 @@ typedef struct ninja_hs_auth {
 				 * expects from the receiver (replay point) */
 	uint32_t max_frame;	/* largest len the sender puts in a frame
 				 * read into a buffer (all but in-place) */
-	ninja_verbs_info_t verbs;	/* valid = 0: TCP only */
+	ninja_rail_addr_t rail;		/* rail 0: TCP only */
 	uint8_t mac[NINJA_HS_MAC];
 } ninja_hs_auth_t;
 
 _Static_assert(sizeof(ninja_verbs_info_t) == 40, "verbs info is 40 bytes");
 _Static_assert(sizeof(ninja_hs_hello_t) == 40, "HELLO is 40 bytes");
-_Static_assert(sizeof(ninja_hs_auth_t) == 112, "AUTH/ACK is 112 bytes");
+_Static_assert(sizeof(ninja_rail_addr_t) == 64, "rail address block is 64 bytes");
+_Static_assert(sizeof(ninja_verbs_info_t) <= NINJA_RAIL_ADDR_MAX,
+	       "verbs info fits a rail address block");
+_Static_assert(sizeof(ninja_hs_auth_t) == 136, "AUTH/ACK is 136 bytes");
 _Static_assert(sizeof(ninja_frame_hdr_t) == 16, "frame header is 16 bytes");
 
 #endif /* NINJA_BTL_NINJA_HDR_H */

@@ -726,3 +726,55 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 	PMIX_VALUE_RELEASE(val);
 	return OPAL_SUCCESS;
 }
+
+/* ---------------------------------------------------------------------
+ * The stream rail's frame operations (btl_ninja_rail.h)
+ */
+
+/* Write a frame, maybe with an injected fault: half of it, then a reset. */
+static int tcp_post(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		    bool app)
+{
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
+	    mca_btl_ninja_fault_due(app)) {
+		(void)mca_btl_ninja_frag_write(ep->endpoint_fd, f, f->size / 2);
+		mca_btl_ninja_fault_reset(ep, "send");
+		return -ECONNRESET;
+	}
+	return mca_btl_ninja_frag_write(ep->endpoint_fd, f, f->size);
+}
+
+/* The drain marker, after the last whole frame (maybe in several writes). */
+static int tcp_post_marker(mca_btl_ninja_endpoint_t *ep)
+{
+	const char *p = (const char *)&ep->endpoint_marker;
+	ssize_t n;
+
+	n = send(ep->endpoint_fd, p + ep->endpoint_marker_off,
+		 sizeof(ep->endpoint_marker) - ep->endpoint_marker_off,
+		 MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return -errno;
+	if (n > 0)
+		ep->endpoint_marker_off += (size_t)n;
+	if (ep->endpoint_marker_off == sizeof(ep->endpoint_marker))
+		ep->endpoint_marker_sent = true;
+	return 0;
+}
+
+/*
+ * TCP: the stream every connection starts on.  Its device is the set of
+ * interfaces chosen at init and at every resume (mca_btl_ninja_tcp_*
+ * above, run by the component and the drain); its frames are read by the
+ * endpoint's stream parser (no progress of its own), its ACKs queue with
+ * the data, and it has no address block (the published address is its
+ * address).
+ */
+const ninja_rail_ops_t mca_btl_ninja_rail_tcp = {
+	.name = "tcp",
+	.wire_id = NINJA_RAIL_ID_TCP,
+	.stream = true,
+	.post_failed = "write failed",
+	.post = tcp_post,
+	.post_marker = tcp_post_marker,
+};

@@ -8,7 +8,16 @@
  * fragments larger than a slot split into pieces and reassembled, drain
  * markers sent on the QP itself (RC is ordered), and complete teardown of
  * QPs, CQ, MRs, PD and device at every drain.  All calls run with the
- * component lock held.  See btl_ninja_verbs.h and docs/design.md.
+ * component lock held.  Reached only through mca_btl_ninja_rail_verbs
+ * (btl_ninja_rail.h); see docs/design.md.
+ *
+ * A connection always starts as TCP: the handshake carries each side's
+ * verbs address (GID, LID, QPN, PSN, MTU: a ninja_verbs_info_t in a rail
+ * address block) when it has an active port, and when both do, frames
+ * then travel on the RC queue pair while the TCP socket stays open, idle,
+ * as the connection's bootstrap and liveness channel.  Everything verbs is
+ * destroyed at every drain, so the HCA can be hot-unplugged, and rebuilt
+ * from scratch at the resume, on whatever device is there then.
  */
 #include "opal_config.h"
 
@@ -51,7 +60,11 @@ typedef struct ninja_vep {
 	unsigned char *reasm;	/* reassembly of a multi-piece frame */
 	size_t reasm_len, reasm_cap;
 	uint8_t reasm_tag;
+	uint32_t psn;		/* our first send PSN */
 } ninja_vep_t;
+
+/* The rail's state of an endpoint (btl_ninja_rail.h: owned here). */
+#define VEP(ep)	((ninja_vep_t *)(ep)->endpoint_rail_state)
 
 static struct {
 	struct ibv_context *ctx;
@@ -67,11 +80,6 @@ static struct {
 	uint32_t gen;
 	char name[IBV_SYSFS_NAME_MAX];
 } V;
-
-bool mca_btl_ninja_verbs_available(void)
-{
-	return V.ctx != NULL;
-}
 
 static bool dev_allowed(const char *name)
 {
@@ -144,7 +152,9 @@ static int pick_gid(struct ibv_context *ctx, uint8_t port, int tbl_len)
 	return best < 0 ? 0 : best;
 }
 
-int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
+static void verbs_close(void);
+
+static int verbs_open(char *desc, size_t desclen)
 {
 	struct ibv_device **list;
 	int n, i;
@@ -202,7 +212,7 @@ int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 	V.cq = V.pd ? ibv_create_cq(V.ctx, 4096, NULL, NULL, 0) : NULL;
 	if (!V.cq) {
 		snprintf(desc, desclen, "%s: cannot allocate PD/CQ", V.name);
-		mca_btl_ninja_verbs_close();
+		verbs_close();
 		return OPAL_ERR_NOT_AVAILABLE;
 	}
 	/* The control thread watches it: a port or device that fails. */
@@ -214,7 +224,7 @@ int mca_btl_ninja_verbs_open(char *desc, size_t desclen)
 	return OPAL_SUCCESS;
 }
 
-void mca_btl_ninja_verbs_close(void)
+static void verbs_close(void)
 {
 	if (V.cq)
 		ibv_destroy_cq(V.cq);
@@ -228,7 +238,7 @@ void mca_btl_ninja_verbs_close(void)
 	V.nqp = 0;
 }
 
-int mca_btl_ninja_verbs_async_fd(void)
+static int verbs_event_fd(void)
 {
 	return V.ctx ? V.ctx->async_fd : -1;
 }
@@ -239,7 +249,7 @@ int mca_btl_ninja_verbs_async_fd(void)
  * DEVICE_FATAL; then the kernel waits for us to close the device.  A QP
  * that failed (QP_FATAL ...) is also seen by its completions.
  */
-bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
+static bool verbs_event_fatal(char *desc, size_t desclen)
 {
 	struct ibv_async_event ev;
 	struct ibv_port_attr pa;
@@ -279,14 +289,14 @@ bool mca_btl_ninja_verbs_async_fatal(char *desc, size_t desclen)
 	return fatal;
 }
 
-bool mca_btl_ninja_verbs_is_device(const char *name, size_t len)
+static bool verbs_is_device(const char *name, size_t len)
 {
 	return V.ctx && strlen(V.name) == len && !memcmp(V.name, name, len);
 }
 
 static uint64_t wr_id(mca_btl_ninja_endpoint_t *ep, bool recv, int slot)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 
 	return ((uint64_t)(v->gen & 0xffff) << 48) |
 	       ((uint64_t)ep->endpoint_index << 20) |
@@ -295,7 +305,7 @@ static uint64_t wr_id(mca_btl_ninja_endpoint_t *ep, bool recv, int slot)
 
 static int post_recv(mca_btl_ninja_endpoint_t *ep, int slot)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	struct ibv_sge sge = {
 		.addr = (uintptr_t)(v->rx_buf + (size_t)slot * v->slot_size),
 		.length = v->slot_size,
@@ -307,9 +317,9 @@ static int post_recv(mca_btl_ninja_endpoint_t *ep, int slot)
 	return ibv_post_recv(v->qp, &wr, &bad);
 }
 
-void mca_btl_ninja_verbs_ep_destroy(mca_btl_ninja_endpoint_t *ep)
+static void verbs_ep_close(mca_btl_ninja_endpoint_t *ep)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 
 	if (!v)
 		return;
@@ -326,13 +336,12 @@ void mca_btl_ninja_verbs_ep_destroy(mca_btl_ninja_endpoint_t *ep)
 	free(v->tx_free);
 	free(v->reasm);
 	free(v);
-	ep->endpoint_verbs = NULL;
-	ep->endpoint_rail = NINJA_RAIL_TCP;
-	ep->endpoint_verbs_ready = false;
+	ep->endpoint_rail_state = NULL;
 }
 
-int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
-				  ninja_verbs_info_t *mine)
+static int ep_info(mca_btl_ninja_endpoint_t *ep, ninja_verbs_info_t *mine);
+
+static int ep_create(mca_btl_ninja_endpoint_t *ep, ninja_verbs_info_t *mine)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	struct ibv_qp_init_attr qia;
@@ -343,11 +352,11 @@ int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
 	memset(mine, 0, sizeof(*mine));
 	if (!V.ctx)
 		return OPAL_ERR_NOT_AVAILABLE;
-	mca_btl_ninja_verbs_ep_destroy(ep);
+	verbs_ep_close(ep);
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return OPAL_ERR_OUT_OF_RESOURCE;
-	ep->endpoint_verbs = v;
+	ep->endpoint_rail_state = v;
 	v->nslots = (uint32_t)c->verbs_slots;
 	v->slot_size = (uint32_t)c->verbs_slot_size;
 	v->gen = ++V.gen;
@@ -388,13 +397,13 @@ int mca_btl_ninja_verbs_ep_create(mca_btl_ninja_endpoint_t *ep,
 	for (i = 0; i < v->nslots; i++)
 		if (post_recv(ep, (int)i))
 			goto fail;
-	ep->endpoint_verbs_psn = (uint32_t)(random() & 0xffffff);
-	return mca_btl_ninja_verbs_ep_info(ep, mine);
+	v->psn = (uint32_t)(random() & 0xffffff);
+	return ep_info(ep, mine);
 fail:
 	NINJA_ERROR("btl:ninja: verbs: cannot set up a queue pair to %u.%u on %s: %s",
 		    ep->endpoint_name.jobid, ep->endpoint_name.vpid, V.name,
 		    strerror(errno));
-	mca_btl_ninja_verbs_ep_destroy(ep);
+	verbs_ep_close(ep);
 	memset(mine, 0, sizeof(*mine));
 	return OPAL_ERROR;
 }
@@ -405,7 +414,7 @@ fail:
  * its ARP request teaches the peer's kernel ours, so both ends' later
  * transitions find the entry.  Best effort; returns ms spent, -1 if none.
  */
-double mca_btl_ninja_verbs_warm(const ninja_verbs_info_t *peer)
+static double warm(const ninja_verbs_info_t *peer)
 {
 	struct ibv_qp_init_attr qia;
 	struct ibv_qp_attr qa;
@@ -458,10 +467,9 @@ out:
 	return r == 0 ? (mca_btl_ninja_now_ns() - t0) / (double)NINJA_MS_NS : -1;
 }
 
-int mca_btl_ninja_verbs_ep_info(mca_btl_ninja_endpoint_t *ep,
-				ninja_verbs_info_t *mine)
+static int ep_info(mca_btl_ninja_endpoint_t *ep, ninja_verbs_info_t *mine)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 
 	memset(mine, 0, sizeof(*mine));
 	if (!v || !v->qp || v->broken || !V.ctx)
@@ -470,7 +478,7 @@ int mca_btl_ninja_verbs_ep_info(mca_btl_ninja_endpoint_t *ep,
 	mine->port = V.port;
 	mine->lid = V.lid;
 	mine->qpn = v->qp->qp_num;
-	mine->psn = ep->endpoint_verbs_psn;
+	mine->psn = v->psn;
 	mine->mtu = V.mtu;
 	mine->slots = v->nslots;
 	mine->slot_size = v->slot_size;
@@ -478,10 +486,10 @@ int mca_btl_ninja_verbs_ep_info(mca_btl_ninja_endpoint_t *ep,
 	return OPAL_SUCCESS;
 }
 
-int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
-				   const ninja_verbs_info_t *peer)
+static int ep_connect(mca_btl_ninja_endpoint_t *ep,
+		      const ninja_verbs_info_t *peer)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	struct ibv_qp_attr qa;
 	uint64_t t0;
 	int tries;
@@ -541,14 +549,13 @@ int mca_btl_ninja_verbs_ep_connect(mca_btl_ninja_endpoint_t *ep,
 	qa.timeout = 18;
 	qa.retry_cnt = 7;
 	qa.rnr_retry = 7;
-	qa.sq_psn = ep->endpoint_verbs_psn;
+	qa.sq_psn = v->psn;
 	qa.max_rd_atomic = 1;
 	if (ibv_modify_qp(v->qp, &qa, IBV_QP_STATE | IBV_QP_TIMEOUT |
 			  IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
 			  IBV_QP_MAX_QP_RD_ATOMIC))
 		goto fail;
 	v->credits = (int)peer->slots;
-	ep->endpoint_rail = NINJA_RAIL_VERBS;
 	return OPAL_SUCCESS;
 fail:
 	NINJA_ERROR("btl:ninja: verbs: cannot connect the queue pair to %u.%u: %s "
@@ -558,12 +565,59 @@ fail:
 	return OPAL_ERROR;
 }
 
+/* A peer's block: its ninja_verbs_info_t, exactly (false: not ours). */
+static bool addr_decode(const ninja_rail_addr_t *a, ninja_verbs_info_t *info)
+{
+	if (a->rail != NINJA_RAIL_ID_VERBS || a->len != sizeof(*info))
+		return false;
+	memcpy(info, a->addr, sizeof(*info));
+	return info->valid == 1;
+}
+
+/* Our address for ep in a block (rail 0 when there is none). */
+static int verbs_addr_encode(mca_btl_ninja_endpoint_t *ep,
+			     ninja_rail_addr_t *mine, bool reuse)
+{
+	ninja_verbs_info_t info;
+	int rc;
+
+	memset(mine, 0, sizeof(*mine));
+	/* The QP made earlier (still in INIT), else a new one. */
+	if (!reuse || !VEP(ep) || ep_info(ep, &info) != OPAL_SUCCESS)
+		rc = ep_create(ep, &info);
+	else
+		rc = OPAL_SUCCESS;
+	if (rc != OPAL_SUCCESS)
+		return rc;
+	mine->rail = NINJA_RAIL_ID_VERBS;
+	mine->len = sizeof(info);
+	memcpy(mine->addr, &info, sizeof(info));
+	return OPAL_SUCCESS;
+}
+
+static int verbs_connect(mca_btl_ninja_endpoint_t *ep,
+			 const ninja_rail_addr_t *peer)
+{
+	ninja_verbs_info_t info;
+
+	if (!addr_decode(peer, &info))
+		return OPAL_ERROR;
+	return ep_connect(ep, &info);
+}
+
+static double verbs_warm(const ninja_rail_addr_t *peer)
+{
+	ninja_verbs_info_t info;
+
+	return addr_decode(peer, &info) ? warm(&info) : -1;
+}
+
 /* Post one frame piece from a free send slot. */
 static int post_piece(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
 		      const struct iovec *iov, int iovcnt, size_t off,
 		      size_t len, int *slot_out)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	unsigned char *p;
 	struct ibv_sge sge;
 	struct ibv_send_wr wr, *bad;
@@ -615,10 +669,9 @@ static uint16_t take_credits(ninja_vep_t *v)
 	return (uint16_t)(n << CREDIT_SHIFT);
 }
 
-int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
-			     mca_btl_ninja_frag_t *f)
+static int verbs_send(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	size_t total = f->hdr.len, room;
 
 	if (!v || v->broken)
@@ -655,7 +708,7 @@ int mca_btl_ninja_verbs_send(mca_btl_ninja_endpoint_t *ep,
 static int send_ctl_flags(mca_btl_ninja_endpoint_t *ep, uint8_t type,
 			  int *slot, uint16_t flags)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	ninja_frame_hdr_t h;
 	int r;
 
@@ -684,9 +737,10 @@ static int send_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type, int *slot)
 	return send_ctl_flags(ep, type, slot, 0);
 }
 
-int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep, uint16_t flags)
+static int verbs_post_ack(mca_btl_ninja_endpoint_t *ep, uint16_t flags,
+			  bool app)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	int r;
 
 	if (!v || v->broken)
@@ -695,12 +749,26 @@ int mca_btl_ninja_verbs_send_ack(mca_btl_ninja_endpoint_t *ep, uint16_t flags)
 	if (v->credits < 2 || v->ntx_free < 2)
 		return 0;
 	r = send_ctl_flags(ep, NINJA_FRAME_ACK, NULL, flags);
+	(void)app;
 	return r < 0 ? r : !r;
 }
 
-int mca_btl_ninja_verbs_send_marker(mca_btl_ninja_endpoint_t *ep)
+/* Post a frame, maybe failing it (fault injection). */
+static int verbs_post(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
+		      bool app)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
+	    f->sent == 0 && mca_btl_ninja_fault_due(app)) {
+		/* As a queue pair in error would: the connection goes. */
+		mca_btl_ninja_fault_reset(ep, "verbs send");
+		return -EIO;
+	}
+	return verbs_send(ep, f);
+}
+
+static int verbs_post_marker(mca_btl_ninja_endpoint_t *ep)
+{
+	ninja_vep_t *v = VEP(ep);
 	int r;
 
 	if (!v || v->broken) {
@@ -719,9 +787,9 @@ int mca_btl_ninja_verbs_send_marker(mca_btl_ninja_endpoint_t *ep)
 	return r < 0 ? r : 0;
 }
 
-bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
+static bool verbs_quiet(mca_btl_ninja_endpoint_t *ep)
 {
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 
 	/*
 	 * The marker's completion means the peer acknowledged everything
@@ -732,47 +800,62 @@ bool mca_btl_ninja_verbs_ep_quiet(mca_btl_ninja_endpoint_t *ep)
 	return !v || v->broken || v->marker_done;
 }
 
+/* A whole frame: the endpoint's one dispatch; a refusal breaks the QP
+ * (reconnect, replay). */
 static void deliver(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
-		    uint8_t tag, void *data, size_t len, bool app)
+		    void *data, bool app)
 {
+	const char *why = NULL;
+	int count = 0;
+
+	if (mca_btl_ninja_endpoint_frame(ep, h, data, app, &count, &why) ==
+	    NINJA_RX_FAIL && VEP(ep))
+		VEP(ep)->broken = true;
+}
+
+/* A DATA piece: whole, or collected until its last piece. */
+static void rx_piece(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *h,
+		     unsigned char *payload, bool app)
+{
+	ninja_vep_t *v = VEP(ep);
 	ninja_frame_hdr_t whole;
-	int ok;
 
-	if (OPAL_UNLIKELY(ninja_tag_rdma(tag)) &&
-	    h->seq == ep->endpoint_rx_seq) {
-		/* A put or get outside our registrations: refused before it
-		 * is accepted, the connection rebuilt (its replay comes
-		 * again).  h is the last piece's header: the whole frame is
-		 * tag, len. */
-		whole = *h;
-		whole.tag = tag;
-		whole.len = (uint32_t)len;
-		if (!mca_btl_ninja_rdma_admit(ep, &whole, data, len, app)) {
-			ep->endpoint_verbs->broken = true;
-			return;
-		}
-	}
-	ok = mca_btl_ninja_endpoint_rx_accept(ep, h);
-
-	if (ok < 0) {
-		ep->endpoint_verbs->broken = true;	/* reconnect, replay */
+	if (!(h->flags & FLAG_MORE) && !v->reasm_len) {
+		deliver(ep, h, payload, app);
 		return;
 	}
-	if (!ok)
-		return;		/* duplicate of a replay */
-	if (app)
-		mca_btl_ninja_endpoint_upcall(ep, tag, data, len);
-	else
-		mca_btl_ninja_endpoint_defer(ep, tag, data, len);
-	ep->endpoint_rx_frags++;
-	ep->endpoint_rx_bytes += len;
+	if (v->reasm_len + h->len > v->reasm_cap) {
+		size_t cap = v->reasm_len + h->len + v->slot_size;
+		unsigned char *n = realloc(v->reasm, cap);
+
+		if (!n) {
+			NINJA_ERROR("btl:ninja: verbs: out of memory");
+			return;
+		}
+		v->reasm = n;
+		v->reasm_cap = cap;
+	}
+	memcpy(v->reasm + v->reasm_len, payload, h->len);
+	v->reasm_len += h->len;
+	v->reasm_tag = h->tag;
+	if (h->flags & FLAG_MORE) {
+		/* Every piece carries an ack. */
+		mca_btl_ninja_endpoint_acked(ep, h->ack, app);
+		return;
+	}
+	/* The last piece's header, for the whole frame. */
+	whole = *h;
+	whole.tag = v->reasm_tag;
+	whole.len = (uint32_t)v->reasm_len;
+	whole.flags &= (uint16_t)~FLAG_MORE;
+	v->reasm_len = 0;
+	deliver(ep, &whole, v->reasm, app);
 }
 
 static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 			uint32_t byte_len, bool app)
 {
-	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	ninja_vep_t *v = ep->endpoint_verbs;
+	ninja_vep_t *v = VEP(ep);
 	unsigned char *p = v->rx_buf + (size_t)slot * v->slot_size;
 	ninja_frame_hdr_t h;
 
@@ -790,56 +873,25 @@ static void handle_recv(mca_btl_ninja_endpoint_t *ep, int slot,
 		v->broken = true;
 		return;
 	}
+	/* This rail's own framing: credits in every frame, CREDIT frames,
+	 * pieces; the rest is the endpoint's dispatch. */
 	v->credits += CREDITS(h.flags);
-	if (h.type == NINJA_FRAME_ACK && (h.flags & NINJA_FLAG_ACK_REQ))
-		ep->endpoint_ack_req = true;
-	if (h.type == NINJA_FRAME_DATA || h.type == NINJA_FRAME_ACK ||
-	    h.type == NINJA_FRAME_CREDIT) {
-		mca_btl_ninja_endpoint_acked(ep, h.ack, app);
-		if (ep->endpoint_verbs != v)
-			return;		/* closed from a callback */
-	}
 	switch (h.type) {
-	case NINJA_FRAME_DATA:
-		if ((h.flags & FLAG_MORE) || v->reasm_len) {
-			if (v->reasm_len + h.len > v->reasm_cap) {
-				size_t cap = v->reasm_len + h.len + v->slot_size;
-				unsigned char *n = realloc(v->reasm, cap);
-
-				if (!n) {
-					NINJA_ERROR("btl:ninja: verbs: out of memory");
-					break;
-				}
-				v->reasm = n;
-				v->reasm_cap = cap;
-			}
-			memcpy(v->reasm + v->reasm_len, p + sizeof(h), h.len);
-			v->reasm_len += h.len;
-			v->reasm_tag = h.tag;
-			if (!(h.flags & FLAG_MORE)) {
-				size_t len = v->reasm_len;
-
-				v->reasm_len = 0;
-				deliver(ep, &h, v->reasm_tag, v->reasm, len,
-					app);
-			}
-		} else {
-			deliver(ep, &h, h.tag, p + sizeof(h), h.len, app);
-		}
+	case NINJA_FRAME_CREDIT:
+		mca_btl_ninja_endpoint_acked(ep, h.ack, app);
 		break;
+	case NINJA_FRAME_DATA:
+		rx_piece(ep, &h, p + sizeof(h), app);
+		break;
+	case NINJA_FRAME_ACK:
 	case NINJA_FRAME_MARKER:
-		ep->endpoint_marker_rcvd = h.epoch;
-		if (app && h.epoch > c->epoch) {
-			if (h.epoch > c->drain_request)
-				c->drain_request = h.epoch;
-			mca_btl_ninja_wake();
-		}
+		deliver(ep, &h, p + sizeof(h), app);
 		break;
 	default:
-		break;
+		break;		/* nothing else travels on a QP */
 	}
 	/* The upcall may have closed the endpoint. */
-	if (ep->endpoint_verbs != v)
+	if (VEP(ep) != v)
 		return;
 	if (post_recv(ep, slot) == 0)
 		v->credits_owed++;
@@ -860,7 +912,7 @@ static void dump_state(bool app)
 	last = now;
 	for (i = 0; i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
-		ninja_vep_t *v = ep->endpoint_verbs;
+		ninja_vep_t *v = VEP(ep);
 
 		if (!v)
 			continue;
@@ -872,7 +924,7 @@ static void dump_state(bool app)
 			      ep->endpoint_name.jobid, ep->endpoint_name.vpid,
 			      v->credits, v->credits_owed, v->ntx_free,
 			      v->marker_posted, v->marker_done, ep->endpoint_marker_rcvd,
-			      ep->endpoint_marker_sent, ep->endpoint_verbs_ready,
+			      ep->endpoint_marker_sent, ep->endpoint_rail_ready,
 			      ep->endpoint_sq_len,
 			      ep->endpoint_sq_head ? ep->endpoint_sq_head->sent : 0,
 			      v->reasm_len, v->broken, ep->endpoint_tx_seq,
@@ -883,7 +935,7 @@ static void dump_state(bool app)
 	}
 }
 
-int mca_btl_ninja_verbs_progress(bool app)
+static int verbs_progress(bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	static bool polling;
@@ -911,7 +963,7 @@ int mca_btl_ninja_verbs_progress(bool app)
 			if (idx >= c->neps)
 				continue;
 			ep = c->eps[idx];
-			v = ep->endpoint_verbs;
+			v = VEP(ep);
 			if (!v || (wc[i].wr_id >> 48) != (v->gen & 0xffff))
 				continue;	/* a destroyed QP's leftovers */
 			if (wc[i].status != IBV_WC_SUCCESS) {
@@ -955,9 +1007,9 @@ int mca_btl_ninja_verbs_progress(bool app)
 	 */
 	for (i = 0; i < c->nconn; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->conn[i];
-		ninja_vep_t *v = ep->endpoint_verbs;
+		ninja_vep_t *v = VEP(ep);
 
-		if (v && !v->broken && ep->endpoint_rail == NINJA_RAIL_VERBS &&
+		if (v && !v->broken && !ep->endpoint_rail->stream &&
 		    v->credits_owed >= (int)v->nslots / 2)
 			(void)send_ctl(ep, NINJA_FRAME_CREDIT, NULL);
 	}
@@ -974,15 +1026,15 @@ int mca_btl_ninja_verbs_progress(bool app)
 			if (i >= c->nconn)
 				continue;
 			ep = c->conn[i];
-			v = ep->endpoint_verbs;
-			if (ep->endpoint_rail != NINJA_RAIL_VERBS || !v)
+			v = VEP(ep);
+			if (ep->endpoint_rail->stream || !v)
 				continue;
 			if (v->broken) {
 				mca_btl_ninja_endpoint_failed(ep, -EIO,
 							      "verbs queue pair failed");
 				continue;
 			}
-			if (!ep->endpoint_verbs_ready)
+			if (!ep->endpoint_rail_ready)
 				continue;
 			if (ep->endpoint_sq_head &&
 			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
@@ -993,3 +1045,23 @@ int mca_btl_ninja_verbs_progress(bool app)
 	polling = false;
 	return count;
 }
+
+const ninja_rail_ops_t mca_btl_ninja_rail_verbs = {
+	.name = "verbs",
+	.wire_id = NINJA_RAIL_ID_VERBS,
+	.post_failed = "verbs send failed",
+	.open = verbs_open,
+	.close = verbs_close,
+	.event_fd = verbs_event_fd,
+	.event_fatal = verbs_event_fatal,
+	.is_device = verbs_is_device,
+	.addr_encode = verbs_addr_encode,
+	.connect = verbs_connect,
+	.ep_close = verbs_ep_close,
+	.post = verbs_post,
+	.post_ack = verbs_post_ack,
+	.post_marker = verbs_post_marker,
+	.quiet = verbs_quiet,
+	.progress = verbs_progress,
+	.warm = verbs_warm,
+};

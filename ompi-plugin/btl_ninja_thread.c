@@ -27,8 +27,8 @@ static int loop_timeout(uint64_t now, uint64_t next)
 	timeout = next > now ? (int)((next - now + NINJA_MS_NS - 1) / NINJA_MS_NS) : 0;
 	if (c->state == NINJA_DRAINING)
 		timeout = timeout > 100 ? 100 : timeout;
-	if (c->state == NINJA_DRAINING && c->verbs_on)
-		timeout = timeout > 1 ? 1 : timeout;	/* poll the CQ */
+	if (c->state == NINJA_DRAINING && c->rail && c->rail->progress)
+		timeout = timeout > 1 ? 1 : timeout;	/* poll the rail */
 	return timeout;
 }
 
@@ -68,7 +68,7 @@ static void loop_dispatch(void)
 		case NINJA_PK_CTL:
 			mca_btl_ninja_ctl_read();
 			break;
-		case NINJA_PK_VERBS:
+		case NINJA_PK_RAIL:
 		case NINJA_PK_BOOT:
 		case NINJA_PK_CONNECT:
 			mca_btl_ninja_conn_event(&P, i);

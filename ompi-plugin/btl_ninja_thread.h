@@ -38,8 +38,8 @@ enum ninja_poll_kind {
 	NINJA_PK_PENDING,	/* an accepted socket, not authenticated */
 	NINJA_PK_CONNECT,	/* a connect/handshake in progress */
 	NINJA_PK_DRAIN,		/* a connection being drained */
-	NINJA_PK_VERBS,		/* the verbs device's async events */
-	NINJA_PK_BOOT,		/* a verbs connection's idle TCP socket */
+	NINJA_PK_RAIL,		/* the fast rail device's async events */
+	NINJA_PK_BOOT,		/* a fast-rail connection's idle TCP socket */
 };
 
 static inline double mca_btl_ninja_us(uint64_t a, uint64_t b)
@@ -61,7 +61,7 @@ void mca_btl_ninja_conn_accept(void);
 void mca_btl_ninja_conn_event(ninja_pollset_t *ps, int i);
 void mca_btl_ninja_conn_pending(ninja_pollset_t *ps);
 void mca_btl_ninja_conn_fini(void);
-void mca_btl_ninja_verbs_fail(const char *why);	/* lock held */
+void mca_btl_ninja_rail_fail(const char *why);	/* lock held */
 
 /* btl_ninja_drain.c */
 void mca_btl_ninja_drain_start(uint32_t epoch, const char *why);	/* lock held */

@@ -1,8 +1,9 @@
 /*
  * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
  *
- * btl_ninja_upgrade.c - live upgrade of TCP connections to the verbs rail
- * when an RDMA port becomes ACTIVE after the resume (btl_ninja_upgrade =
+ * btl_ninja_upgrade.c - live upgrade of TCP connections to the fast rail
+ * (btl_ninja_rail.h; today verbs) when an RDMA port becomes ACTIVE after
+ * the resume (btl_ninja_upgrade =
  * live), with no drain and no VMM round trip; and the old behaviour
  * (btl_ninja_upgrade = wait: a RESUME whose rails= lists verbs waits for
  * the port).  docs/design.md "Live upgrade" gives the argument; the frames
@@ -25,7 +26,7 @@
  * on the QP, and that frame can only be sent once the receiver's QP is
  * at RTR, so order is kept exactly and nothing is written twice.  The
  * frames queued during the hold leave in their order on the QP.  ACK with
- * info.valid 0 ("not now": no verbs here yet) ends I's hold on TCP; A
+ * an empty address block ("not now": no verbs here yet) ends I's hold on TCP; A
  * then sends UPGRADE_REQ when its own port comes up, and I starts again.
  *
  * Drains: an exchange whose frame is not on the wire yet is dropped (its
@@ -93,7 +94,7 @@ void mca_btl_ninja_upgrade_event(const char *kind, uint64_t t_ns)
 {
 	if (strcmp(kind, "port-active") != 0)
 		return;
-	if (mca_btl_ninja_component.verbs_on && U.event_at)
+	if (mca_btl_ninja_component.rail && U.event_at)
 		return;		/* a repeat (rxe sends two), already acted upon */
 	U.event = true;
 	U.event_t_ns = t_ns;
@@ -106,10 +107,10 @@ void mca_btl_ninja_upgrade_event(const char *kind, uint64_t t_ns)
 
 /* Queue a control frame for ep on its TCP stream (FIFO with the data). */
 static int queue_ctl(mca_btl_ninja_endpoint_t *ep, uint8_t type,
-		     const ninja_verbs_info_t *info)
+		     const ninja_rail_addr_t *info)
 {
 	mca_btl_ninja_frag_t *f;
-	ninja_verbs_info_t none;
+	ninja_rail_addr_t none;
 
 	if (!info) {
 		memset(&none, 0, sizeof(none));
@@ -152,7 +153,7 @@ static void done(mca_btl_ninja_endpoint_t *ep, bool verbs, const char *why)
 		      stall / (double)NINJA_US_NS);
 	if (!verbs && ep->endpoint_state == NINJA_EP_CONNECTED) {
 		/* Back to TCP: whatever queued meanwhile leaves now. */
-		mca_btl_ninja_verbs_ep_destroy(ep);
+		mca_btl_ninja_rail_ep_close(ep);
 		mca_btl_ninja_endpoint_update_out(ep);
 	}
 	mca_btl_ninja_wake();
@@ -161,8 +162,9 @@ static void done(mca_btl_ninja_endpoint_t *ep, bool verbs, const char *why)
 /* Stop sending on TCP to ep: frames queue until its QP is usable. */
 static void hold(mca_btl_ninja_endpoint_t *ep, int state)
 {
-	ep->endpoint_rail = NINJA_RAIL_VERBS;
-	ep->endpoint_verbs_ready = false;
+	if (mca_btl_ninja_component.rail)
+		ep->endpoint_rail = mca_btl_ninja_component.rail;
+	ep->endpoint_rail_ready = false;
 	ep->endpoint_upg = state;
 	ep->endpoint_upg_t_hold = mca_btl_ninja_now_ns();
 }
@@ -185,13 +187,16 @@ void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
 				 const void *payload, bool app)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	ninja_verbs_info_t info;
+	ninja_rail_addr_t info;
 
+	/* Exactly one address block, its length bounded; else none. */
 	memset(&info, 0, sizeof(info));
-	if (hdr->len >= sizeof(info))
+	if (hdr->len == sizeof(info))
 		memcpy(&info, payload, sizeof(info));
-	NINJA_VERBOSE(20, "btl:ninja: upgrade frame %u (epoch %u, valid %u) from %u.%u",
-		      hdr->type, hdr->epoch, info.valid, ep->endpoint_name.jobid,
+	if (info.len > NINJA_RAIL_ADDR_MAX)
+		memset(&info, 0, sizeof(info));
+	NINJA_VERBOSE(20, "btl:ninja: upgrade frame %u (epoch %u, rail %u) from %u.%u",
+		      hdr->type, hdr->epoch, info.rail, ep->endpoint_name.jobid,
 		      ep->endpoint_name.vpid);
 	switch (hdr->type) {
 	case NINJA_FRAME_UPGRADE:
@@ -210,7 +215,7 @@ void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
 		if (ep->endpoint_upg != UPG_HOLD_ACK ||
 		    hdr->epoch != ep->endpoint_upg_epoch)
 			return;
-		if (!info.valid) {
+		if (info.rail == NINJA_RAIL_ID_NONE) {
 			done(ep, false, "not now");
 			return;
 		}
@@ -222,7 +227,7 @@ void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
 		if (hdr->epoch != c->epoch || c->state != NINJA_RUNNING)
 			return;
 		/* Its address, for warm() if our device is not open yet. */
-		if (info.valid && ep->endpoint_upg == UPG_NONE)
+		if (info.rail != NINJA_RAIL_ID_NONE && ep->endpoint_upg == UPG_NONE)
 			ep->endpoint_upg_peer = info;
 		/* Try again with this peer at the next step. */
 		ep->endpoint_upg_gen = U.gen - 1;
@@ -240,9 +245,8 @@ void mca_btl_ninja_upgrade_ready(mca_btl_ninja_endpoint_t *ep)
 {
 	if (ep->endpoint_upg != UPG_HOLD_READY)
 		return;		/* a new connection's READY */
-	done(ep, ep->endpoint_rail == NINJA_RAIL_VERBS &&
-	     ep->endpoint_verbs_ready, ep->endpoint_rail == NINJA_RAIL_VERBS ?
-	     "READY" : "peer's QP failed");
+	done(ep, !ep->endpoint_rail->stream && ep->endpoint_rail_ready,
+	     !ep->endpoint_rail->stream ? "READY" : "peer's QP failed");
 }
 
 /* READY on the TCP stream; nothing else is written to it in a hold. */
@@ -263,12 +267,22 @@ static int send_ready(mca_btl_ninja_endpoint_t *ep, bool ok)
 	return -1;
 }
 
+/* ep onto this epoch's fast rail against the peer's block. */
+static bool rail_connect(mca_btl_ninja_endpoint_t *ep,
+			 const ninja_rail_addr_t *peer)
+{
+	const ninja_rail_ops_t *r = mca_btl_ninja_component.rail;
+
+	return r && ep->endpoint_rail_state &&
+	       mca_btl_ninja_rail_addr_usable(peer) &&
+	       r->connect(ep, peer) == OPAL_SUCCESS;
+}
+
 /* I, ACK read: QP to RTS, READY, frames go on the QP. */
 static void finish_ack(mca_btl_ninja_endpoint_t *ep)
 {
 	uint64_t t0 = mca_btl_ninja_now_ns();
-	bool ok = mca_btl_ninja_verbs_ep_connect(ep, &ep->endpoint_upg_peer) ==
-		  OPAL_SUCCESS;
+	bool ok = rail_connect(ep, &ep->endpoint_upg_peer);
 
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: ACK from %u.%u after %.1f ms of hold, QP %s in %.1f ms",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
@@ -284,8 +298,8 @@ static void finish_ack(mca_btl_ninja_endpoint_t *ep)
 		done(ep, false, "QP not connected");
 		return;
 	}
-	ep->endpoint_rail = NINJA_RAIL_VERBS;
-	ep->endpoint_verbs_ready = true;
+	ep->endpoint_rail = mca_btl_ninja_component.rail;
+	ep->endpoint_rail_ready = true;
 	done(ep, true, "ACK");
 	/* What queued during the hold leaves now (not in a drain: there
 	 * it waits for the resume like every queued frame). */
@@ -298,32 +312,27 @@ static void answer(mca_btl_ninja_endpoint_t *ep)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	uint64_t t0 = mca_btl_ninja_now_ns();
-	ninja_verbs_info_t mine;
+	ninja_rail_addr_t mine;
 
 	memset(&mine, 0, sizeof(mine));
-	/* The QP made when our device opened (prepare()), else a new one. */
-	if (c->verbs_on && ep->endpoint_rail == NINJA_RAIL_TCP &&
-	    (mca_btl_ninja_verbs_ep_info(ep, &mine) == OPAL_SUCCESS ||
-	     mca_btl_ninja_verbs_ep_create(ep, &mine) == OPAL_SUCCESS) &&
-	    mca_btl_ninja_verbs_ep_connect(ep, &ep->endpoint_upg_peer) !=
-	    OPAL_SUCCESS) {
-		mca_btl_ninja_verbs_ep_destroy(ep);
+	/* The QP made when our device opened (UPGRADE_REQ), else a new
+	 * one; frames queued before the ACK still go on TCP, the hold
+	 * starts once the ACK is written. */
+	if (c->rail && NINJA_EP_ON_TCP(ep) &&
+	    c->rail->addr_encode(ep, &mine, true) == OPAL_SUCCESS &&
+	    !rail_connect(ep, &ep->endpoint_upg_peer))
 		memset(&mine, 0, sizeof(mine));
-	}
-	/* ep_connect switched the rail: frames queued before the ACK
-	 * still go on TCP; the hold starts once the ACK is written. */
-	ep->endpoint_rail = NINJA_RAIL_TCP;
-	ep->endpoint_upg = mine.valid ? UPG_ANSWERED : UPG_NONE;
-	if (!mine.valid)
-		mca_btl_ninja_verbs_ep_destroy(ep);
+	ep->endpoint_upg = mine.rail ? UPG_ANSWERED : UPG_NONE;
+	if (!mine.rail)
+		mca_btl_ninja_rail_ep_close(ep);
 	if (queue_ctl(ep, NINJA_FRAME_UPGRADE_ACK, &mine) != OPAL_SUCCESS) {
 		ep->endpoint_upg = UPG_NONE;
-		mca_btl_ninja_verbs_ep_destroy(ep);
+		mca_btl_ninja_rail_ep_close(ep);
 	}
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: upgrade asked by %u.%u: %s (%.1f ms)",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
 		      ep->endpoint_name.vpid,
-		      mine.valid ? "answered with our queue pair" :
+		      mine.rail ? "answered with our queue pair" :
 		      "not now (no verbs rail here yet)",
 		      (mca_btl_ninja_now_ns() - t0) / (double)NINJA_MS_NS);
 }
@@ -331,9 +340,10 @@ static void answer(mca_btl_ninja_endpoint_t *ep)
 /* I: QP, UPGRADE. */
 static void initiate(mca_btl_ninja_endpoint_t *ep)
 {
-	ninja_verbs_info_t mine;
+	ninja_rail_addr_t mine;
 
-	if (mca_btl_ninja_verbs_ep_create(ep, &mine) != OPAL_SUCCESS) {
+	if (mca_btl_ninja_component.rail->addr_encode(ep, &mine, false) !=
+	    OPAL_SUCCESS) {
 		ep->endpoint_upg = UPG_NONE;
 		return;
 	}
@@ -341,7 +351,7 @@ static void initiate(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_upg_conn = ep->endpoint_connects;
 	if (queue_ctl(ep, NINJA_FRAME_UPGRADE, &mine) != OPAL_SUCCESS) {
 		ep->endpoint_upg = UPG_NONE;
-		mca_btl_ninja_verbs_ep_destroy(ep);
+		mca_btl_ninja_rail_ep_close(ep);
 	}
 	NINJA_VERBOSE(10, "btl:ninja: rank %u: upgrading the connection to %u.%u",
 		      OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
@@ -349,32 +359,32 @@ static void initiate(mca_btl_ninja_endpoint_t *ep)
 }
 
 /* Open the device after a port-active EVENT (unlocked: may take a while). */
-static void try_open(void)
+static void try_open(const ninja_rail_ops_t *r)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	uint64_t t0 = mca_btl_ninja_now_ns();
 	char desc[128];
 
-	if (mca_btl_ninja_verbs_open(desc, sizeof(desc)) != OPAL_SUCCESS) {
+	if (r->open(desc, sizeof(desc)) != OPAL_SUCCESS) {
 		if (t0 >= U.retry_until) {
 			U.event = false;
-			NINJA_VERBOSE(10, "btl:ninja: port-active, but no verbs rail: %s",
-				      desc);
+			NINJA_VERBOSE(10, "btl:ninja: port-active, but no %s rail: %s",
+				      r->name, desc);
 		}
 		U.next_try = t0 + NINJA_OPEN_RETRY_NS;
 		return;
 	}
 	U.event = false;
 	mca_btl_ninja_lock();
-	c->verbs_on = true;
-	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "verbs");
-	snprintf(c->verbs_desc, sizeof(c->verbs_desc), "%s", desc);
+	c->rail = r;
+	snprintf(c->my_addr.rail, sizeof(c->my_addr.rail), "%s", r->name);
+	snprintf(c->rail_desc, sizeof(c->rail_desc), "%s", desc);
 	U.gen++;
 	U.open_us = (mca_btl_ninja_now_ns() - t0) / NINJA_US_NS;
 	mca_btl_ninja_unlock();
-	NINJA_VERBOSE(1, "btl:ninja: rank %u: verbs rail on %s (live, %.0f ms after "
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: %s rail on %s (live, %.0f ms after "
 		      "port-active): upgrading tcp connections",
-		      OPAL_PROC_MY_NAME.vpid, desc,
+		      OPAL_PROC_MY_NAME.vpid, r->name, desc,
 		      (mca_btl_ninja_now_ns() - U.event_at) / (double)NINJA_MS_NS);
 }
 
@@ -393,11 +403,10 @@ static void report(void)
 		if (ep->endpoint_state != NINJA_EP_CONNECTED)
 			continue;
 		conns++;
-		if (ep->endpoint_rail == NINJA_RAIL_VERBS &&
-		    ep->endpoint_verbs_ready)
+		if (!ep->endpoint_rail->stream && ep->endpoint_rail_ready)
 			verbs++;
 	}
-	snprintf(dev, sizeof(dev), "%.*s", (int)strcspn(c->verbs_desc, " "), c->verbs_desc);
+	snprintf(dev, sizeof(dev), "%.*s", (int)strcspn(c->rail_desc, " "), c->rail_desc);
 	since = U.event_at && U.last_done > U.event_at ?
 		(U.last_done - U.event_at) / (double)NINJA_US_NS : 0;
 	snprintf(json, sizeof(json),
@@ -441,23 +450,26 @@ static void report(void)
 static void warm_peers(void)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	ninja_verbs_info_t *peers;
+	const ninja_rail_ops_t *r;
+	ninja_rail_addr_t *peers;
 	int i, n = 0;
 
 	U.warmed_gen = U.gen;
 	mca_btl_ninja_lock();
-	peers = calloc((size_t)c->neps + 1, sizeof(*peers));
+	r = c->rail;
+	peers = r && r->warm ? calloc((size_t)c->neps + 1, sizeof(*peers)) :
+		NULL;
 	for (i = 0; peers && i < c->neps; i++) {
 		mca_btl_ninja_endpoint_t *ep = c->eps[i];
 
 		if (ep->endpoint_state == NINJA_EP_CONNECTED &&
-		    ep->endpoint_rail == NINJA_RAIL_TCP &&
-		    ep->endpoint_upg == UPG_NONE && ep->endpoint_upg_peer.valid)
+		    NINJA_EP_ON_TCP(ep) && ep->endpoint_upg == UPG_NONE &&
+		    mca_btl_ninja_rail_addr_usable(&ep->endpoint_upg_peer))
 			peers[n++] = ep->endpoint_upg_peer;
 	}
 	mca_btl_ninja_unlock();
 	for (i = 0; i < n; i++) {
-		double ms = mca_btl_ninja_verbs_warm(&peers[i]);
+		double ms = r->warm(&peers[i]);
 
 		NINJA_VERBOSE(10, "btl:ninja: rank %u: peer address %s in %.1f ms",
 			      OPAL_PROC_MY_NAME.vpid,
@@ -475,12 +487,12 @@ void mca_btl_ninja_upgrade_step(void)
 
 	if (c->state != NINJA_RUNNING)
 		return;
-	if (U.event && (c->verbs_on || !mca_btl_ninja_upgrade_live() ||
-			!mca_btl_ninja_rail_wanted("verbs", U.hint)))
+	if (U.event && (c->rail || !mca_btl_ninja_upgrade_live() ||
+			!mca_btl_ninja_rail_first(U.hint)))
 		U.event = false;	/* nothing to do with it */
 	if (U.event && mca_btl_ninja_now_ns() >= U.next_try)
-		try_open();
-	if (U.warmed_gen != U.gen && c->verbs_on)
+		try_open(mca_btl_ninja_rail_first(U.hint));
+	if (U.warmed_gen != U.gen && c->rail)
 		warm_peers();
 	mca_btl_ninja_lock();
 	if (c->state != NINJA_RUNNING) {
@@ -502,7 +514,7 @@ void mca_btl_ninja_upgrade_step(void)
 			continue;
 		switch (ep->endpoint_upg) {
 		case UPG_NONE:
-			if (!c->verbs_on || ep->endpoint_rail != NINJA_RAIL_TCP ||
+			if (!c->rail || !NINJA_EP_ON_TCP(ep) ||
 			    ep->endpoint_upg_gen == U.gen)
 				break;
 			ep->endpoint_upg_gen = U.gen;
@@ -515,11 +527,9 @@ void mca_btl_ninja_upgrade_step(void)
 				 * part): the initiator's hold then only covers
 				 * the QP transitions.
 				 */
-				ninja_verbs_info_t mine;
+				ninja_rail_addr_t mine;
 
-				if (!ep->endpoint_verbs ||
-				    mca_btl_ninja_verbs_ep_info(ep, &mine) != OPAL_SUCCESS)
-					(void)mca_btl_ninja_verbs_ep_create(ep, &mine);
+				(void)c->rail->addr_encode(ep, &mine, true);
 				(void)queue_ctl(ep, NINJA_FRAME_UPGRADE_REQ, &mine);
 			}
 			break;
@@ -626,28 +636,27 @@ bool mca_btl_ninja_upgrade_hold_resume(const char *hint, uint64_t since)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
 	uint64_t now = mca_btl_ninja_now_ns();
+	const ninja_rail_ops_t *r;
 	char desc[128];
-	const char *p;
-	size_t n;
 
-	if (mca_btl_ninja_upgrade_live() || !hint || !mca_btl_ninja_rail_wanted("verbs", hint))
-		return false;
-	/* Only when the host says this site has verbs. */
-	for (p = hint, n = strlen("verbs"); (p = strstr(p, "verbs")); p += n)
-		if ((p == hint || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-			break;
-	if (!p)
+	/* Only when the host says this site has our fast rail. */
+	if (mca_btl_ninja_upgrade_live() || !hint || !hint[0] ||
+	    !(r = mca_btl_ninja_rail_first(hint)))
 		return false;
 	if (now - since > (uint64_t)c->upgrade_wait * NINJA_SEC_NS) {
-		NINJA_ERROR("btl:ninja: no ACTIVE RDMA port within %d s of RESUME "
-			    "(btl_ninja_upgrade=wait): resuming on tcp", c->upgrade_wait);
+		mca_btl_ninja_help("upgrade-wait-expired",
+				   opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, r->name,
+				   c->upgrade_wait);
+		NINJA_VERBOSE(1, "btl:ninja: no ACTIVE RDMA port within %d s of RESUME "
+			      "(btl_ninja_upgrade=wait): resuming on tcp", c->upgrade_wait);
 		return false;
 	}
 	if (!U.event && now < U.wait_next)
 		return true;
 	U.event = false;
 	U.wait_next = now + NINJA_WAIT_POLL_NS;
-	if (mca_btl_ninja_verbs_open(desc, sizeof(desc)) == OPAL_SUCCESS) {
+	if (r->open(desc, sizeof(desc)) == OPAL_SUCCESS) {
 		/* Stays open: the resume's rail choice takes it. */
 		NINJA_VERBOSE(10, "btl:ninja: waited %.0f ms for %s (btl_ninja_upgrade=wait)",
 			      (now - since) / (double)NINJA_MS_NS, desc);
