@@ -969,7 +969,10 @@ static int dry_run(struct vmm_run *run)
 		vm->err[0] = '\0';
 		/* Without source-chan, attach found it (libvirt). */
 		printf("%s: guest channel %s: ", c->name, vm->src.endpoint);
-		if (vmm_guests_open(gs, 1, dl(3000))) {
+		if (!vm->src.endpoint[0]) {
+			printf("FAIL: unknown (the domain was not reached)\n");
+			bad++;
+		} else if (vmm_guests_open(gs, 1, dl(3000))) {
 			printf("FAIL: %s\n", vm->src.errmsg);
 			bad++;
 		} else {
