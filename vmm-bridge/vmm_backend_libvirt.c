@@ -690,9 +690,10 @@ static int mig_params(struct vmm_vm *vm, bool back)
 					  VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
 					  t->multifd_channels);
 	}
-	if (vm->cl->persist_dest || back)
+	/* Back to the source: restore what the way out changed. */
+	if (back ? vm->cl->undefine_source : vm->cl->persist_dest)
 		p->mig_flags |= VIR_MIGRATE_PERSIST_DEST;
-	if (vm->cl->undefine_source && !back)
+	if (back ? vm->cl->persist_dest : vm->cl->undefine_source)
 		p->mig_flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
 	if (r)
 		return lv_fail(vm, "migration parameters");
@@ -864,9 +865,17 @@ static int lv_storage(struct vmm_vm *vm, int64_t deadline)
 {
 	struct lv_priv *p = P(vm);
 
+	int r;
+
 	if (mig_start(vm, p->sdom, vm->conf->dest_uri, false))
 		return -1;
-	return mig_poll(vm, deadline, disk_in_sync);
+	r = mig_poll(vm, deadline, disk_in_sync);
+	if (r == 0 && mig_finished(p) && p->mig_rc < 0) {
+		vmm_vm_fail(vm, "libvirt migration to %s failed: %s",
+			    vm->conf->dest_uri, p->mig_err);
+		return -1;
+	}
+	return r;
 }
 
 static int lv_transfer(struct vmm_vm *vm, int64_t deadline)
