@@ -70,5 +70,11 @@ struct vmm_backend {
 };
 
 extern const struct vmm_backend vmm_backend_qemu;
+#ifdef HAVE_LIBVIRT
+/* vmm_backend_libvirt.c: domains of libvirtd hosts (docs/vmm-bridge.md). */
+extern const struct vmm_backend vmm_backend_libvirt;
+#endif
+/* The backend of a cluster file's "backend" key (NULL: not built in). */
+const struct vmm_backend *vmm_backend_find(const char *name);
 
 #endif /* NINJA_VMM_BACKEND_H */

@@ -71,8 +71,30 @@ static const char *const vm_keys[] = {
 	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
 	"dest-log", "pidfile", "source-device", "dest-device", "disk-node",
 	"base", "source-overlay", "dest-overlay", "migrate-uri", "nbd-uri",
-	"ranks", NULL
+	"ranks",
+	/* backend = libvirt */
+	"domain", "source-uri", "dest-uri", "source-device-xml",
+	"dest-device-xml", NULL
 };
+
+/* Keys of one backend only: given with the other, they are errors. */
+static const char *const qemu_only_keys[] = {
+	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
+	"dest-log", "pidfile", "source-device", "dest-device", "base",
+	"source-overlay", "dest-overlay", NULL
+};
+static const char *const libvirt_only_keys[] = {
+	"domain", "source-uri", "dest-uri", "source-device-xml",
+	"dest-device-xml", NULL
+};
+
+static bool in_list(const char *const *l, const char *k)
+{
+	for (; *l; l++)
+		if (strcmp(*l, k) == 0)
+			return true;
+	return false;
+}
 
 static bool is_vm_key(const char *k)
 {
@@ -339,11 +361,25 @@ static int cluster_key(struct parser *p, int line, const char *k,
 	if (strcmp(k, "lock") == 0)
 		return set_str(p, line, k, c->lock, sizeof(c->lock), v);
 	if (strcmp(k, "backend") == 0) {
-		if (strcmp(v, "qemu") != 0)
+		if (strcmp(v, "libvirt") == 0) {
+#ifndef HAVE_LIBVIRT
 			return perr(p, line,
-				    "backend: only 'qemu' (the embedded QEMU backend) is built in, got '%s'",
+				    "backend = libvirt: this ninja-migrate was built without the libvirt backend (configure found no libvirt-dev; install it and rebuild, or configure --with-libvirt)");
+#endif
+		} else if (strcmp(v, "qemu") != 0) {
+			return perr(p, line,
+				    "backend: expected 'qemu' (the embedded QEMU backend) or 'libvirt', got '%s'",
 				    v);
+		}
 		return set_str(p, line, k, c->backend, sizeof(c->backend), v);
+	}
+	if (strcmp(k, "persist-dest") == 0 || strcmp(k, "undefine-source") == 0) {
+		const char *bwhy = parse_bool(v, k[0] == 'p' ? &c->persist_dest :
+					      &c->undefine_source);
+
+		if (bwhy)
+			return perr(p, line, "%s: %s, got '%s'", k, bwhy, v);
+		return 0;
 	}
 	if (strcmp(k, "mode") == 0) {
 		if (strcmp(v, "auto") == 0)
@@ -392,9 +428,25 @@ static int site_key(struct parser *p, int line, struct vmm_site *s,
 		    const char *k, const char *v)
 {
 	if (strcmp(k, "device") == 0) {
+		s->device_set = true;
 		if (strcmp(v, "none") == 0)
 			v = "";
 		return set_str(p, line, k, s->device, sizeof(s->device), v);
+	}
+	if (strcmp(k, "device-xml") == 0) {
+		if (strcmp(v, "none") == 0)
+			v = "";
+		if (v[0] && v[0] != '<')
+			return perr(p, line, "device-xml: expected a libvirt device XML ('<hostdev ...>...</hostdev>', '<interface ...>') or none, got '%.40s'",
+				    v);
+		return set_str(p, line, k, s->device_xml, sizeof(s->device_xml), v);
+	}
+	if (strcmp(k, "uri") == 0)
+		return set_str(p, line, k, s->uri, sizeof(s->uri), v);
+	if (strcmp(k, "chan-root") == 0) {
+		if (v[0] && v[0] != '/')
+			return perr(p, line, "chan-root: expected an absolute directory, got '%s'", v);
+		return set_str(p, line, k, s->chan_root, sizeof(s->chan_root), v);
 	}
 	if (strcmp(k, "rails") == 0) {
 		s->rails_set = true;
@@ -549,6 +601,124 @@ static int vm_expect_ranks(struct parser *p, const struct raw_vm *r,
 	return 0;
 }
 
+/* A key of the other backend in [vm] or [defaults]: an error. */
+static int wrong_backend_key(struct parser *p, const struct raw_vm *r,
+			     const char *const *keys, const char *other)
+{
+	const struct raw_vm *rs[2] = { r, &p->defaults };
+	int i, k;
+
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < rs[k]->n; i++)
+			if (in_list(keys, rs[k]->kv[i].key))
+				return perr(p, rs[k]->kv[i].line,
+					    "'%s' is a key of backend = %s (this cluster file uses backend = %s)",
+					    rs[k]->kv[i].key, other, p->c->backend);
+	return 0;
+}
+
+/* uri of a VM at a site: its own key, else the site's; "" is an error. */
+static int vm_uri(struct parser *p, const struct raw_vm *r, const char *key,
+		  const struct vmm_site *s, const struct subst *subs,
+		  char *out, size_t size)
+{
+	if (vm_val(p, r, key, subs, out, size, false))
+		return -1;
+	if (!out[0])
+		snprintf(out, size, "%s", s->uri);
+	if (!out[0])
+		return perr(p, r->line,
+			    "[vm %s]: no libvirt URI for site %s (give 'uri' in [site %s] or '%s')",
+			    r->name, s->name, s->name, key);
+	return 0;
+}
+
+/* The VM's device XML at a site: its own key, else the site's. */
+static int vm_device_xml(struct parser *p, const struct raw_vm *r,
+			 const char *key, const struct vmm_site *s,
+			 const struct subst *subs, char *out, size_t size)
+{
+	const struct raw_kv *kv = raw_get(r, key);
+
+	if (!kv)
+		kv = raw_get(&p->defaults, key);
+	if (kv) {
+		if (expand(p, kv->line, key, kv->val, subs, out, size))
+			return -1;
+	} else if (expand(p, r->line, "device-xml", s->device_xml, subs, out,
+			  size)) {
+		return -1;
+	}
+	if (strcmp(out, "none") == 0)
+		out[0] = '\0';
+	if (out[0] && out[0] != '<')
+		return perr(p, kv ? kv->line : r->line,
+			    "[vm %s]: %s: expected a libvirt device XML or none",
+			    r->name, key);
+	return 0;
+}
+
+/* backend = libvirt: domain, URIs, device XML, disk target, URIs of the
+ * RAM and disk streams. */
+static int finish_vm_libvirt(struct parser *p, struct raw_vm *r,
+			     struct vmm_vm_conf *vm, const struct subst *subs)
+{
+	struct vmm_cluster *c = p->c;
+	const struct vmm_site *src = vmm_cluster_site(c, c->source_site);
+	const struct vmm_site *dst = vmm_cluster_site(c, c->dest_site);
+
+	if (wrong_backend_key(p, r, qemu_only_keys, "qemu"))
+		return -1;
+	if (src->device_set || dst->device_set)
+		return perr(p, 0, "[site %s]: 'device' is QEMU -device syntax; with backend = libvirt give 'device-xml'",
+			    src->device_set ? src->name : dst->name);
+	if (vm_val(p, r, "domain", subs, vm->domain, sizeof(vm->domain), false) ||
+	    vm_uri(p, r, "source-uri", src, subs, vm->source_uri,
+		   sizeof(vm->source_uri)) ||
+	    vm_uri(p, r, "dest-uri", dst, subs, vm->dest_uri,
+		   sizeof(vm->dest_uri)) ||
+	    vm_device_xml(p, r, "source-device-xml", src, subs,
+			  vm->source_device, sizeof(vm->source_device)) ||
+	    vm_device_xml(p, r, "dest-device-xml", dst, subs,
+			  vm->dest_device, sizeof(vm->dest_device)) ||
+	    vm_val(p, r, "disk-node", subs, vm->disk_node,
+		   sizeof(vm->disk_node), false) ||
+	    vm_expect_ranks(p, r, subs, vm))
+		return -1;
+	if (!vm->domain[0])
+		snprintf(vm->domain, sizeof(vm->domain), "%s", vm->name);
+	if (strcmp(vm->disk_node, "none") == 0)
+		vm->disk_node[0] = '\0';
+	if (strcmp(vm->source_uri, vm->dest_uri) == 0)
+		return perr(p, r->line,
+			    "[vm %s]: source and destination are the same libvirt host (%s)",
+			    vm->name, vm->source_uri);
+	snprintf(vm->source_chan_root, sizeof(vm->source_chan_root), "%s",
+		 src->chan_root);
+	snprintf(vm->dest_chan_root, sizeof(vm->dest_chan_root), "%s",
+		 dst->chan_root);
+	/* What the orchestrator shows as the VM's monitors. */
+	snprintf(vm->source_qmp, sizeof(vm->source_qmp), "%s", vm->source_uri);
+	snprintf(vm->dest_qmp, sizeof(vm->dest_qmp), "%s", vm->dest_uri);
+	if (vm_val(p, r, "migrate-uri", subs, vm->migrate_uri,
+		   sizeof(vm->migrate_uri), false) ||
+	    vm_val(p, r, "nbd-uri", subs, vm->nbd_uri, sizeof(vm->nbd_uri),
+		   false))
+		return -1;
+	if ((vm->migrate_uri[0] && !valid_uri(vm->migrate_uri)) ||
+	    (vm->nbd_uri[0] && !valid_uri(vm->nbd_uri)))
+		return perr(p, r->line,
+			    "[vm %s]: migrate-uri/nbd-uri must be unix:/PATH or tcp:HOST:PORT",
+			    vm->name);
+	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
+		 src->rails_set ? src->rails :
+		 vm->source_device[0] ? "verbs,tcp" : "tcp");
+	snprintf(vm->dest_rails, sizeof(vm->dest_rails), "%s",
+		 dst->rails_set ? dst->rails :
+		 vm->dest_device[0] ? "verbs,tcp" : "tcp");
+	return 0;
+}
+
 static int finish_vm(struct parser *p, struct raw_vm *r,
 		     struct vmm_vm_conf *vm)
 {
@@ -567,6 +737,15 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	subs[n++] = (struct subst){ "site", c->dest_site };
 	subs[n++] = (struct subst){ "source-site", c->source_site };
 	subs[n] = (struct subst){ NULL, NULL };
+	if (strcmp(c->backend, "libvirt") == 0)
+		return finish_vm_libvirt(p, r, vm, subs);
+	if (wrong_backend_key(p, r, libvirt_only_keys, "libvirt"))
+		return -1;
+	if (src->device_xml[0] || dst->device_xml[0] || src->uri[0] ||
+	    dst->uri[0] || src->chan_root[0] || dst->chan_root[0])
+		return perr(p, 0, "[site %s]: uri, device-xml and chan-root are keys of backend = libvirt (this cluster file uses backend = qemu)",
+			    src->device_xml[0] || src->uri[0] || src->chan_root[0] ?
+			    src->name : dst->name);
 
 	if (vm_val(p, r, "source-qmp", subs, vm->source_qmp,
 		   sizeof(vm->source_qmp), true) ||

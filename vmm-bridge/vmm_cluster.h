@@ -6,7 +6,7 @@
  * site offers and how storage is laid out.  Format: docs/vmm-bridge.md.
  *
  *   [cluster]  name, source-site, dest-site, mode, run-dir, timeouts, ...
- *   [site S]   device, rails, qemu
+ *   [site S]   device, rails, qemu (libvirt: uri, device-xml, chan-root)
  *   [defaults] any vm key, used by every [vm] that does not set it
  *   [vm NAME]  source-qmp, source-chan, dest-qmp, dest-chan, dest-command,
  *              disk-node, base, source-overlay, dest-overlay, ...
@@ -32,6 +32,7 @@
 #define VMM_PATH_MAX		256
 #define VMM_SPEC_MAX		512
 #define VMM_CMD_MAX		8192
+#define VMM_URI_MAX		512
 
 /*
  * auto: live under KVM, stopped under TCG (live pre-copy under TCG was seen
@@ -66,6 +67,14 @@ struct vmm_site {
 	char rails[128];		/* RESUME rails= hint at this site */
 	bool rails_set;
 	char qemu[VMM_SPEC_MAX];	/* {qemu} of dest-command at this site */
+	/* backend = libvirt: the site's (default) host, the device as a
+	 * libvirt device XML ({name} expanded per VM), and where that
+	 * host's guest channel sockets are seen from here ("" = the same
+	 * filesystem: ninja-migrate runs on that host). */
+	char uri[VMM_URI_MAX];
+	char device_xml[VMM_SPEC_MAX];
+	bool device_set;		/* "device" given (qemu syntax) */
+	char chan_root[VMM_PATH_MAX];
 };
 
 struct vmm_vm_conf {
@@ -91,6 +100,11 @@ struct vmm_vm_conf {
 	char nbd_uri[VMM_PATH_MAX];	/* unix:PATH or tcp:HOST:PORT */
 	/* ranks = N: MPI ranks the guest must report SAFE (-1: not set). */
 	int expect_ranks;
+	/* backend = libvirt (source_device/dest_device then hold device
+	 * XML; disk_node is the disk target to copy, e.g. "vda"): */
+	char domain[VMM_ID_MAX * 2];	/* domain name, default the VM's */
+	char source_uri[VMM_URI_MAX], dest_uri[VMM_URI_MAX];
+	char source_chan_root[VMM_PATH_MAX], dest_chan_root[VMM_PATH_MAX];
 };
 
 struct vmm_cluster {
@@ -99,7 +113,7 @@ struct vmm_cluster {
 	char source_site[VMM_ID_MAX];
 	char dest_site[VMM_ID_MAX];
 	enum vmm_mode mode;
-	char backend[16];		/* "qemu" (embedded) */
+	char backend[16];		/* "qemu" (embedded) or "libvirt" */
 	char run_dir[VMM_PATH_MAX];
 	char lock[VMM_PATH_MAX];
 	/* Deadlines, milliseconds. */
@@ -112,6 +126,10 @@ struct vmm_cluster {
 	int nsites;
 	struct vmm_vm_conf *vms;	/* nvms, allocated: vmm_cluster_free() */
 	int nvms;
+	/* backend = libvirt: keep the domain defined at the destination /
+	 * undefine it at the source (VIR_MIGRATE_PERSIST_DEST /
+	 * VIR_MIGRATE_UNDEFINE_SOURCE). */
+	bool persist_dest, undefine_source;
 };
 
 /*

@@ -435,9 +435,11 @@ static void *worker_move(void *arg)
 		set_state(vm, VMM_VM_DONE);
 		return NULL;
 	}
-	/* The guest channel is a new socket at the destination. */
-	snprintf(vm->dst.endpoint, sizeof(vm->dst.endpoint), "%s",
-		 c->dest_chan);
+	/* The guest channel is a new socket at the destination (without
+	 * dest-chan, the backend's commit found it: libvirt). */
+	if (c->dest_chan[0])
+		snprintf(vm->dst.endpoint, sizeof(vm->dst.endpoint), "%s",
+			 c->dest_chan);
 	{
 		struct vmm_guest *gs[1] = { &vm->dst };
 
@@ -898,6 +900,17 @@ static void print_table(const struct vmm_run *run)
 
 /* ---- the run ---- */
 
+const struct vmm_backend *vmm_backend_find(const char *name)
+{
+	if (strcmp(name, "qemu") == 0)
+		return &vmm_backend_qemu;
+#ifdef HAVE_LIBVIRT
+	if (strcmp(name, "libvirt") == 0)
+		return &vmm_backend_libvirt;
+#endif
+	return NULL;
+}
+
 static void vm_setup(struct vmm_run *run, struct vmm_vm *vm, int i)
 {
 	const struct vmm_vm_conf *c = &run->cl->vms[i];
@@ -906,7 +919,7 @@ static void vm_setup(struct vmm_run *run, struct vmm_vm *vm, int i)
 	vm->run = run;
 	vm->cl = run->cl;
 	vm->conf = c;
-	vm->be = &vmm_backend_qemu;
+	vm->be = vmm_backend_find(run->cl->backend);
 	vm->verbose = run->o->verbose;
 	vm->downtime_ms = -1;
 	vm->app_stall_ms = vm->upgrade_stall_ms = -1;
@@ -954,8 +967,12 @@ static int dry_run(struct vmm_run *run)
 			}
 		}
 		vm->err[0] = '\0';
-		printf("%s: guest channel %s: ", c->name, c->source_chan);
-		if (vmm_guests_open(gs, 1, dl(3000))) {
+		/* Without source-chan, attach found it (libvirt). */
+		printf("%s: guest channel %s: ", c->name, vm->src.endpoint);
+		if (!vm->src.endpoint[0]) {
+			printf("FAIL: unknown (the domain was not reached)\n");
+			bad++;
+		} else if (vmm_guests_open(gs, 1, dl(3000))) {
 			printf("FAIL: %s\n", vm->src.errmsg);
 			bad++;
 		} else {

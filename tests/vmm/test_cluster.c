@@ -166,6 +166,9 @@ static void t_errors(void)
 	bad("dest-command = qemu-system-x86_64 -name {name}\n", "",
 	    "t.conf:29: dest-command: placeholder {disk-node} has no value here");
 	bad("migrate-uri = tcp:10.0.0.2:4444", "migrate-uri = exec:cat", "migrate-uri/nbd-uri must be");
+	bad("[vm vm0]\n", "[vm vm0]\ndomain = x\n", "'domain' is a key of backend = libvirt");
+	bad("[site cloud]\n", "[site cloud]\nuri = qemu:///system\n",
+	    "uri, device-xml and chan-root are keys of backend = libvirt");
 }
 
 /*
@@ -382,6 +385,99 @@ static void t_many(void)
 	CHECK(c.vms == NULL && c.nvms == 0);
 }
 
+/* backend = libvirt: site uri and device XML, per-VM placement, keys of
+ * the other backend refused. */
+static const char lv_good[] =
+	"[cluster]\n"
+	"backend = libvirt\n"
+	"source-site = ib\n"
+	"dest-site = cloud\n"
+	"run-dir = /run/ninja\n"
+	"persist-dest = yes\n"
+	"[site ib]\n"
+	"uri = qemu+ssh://root@ib1/system\n"
+	"device-xml = <hostdev mode='subsystem' type='pci' managed='yes'>\n"
+	"  <source><address bus='0x81' slot='0' function='1'/></source></hostdev>\n"
+	"chan-root = /mnt/ib1\n"
+	"[site cloud]\n"
+	"uri = qemu+tls://c7/system\n"
+	"[defaults]\n"
+	"disk-node = vda\n"
+	"migrate-uri = unix:{run}/{name}.{site}.mig\n"
+	"[vm vm0]\n"
+	"[vm vm1]\n"
+	"domain = job42-{name}\n"
+	"dest-uri = qemu+tls://c8/system\n"
+	"dest-device-xml = <interface type='network'><source network='{name}'/></interface>\n";
+
+static void lv_bad(const char *from, const char *to, const char *want)
+{
+	static struct vmm_cluster c;
+	char text[sizeof(lv_good) + 512], err[512] = "";
+	const char *p = strstr(lv_good, from);
+	int r;
+
+	if (!p) {
+		printf("  test bug: '%s' not in the sample\n", from);
+		CHECK(0);
+		return;
+	}
+	snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - lv_good), lv_good,
+		 to, p + strlen(from));
+	r = vmm_cluster_parse(&c, text, "lv.conf", err, sizeof(err));
+	if (!CHECK(r == -1) || !CHECK(strstr(err, want) != NULL))
+		printf("  replacing '%s': got r=%d err='%s', wanted '%s'\n",
+		       from, r, err, want);
+}
+
+static void t_libvirt(void)
+{
+	static struct vmm_cluster c;
+	const struct vmm_vm_conf *v0, *v1;
+	char err[512];
+
+	nt_group("cluster: backend = libvirt");
+#ifndef HAVE_LIBVIRT
+	CHECK(vmm_cluster_parse(&c, lv_good, "lv.conf", err, sizeof(err)) == -1 &&
+	      strstr(err, "built without the libvirt backend") != NULL);
+	return;
+#endif
+	if (!CHECK(vmm_cluster_parse(&c, lv_good, "lv.conf", err, sizeof(err)) == 0)) {
+		printf("  %s\n", err);
+		return;
+	}
+	v0 = &c.vms[0];
+	v1 = &c.vms[1];
+	CHECK(strcmp(c.backend, "libvirt") == 0 && c.persist_dest && !c.undefine_source);
+	CHECK(strcmp(v0->domain, "vm0") == 0 && strcmp(v1->domain, "job42-vm1") == 0);
+	CHECK(strcmp(v0->source_uri, "qemu+ssh://root@ib1/system") == 0);
+	CHECK(strcmp(v0->dest_uri, "qemu+tls://c7/system") == 0);
+	CHECK(strcmp(v1->dest_uri, "qemu+tls://c8/system") == 0);
+	CHECK(strncmp(v0->source_device, "<hostdev mode='subsystem'", 25) == 0 &&
+	      strstr(v0->source_device, "</hostdev>") != NULL);
+	CHECK(v0->dest_device[0] == '\0');
+	CHECK(strcmp(v1->dest_device, "<interface type='network'><source network='vm1'/></interface>") == 0);
+	CHECK(strcmp(v0->source_rails, "verbs,tcp") == 0 && strcmp(v0->dest_rails, "tcp") == 0);
+	CHECK(strcmp(v1->dest_rails, "verbs,tcp") == 0);
+	CHECK(strcmp(v0->disk_node, "vda") == 0);
+	CHECK(strcmp(v0->migrate_uri, "unix:/run/ninja/vm0.cloud.mig") == 0);
+	CHECK(v0->nbd_uri[0] == '\0');
+	CHECK(strcmp(v0->source_chan_root, "/mnt/ib1") == 0 && v0->dest_chan_root[0] == '\0');
+	CHECK(v0->source_chan[0] == '\0' && v0->dest_command[0] == '\0');
+	vmm_cluster_free(&c);
+	lv_bad("[vm vm0]\n", "[vm vm0]\nsource-qmp = unix:/x\n",
+	       "'source-qmp' is a key of backend = qemu (this cluster file uses backend = libvirt)");
+	lv_bad("[site cloud]\n", "[site cloud]\ndevice = e1000,id=x\n",
+	       "'device' is QEMU -device syntax; with backend = libvirt give 'device-xml'");
+	lv_bad("uri = qemu+tls://c7/system\n", "", "[vm vm0]: no libvirt URI for site cloud");
+	lv_bad("dest-uri = qemu+tls://c8/system", "dest-uri = qemu+ssh://root@ib1/system",
+	       "source and destination are the same libvirt host");
+	lv_bad("device-xml = <hostdev", "device-xml = hostdev", "device-xml: expected a libvirt device XML");
+	lv_bad("backend = libvirt", "backend = xen", "backend: expected 'qemu'");
+	lv_bad("persist-dest = yes", "persist-dest = maybe", "persist-dest: expected yes or no");
+	lv_bad("chan-root = /mnt/ib1", "chan-root = mnt", "chan-root: expected an absolute directory");
+}
+
 int main(void)
 {
 	t_good();
@@ -392,5 +488,6 @@ int main(void)
 	t_continuation();
 	t_example();
 	t_many();
+	t_libvirt();
 	return nt_done();
 }
