@@ -764,7 +764,8 @@ static int run_tool(struct vmm_vm *vm, char *const argv[], int64_t deadline)
 	return 0;
 }
 
-static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
+/* The destination, paused, its fresh overlay on `backing`. */
+static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
@@ -785,7 +786,7 @@ static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
 		unlink(c->nbd_uri + 5);
 	if (c->disk_node[0]) {
 		char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2",
-				 "-F", "qcow2", "-b", (char *)c->base,
+				 "-F", "qcow2", "-b", (char *)backing,
 				 (char *)c->dest_overlay, NULL };
 
 		r = run_tool(vm, argv, deadline);
@@ -875,6 +876,11 @@ static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
 	}
 	json_object_put(ret);
 	return 0;
+}
+
+static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
+{
+	return start_on(vm, vm->conf->base, deadline);
 }
 
 /* ---- storage ---- */
@@ -1480,6 +1486,281 @@ static void qemu_detach(struct vmm_vm *vm)
 	vm->priv = NULL;
 }
 
+/* ---- checkpoint and restore ---- */
+
+static int ensure_priv(struct vmm_vm *vm)
+{
+	if (vm->priv)
+		return 0;
+	vm->priv = calloc(1, sizeof(struct qemu_priv));
+	if (!vm->priv) {
+		vmm_vm_fail(vm, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int qemu_pause(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int r = qmp_cmd(&p->src, "stop", NULL, NULL, deadline);
+
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->stopped_by_us = true;
+	p->t_paused = vmm_now_ns();
+	return 0;
+}
+
+/* The disk node's file and its backing file, from QEMU itself. */
+static int qemu_disk_files(struct vmm_vm *vm, char *file, size_t fsize,
+			   char *backing, size_t bsize, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	json_object *nodes = NULL, *img;
+	size_t i;
+	int r;
+
+	file[0] = backing[0] = '\0';
+	r = qmp_cmd(&p->src, "query-named-block-nodes", NULL, &nodes, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	for (i = 0; json_object_is_type(nodes, json_type_array) &&
+	     i < json_object_array_length(nodes); i++) {
+		json_object *n = json_object_array_get_idx(nodes, i);
+
+		if (strcmp(qmp_get_str(n, "node-name", ""), vm->conf->disk_node))
+			continue;
+		snprintf(file, fsize, "%s", qmp_get_str(n, "file", ""));
+		if (json_object_object_get_ex(n, "image", &img))
+			snprintf(backing, bsize, "%s",
+				 qmp_get_str(img, "full-backing-filename", ""));
+	}
+	json_object_put(nodes);
+	if (!file[0]) {
+		vmm_vm_fail(vm, "source QEMU has no block node named '%s' (disk-node)",
+			    vm->conf->disk_node);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every migration capability we manage off: a plain stream to a file. */
+static int caps_off(struct vmm_vm *vm, struct qmp *q, int64_t deadline)
+{
+	json_object *caps = NULL, *set;
+	size_t i;
+	int k, r;
+
+	r = qmp_cmd(q, "query-migrate-capabilities", NULL, &caps, deadline);
+	if (r)
+		return qfail(vm, q, r);
+	set = json_object_new_array();
+	for (i = 0; json_object_is_type(caps, json_type_array) &&
+	     i < json_object_array_length(caps); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(caps, i),
+					    "capability", "");
+
+		for (k = 0; k < CAP_N; k++)
+			if (strcmp(n, cap_names[k]) == 0)
+				json_object_array_add(set, qmp_args(
+					"capability", json_object_new_string(n),
+					"state", json_object_new_boolean(0), NULL));
+	}
+	json_object_put(caps);
+	if (!json_object_array_length(set)) {
+		json_object_put(set);
+		return 0;
+	}
+	r = qmp_cmd(q, "migrate-set-capabilities",
+		    qmp_args("capabilities", set, NULL), NULL, deadline);
+	return r ? qfail(vm, q, r) : 0;
+}
+
+/*
+ * QEMU 7.2 has no file: migration URI (it came in 8.2): the stream goes
+ * through exec: and the shell, so the path is one QEMU and sh read
+ * literally (vmm_checkpoint.c allows only [A-Za-z0-9._+,=@/-]).
+ */
+static int exec_uri(struct vmm_vm *vm, const char *verb, const char *path,
+		    char *uri, size_t size)
+{
+	const char *c;
+
+	for (c = path; *c; c++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+,=@/-", *c)) {
+			vmm_vm_fail(vm, "state file path %s: only letters, digits and ._+,=@/- are allowed",
+				    path);
+			return -1;
+		}
+	snprintf(uri, size, "exec:%s%s", verb, path);
+	return 0;
+}
+
+/* Poll q's query-migrate until completed (0) or failed (-1). */
+static int wait_stream(struct vmm_vm *vm, struct qmp *q, bool outgoing,
+		       int64_t deadline)
+{
+	for (;;) {
+		json_object *ret = NULL;
+		char st[32];
+		int r = qmp_cmd(q, "query-migrate", NULL, &ret, deadline);
+
+		if (r) {
+			if (!outgoing && !dest_alive(vm, NULL, 0))
+				return dest_died(vm, "loading the saved state");
+			return qfail(vm, q, r);
+		}
+		snprintf(st, sizeof(st), "%s", qmp_get_str(ret, "status", "none"));
+		if (outgoing)
+			ram_stats(vm, ret, st);
+		if (strcmp(st, "completed") == 0) {
+			json_object_put(ret);
+			return 0;
+		}
+		if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+			const char *d = qmp_get_str(ret, "error-desc", NULL);
+
+			vmm_vm_fail(vm, "%s %s%s%s", outgoing ?
+				    "saving the state" : "loading the state",
+				    st, d ? ": " : "", d ? d : "");
+			json_object_put(ret);
+			return -1;
+		}
+		json_object_put(ret);
+		if (!outgoing && !dest_alive(vm, NULL, 0))
+			return dest_died(vm, "loading the saved state");
+		if (vmm_now_ns() >= deadline) {
+			vmm_vm_fail(vm, "%s still '%s' at the deadline",
+				    outgoing ? "saving the state" :
+				    "loading the state", st);
+			if (outgoing)
+				qmp_cmd(q, "migrate_cancel", NULL, NULL,
+					vmm_now_ns() + 2000000000LL);
+			return -2;
+		}
+		sleep_ns(POLL_NS);
+	}
+}
+
+static int qemu_save_state(struct vmm_vm *vm, const char *path,
+			   int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	char uri[VMM_PATH_MAX + 32];
+	int r;
+
+	if (exec_uri(vm, "cat > ", path, uri, sizeof(uri)))
+		return -1;
+	r = caps_off(vm, &p->src, deadline);
+	if (r)
+		return r;
+	r = qmp_cmd(&p->src, "migrate",
+		    qmp_args("uri", json_object_new_string(uri), NULL), NULL,
+		    deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	return wait_stream(vm, &p->src, true, deadline);
+}
+
+/* Run again (from paused or from postmigrate: cont re-activates the
+ * disks a completed save handed over). */
+static int qemu_unpause(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		json_object *ret = NULL;
+		const char *s;
+		int r = qmp_cmd(&p->src, "query-status", NULL, &ret, deadline);
+
+		if (r)
+			return qfail(vm, &p->src, r);
+		s = qmp_get_str(ret, "status", "?");
+		if (strcmp(s, "running") == 0) {
+			json_object_put(ret);
+			p->stopped_by_us = false;
+			return 0;
+		}
+		json_object_put(ret);
+		if (qmp_cmd(&p->src, "cont", NULL, NULL, deadline))
+			return qfail(vm, &p->src, -1);
+		sleep_ns(POLL_NS);
+	}
+	vmm_vm_fail(vm, "the VM does not run again after cont");
+	return -1;
+}
+
+static int qemu_quit(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+
+	/* The answer may race with the close: either is fine. */
+	qmp_cmd(&p->src, "quit", NULL, NULL, deadline);
+	qmp_close(&p->src);
+	p->src_up = false;
+	return 0;
+}
+
+static int qemu_start_restore(struct vmm_vm *vm, const char *backing,
+			      int64_t deadline)
+{
+	if (ensure_priv(vm))
+		return -1;
+	return start_on(vm, backing, deadline);
+}
+
+static int qemu_load_state(struct vmm_vm *vm, const char *path,
+			   int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	char uri[VMM_PATH_MAX + 32];
+	int r;
+
+	if (exec_uri(vm, "cat ", path, uri, sizeof(uri)))
+		return -1;
+	r = qmp_cmd(&p->dst, "migrate-incoming",
+		    qmp_args("uri", json_object_new_string(uri), NULL), NULL,
+		    deadline);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	return wait_stream(vm, &p->dst, false, deadline);
+}
+
+static void qemu_discard(struct vmm_vm *vm)
+{
+	if (vm->priv)
+		kill_dest(vm);
+}
+
+static bool qemu_running(struct vmm_vm *vm, char *where, size_t size)
+{
+	const struct vmm_vm_conf *c = vm->conf;
+
+	if (socket_alive(c->source_qmp)) {
+		snprintf(where, size, "%s", c->source_qmp);
+		return true;
+	}
+	if (socket_alive(c->dest_qmp)) {
+		snprintf(where, size, "%s", c->dest_qmp);
+		return true;
+	}
+	return false;
+}
+
+static void qemu_version(struct vmm_vm *vm, char *out, size_t size)
+{
+	struct qemu_priv *p = P(vm);
+	struct qmp *q = p && p->dst_up ? &p->dst : p ? &p->src : NULL;
+
+	if (!q || !q->ver_major)
+		snprintf(out, size, "qemu unknown");
+	else
+		snprintf(out, size, "qemu %d.%d.%d", q->ver_major,
+			 q->ver_minor, q->ver_micro);
+}
+
 const struct vmm_backend vmm_backend_qemu = {
 	.name = "qemu",
 	.attach = qemu_attach,
@@ -1493,4 +1774,14 @@ const struct vmm_backend vmm_backend_qemu = {
 	.commit = qemu_commit,
 	.abort = qemu_abort,
 	.detach = qemu_detach,
+	.pause = qemu_pause,
+	.disk_files = qemu_disk_files,
+	.save_state = qemu_save_state,
+	.unpause = qemu_unpause,
+	.quit = qemu_quit,
+	.start_restore = qemu_start_restore,
+	.load_state = qemu_load_state,
+	.discard = qemu_discard,
+	.running = qemu_running,
+	.version = qemu_version,
 };
