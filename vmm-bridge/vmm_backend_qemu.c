@@ -1578,23 +1578,51 @@ static int caps_off(struct vmm_vm *vm, struct qmp *q, int64_t deadline)
 }
 
 /*
- * QEMU 7.2 has no file: migration URI (it came in 8.2): the stream goes
- * through exec: and the shell, so the path is one QEMU and sh read
- * literally (vmm_checkpoint.c allows only [A-Za-z0-9._+,=@/-]).
+ * The state file travels as an fd: QEMU 7.2 has no file: migration URI
+ * (8.2 has), and exec: is unsafe for a file: QEMU closes the pipe at the
+ * end and SIGTERMs the child at once (qio_channel_command_close), so a
+ * "cat > FILE" still flushing its last buffer can be killed with nothing
+ * failing anywhere.  With fd: on a regular file, QEMU's own writes fail
+ * (ENOSPC: the migration fails) and the caller fsyncs before it counts.
+ * The fd goes over the monitor socket (SCM_RIGHTS, with one blank byte
+ * the JSON parser skips), named by getfd; migrate/migrate-incoming
+ * "fd:NAME" take it out of the monitor's table.
  */
-static int exec_uri(struct vmm_vm *vm, const char *verb, const char *path,
-		    char *uri, size_t size)
-{
-	const char *c;
+#define STATE_FD	"ninja-state"
 
-	for (c = path; *c; c++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+,=@/-", *c)) {
-			vmm_vm_fail(vm, "state file path %s: only letters, digits and ._+,=@/- are allowed",
-				    path);
-			return -1;
-		}
-	snprintf(uri, size, "exec:%s%s", verb, path);
-	return 0;
+static int send_fd(struct vmm_vm *vm, struct qmp *q, int fd, int64_t deadline)
+{
+	char blank = ' ';
+	struct iovec iov = { .iov_base = &blank, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *cm;
+	ssize_t r;
+
+	memset(&u, 0, sizeof(u));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	do
+		r = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r != 1) {
+		vmm_vm_fail(vm, "passing the state file to QEMU: %s",
+			    r < 0 ? strerror(errno) : "short send");
+		return -1;
+	}
+	r = qmp_cmd(q, "getfd", qmp_args("fdname",
+					 json_object_new_string(STATE_FD), NULL),
+		    NULL, deadline);
+	return r ? qfail(vm, q, (int)r) : 0;
 }
 
 /* Poll q's query-migrate until completed (0) or failed (-1). */
@@ -1630,6 +1658,23 @@ static int wait_stream(struct vmm_vm *vm, struct qmp *q, bool outgoing,
 		json_object_put(ret);
 		if (!outgoing && !dest_alive(vm, NULL, 0))
 			return dest_died(vm, "loading the saved state");
+		/* A loaded -S destination leaves inmigrate for paused (a
+		 * failed load makes QEMU exit: dest_alive above). */
+		if (!outgoing && strcmp(st, "setup") && strcmp(st, "active")) {
+			r = qmp_cmd(q, "query-status", NULL, &ret, deadline);
+			if (r)
+				return qfail(vm, q, r);
+			snprintf(st, sizeof(st), "%s", qmp_get_str(ret, "status", "?"));
+			json_object_put(ret);
+			if (strcmp(st, "inmigrate") != 0) {
+				if (strcmp(st, "paused") == 0 ||
+				    strcmp(st, "prelaunch") == 0)
+					return 0;
+				vmm_vm_fail(vm, "after loading the state the VM is '%s', not paused",
+					    st);
+				return -1;
+			}
+		}
 		if (vmm_now_ns() >= deadline) {
 			vmm_vm_fail(vm, "%s still '%s' at the deadline",
 				    outgoing ? "saving the state" :
@@ -1647,20 +1692,35 @@ static int qemu_save_state(struct vmm_vm *vm, const char *path,
 			   int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
-	char uri[VMM_PATH_MAX + 32];
-	int r;
+	int fd, r;
 
-	if (exec_uri(vm, "cat > ", path, uri, sizeof(uri)))
-		return -1;
 	r = caps_off(vm, &p->src, deadline);
 	if (r)
 		return r;
-	r = qmp_cmd(&p->src, "migrate",
-		    qmp_args("uri", json_object_new_string(uri), NULL), NULL,
-		    deadline);
-	if (r)
-		return qfail(vm, &p->src, r);
-	return wait_stream(vm, &p->src, true, deadline);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		vmm_vm_fail(vm, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	r = send_fd(vm, &p->src, fd, deadline);
+	if (!r) {
+		r = qmp_cmd(&p->src, "migrate",
+			    qmp_args("uri", json_object_new_string("fd:" STATE_FD),
+				     NULL), NULL, deadline);
+		if (r)
+			r = qfail(vm, &p->src, r);
+	}
+	if (!r)
+		r = wait_stream(vm, &p->src, true, deadline);
+	if (!r && fsync(fd)) {
+		vmm_vm_fail(vm, "writing %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	if (close(fd) && !r) {
+		vmm_vm_fail(vm, "writing %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	return r;
 }
 
 /* Run again (from paused or from postmigrate: cont re-activates the
@@ -1715,14 +1775,19 @@ static int qemu_load_state(struct vmm_vm *vm, const char *path,
 			   int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
-	char uri[VMM_PATH_MAX + 32];
-	int r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
-	if (exec_uri(vm, "cat ", path, uri, sizeof(uri)))
+	if (fd < 0) {
+		vmm_vm_fail(vm, "%s: %s", path, strerror(errno));
 		return -1;
+	}
+	r = send_fd(vm, &p->dst, fd, deadline);
+	close(fd);
+	if (r)
+		return r;
 	r = qmp_cmd(&p->dst, "migrate-incoming",
-		    qmp_args("uri", json_object_new_string(uri), NULL), NULL,
-		    deadline);
+		    qmp_args("uri", json_object_new_string("fd:" STATE_FD), NULL),
+		    NULL, deadline);
 	if (r)
 		return qfail(vm, &p->dst, r);
 	return wait_stream(vm, &p->dst, false, deadline);

@@ -31,6 +31,7 @@
 #define FORMAT		"ninja-checkpoint/1"
 #define MANIFEST_MAX	(1 << 20)
 #define SHA_HEX		65
+#define BUF_SIZE	(1 << 20)
 
 /* Phases: one table per verb, columns in this order. */
 enum { P_DRAIN, P_UNPLUG, P_RAM, P_DISK, P_PLUG, P_RESUME, P_TOTAL, P_N };
@@ -132,7 +133,7 @@ static double span_ms(const struct ck *ck, int p)
 
 /* ---- files ---- */
 
-/* DIR path characters: what QEMU's exec: URI and sh read literally. */
+/* Characters of the file names a manifest may give. */
 static bool safe_path(const char *s)
 {
 	for (; *s; s++)
@@ -155,7 +156,7 @@ static int hash_file(const char *path, char sha[SHA_HEX], uint64_t *size,
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdn = 0;
-	static __thread char buf[1 << 20];
+	char *buf;
 	EVP_MD_CTX *ctx;
 	uint64_t tot = 0;
 	ssize_t r;
@@ -165,14 +166,16 @@ static int hash_file(const char *path, char sha[SHA_HEX], uint64_t *size,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	buf = malloc(BUF_SIZE);
 	ctx = EVP_MD_CTX_new();
-	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		snprintf(err, errlen, "sha256: OpenSSL failed");
+	if (!buf || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		snprintf(err, errlen, "sha256: out of memory or OpenSSL failed");
 		EVP_MD_CTX_free(ctx);
+		free(buf);
 		close(fd);
 		return -1;
 	}
-	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+	while ((r = read(fd, buf, BUF_SIZE)) > 0) {
 		EVP_DigestUpdate(ctx, buf, (size_t)r);
 		tot += (uint64_t)r;
 	}
@@ -181,6 +184,7 @@ static int hash_file(const char *path, char sha[SHA_HEX], uint64_t *size,
 	else
 		EVP_DigestFinal_ex(ctx, md, &mdn);
 	EVP_MD_CTX_free(ctx);
+	free(buf);
 	close(fd);
 	if (r < 0)
 		return -1;
@@ -207,11 +211,11 @@ static int copy_file(const char *src, const char *dst, char sha[SHA_HEX],
 		     uint64_t *written, uint64_t *len, char *err,
 		     size_t errlen)
 {
-	static __thread char buf[1 << 20];
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdn = 0;
 	EVP_MD_CTX *ctx;
 	uint64_t tot = 0, wr = 0;
+	char *buf = NULL;
 	int in, out, rc = -1;
 	ssize_t r;
 
@@ -226,12 +230,13 @@ static int copy_file(const char *src, const char *dst, char sha[SHA_HEX],
 		close(in);
 		return -1;
 	}
+	buf = malloc(BUF_SIZE);
 	ctx = EVP_MD_CTX_new();
-	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		snprintf(err, errlen, "sha256: OpenSSL failed");
+	if (!buf || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		snprintf(err, errlen, "sha256: out of memory or OpenSSL failed");
 		goto out;
 	}
-	while ((r = read(in, buf, sizeof(buf))) > 0) {
+	while ((r = read(in, buf, BUF_SIZE)) > 0) {
 		size_t off = 0;
 
 		EVP_DigestUpdate(ctx, buf, (size_t)r);
@@ -275,6 +280,7 @@ werr:
 	snprintf(err, errlen, "writing %s: %s", dst, strerror(errno));
 out:
 	EVP_MD_CTX_free(ctx);
+	free(buf);
 	close(in);
 	if (close(out) && !rc) {
 		snprintf(err, errlen, "writing %s: %s", dst, strerror(errno));
@@ -331,12 +337,6 @@ static int prepare_dir(struct ck *ck, bool remove_old)
 	}
 	if (!realpath(d, ck->dir)) {
 		snprintf(ck->error, sizeof(ck->error), "%s: %s", d, strerror(errno));
-		return -1;
-	}
-	if (!safe_path(ck->dir)) {
-		snprintf(ck->error, sizeof(ck->error),
-			 "checkpoint directory %s: only letters, digits and ._+,=@/- are allowed in its path (QEMU 7.2 streams the state through exec:)",
-			 ck->dir);
 		return -1;
 	}
 	dp = opendir(ck->dir);
@@ -745,7 +745,7 @@ static int obs_open(struct ck *ck, int lockfd_ok)
 }
 
 /* Put back what unplug removed (where the VM runs now). */
-static void plug_back(struct ck *ck, bool at_dest)
+static void plug_back(struct ck *ck, bool at_dest, bool wait)
 {
 	int i;
 
@@ -770,7 +770,7 @@ static void plug_back(struct ck *ck, bool at_dest)
 			continue;
 		}
 		vm->plugged = true;
-		if (ck->cl->link_wait && g->open &&
+		if ((ck->cl->link_wait || wait) && g->open &&
 		    vmm_guest_wait_link(g, dl(ck->cl->link_ms)))
 			snprintf(vm->warn, sizeof(vm->warn),
 				 "no link-up/port-active EVENT within %.0f s of device_add",
@@ -945,7 +945,9 @@ static int revive(struct ck *ck, bool cancel)
 	/* Every device goes back, also to a VM whose save failed. */
 	for (i = 0; i < ck->n; i++)
 		ck->v[i].failed = false;
-	plug_back(ck, false);
+	/* A CANCEL resumes the ranks on their old rails: the device
+	 * up first (as a move's rollback does). */
+	plug_back(ck, false, cancel);
 	return bad + resume_all(ck, false, cancel);
 }
 
@@ -1144,12 +1146,6 @@ static int verify(struct ck *ck, json_object **out)
 
 	if (!realpath(ck->o->dir, ck->dir)) {
 		snprintf(ck->error, sizeof(ck->error), "%s: %s", ck->o->dir, strerror(errno));
-		return -1;
-	}
-	if (!safe_path(ck->dir)) {
-		snprintf(ck->error, sizeof(ck->error),
-			 "checkpoint directory %s: only letters, digits and ._+,=@/- are allowed in its path",
-			 ck->dir);
 		return -1;
 	}
 	path_in(ck, MANIFEST, p, sizeof(p));
@@ -1431,7 +1427,7 @@ int vmm_restore_run(const struct vmm_cluster *cl,
 				    g->errmsg);
 		}
 	}
-	plug_back(ck, true);
+	plug_back(ck, true, false);
 	nfail += resume_all(ck, true, false);
 	if (nfail) {
 		ck->result = "restored-with-errors";
