@@ -1635,6 +1635,12 @@ static int wait_stream(struct vmm_vm *vm, struct qmp *q, bool outgoing,
 		int r = qmp_cmd(q, "query-migrate", NULL, &ret, deadline);
 
 		if (r) {
+			int64_t end = vmm_now_ns() + 2000000000LL;
+
+			/* A QEMU that cannot load exits: say why (its log). */
+			while (!outgoing && dest_alive(vm, NULL, 0) &&
+			       vmm_now_ns() < end)
+				sleep_ns(20000000);
 			if (!outgoing && !dest_alive(vm, NULL, 0))
 				return dest_died(vm, "loading the saved state");
 			return qfail(vm, q, r);
