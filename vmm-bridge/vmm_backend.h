@@ -97,6 +97,21 @@ struct vmm_backend {
 	void (*discard)(struct vmm_vm *vm);
 	bool (*running)(struct vmm_vm *vm, char *where, size_t size);
 	void (*version)(struct vmm_vm *vm, char *out, size_t size);
+	/*
+	 * Incremental overlays of a VM that keeps running between
+	 * checkpoints (paused VM, disks active): disk_mark drops every
+	 * dirty bitmap of ours on the disk node and starts one named
+	 * `name` (what is written from now on); disk_bitmap gives the name
+	 * of ours there ("" none); disk_backup writes what that bitmap
+	 * recorded into a new image `target` whose backing file is
+	 * `parent`.  Fills vm->storage_bytes with what the job copied.
+	 */
+	int (*disk_mark)(struct vmm_vm *vm, const char *name, int64_t deadline);
+	int (*disk_bitmap)(struct vmm_vm *vm, char *name, size_t size,
+			   int64_t deadline);
+	int (*disk_backup)(struct vmm_vm *vm, const char *bitmap,
+			   const char *target, const char *parent,
+			   int64_t deadline);
 };
 
 extern const struct vmm_backend vmm_backend_qemu;

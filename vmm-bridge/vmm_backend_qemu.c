@@ -1832,6 +1832,133 @@ static void qemu_version(struct vmm_vm *vm, char *out, size_t size)
 			 q->ver_minor, q->ver_micro);
 }
 
+/* ---- incremental overlays: dirty bitmaps ---- */
+
+#define BITMAP_PREFIX	"ninja-ckpt:"
+#define BK_NODE		"ninja-bk"
+#define BK_JOB		"ninja-backup"
+
+/* The dirty bitmaps of the disk node (a new array, or NULL). */
+static json_object *node_bitmaps(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	json_object *nodes = NULL, *bm, *out = NULL;
+	size_t i;
+
+	if (qmp_cmd(&p->src, "query-named-block-nodes", NULL, &nodes, deadline))
+		return NULL;
+	for (i = 0; json_object_is_type(nodes, json_type_array) &&
+	     i < json_object_array_length(nodes); i++) {
+		json_object *n = json_object_array_get_idx(nodes, i);
+
+		if (strcmp(qmp_get_str(n, "node-name", ""), vm->conf->disk_node) == 0 &&
+		    json_object_object_get_ex(n, "dirty-bitmaps", &bm) &&
+		    json_object_is_type(bm, json_type_array))
+			out = json_object_get(bm);
+	}
+	json_object_put(nodes);
+	return out;
+}
+
+static int qemu_disk_bitmap(struct vmm_vm *vm, char *name, size_t size,
+			    int64_t deadline)
+{
+	json_object *bm = node_bitmaps(vm, deadline);
+	size_t i;
+
+	name[0] = '\0';
+	for (i = 0; bm && i < json_object_array_length(bm); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(bm, i),
+					    "name", "");
+
+		if (strncmp(n, BITMAP_PREFIX, strlen(BITMAP_PREFIX)) == 0)
+			snprintf(name, size, "%s", n);
+	}
+	json_object_put(bm);
+	return 0;
+}
+
+static int qemu_disk_mark(struct vmm_vm *vm, const char *name, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	json_object *bm = node_bitmaps(vm, deadline);
+	size_t i;
+	int r;
+
+	for (i = 0; bm && i < json_object_array_length(bm); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(bm, i),
+					    "name", "");
+
+		if (strncmp(n, BITMAP_PREFIX, strlen(BITMAP_PREFIX)))
+			continue;
+		r = qmp_cmd(&p->src, "block-dirty-bitmap-remove",
+			    qmp_args("node", json_object_new_string(vm->conf->disk_node),
+				     "name", json_object_new_string(n), NULL),
+			    NULL, deadline);
+		if (r) {
+			json_object_put(bm);
+			return qfail(vm, &p->src, r);
+		}
+	}
+	json_object_put(bm);
+	r = qmp_cmd(&p->src, "block-dirty-bitmap-add",
+		    qmp_args("node", json_object_new_string(vm->conf->disk_node),
+			     "name", json_object_new_string(name), NULL),
+		    NULL, deadline);
+	return r ? qfail(vm, &p->src, r) : 0;
+}
+
+static int qemu_disk_backup(struct vmm_vm *vm, const char *bitmap,
+			    const char *target, const char *parent,
+			    int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+			 "-b", (char *)parent, (char *)target, NULL };
+	json_object *data = NULL;
+	int r;
+
+	r = run_tool(vm, argv, deadline);
+	if (r)
+		return r;
+	r = qmp_cmd(&p->src, "blockdev-add",
+		    qmp_args("driver", json_object_new_string("qcow2"),
+			     "node-name", json_object_new_string(BK_NODE),
+			     "file", qmp_args("driver", json_object_new_string("file"),
+					      "filename", json_object_new_string(target),
+					      NULL), NULL), NULL, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	r = qmp_cmd(&p->src, "blockdev-backup",
+		    qmp_args("job-id", json_object_new_string(BK_JOB),
+			     "device", json_object_new_string(vm->conf->disk_node),
+			     "target", json_object_new_string(BK_NODE),
+			     "sync", json_object_new_string("incremental"),
+			     "bitmap", json_object_new_string(bitmap), NULL),
+		    NULL, deadline);
+	if (r) {
+		r = qfail(vm, &p->src, r);
+	} else {
+		r = qmp_wait_event(&p->src, "BLOCK_JOB_COMPLETED", match_job_end,
+				   BK_JOB, &data, NULL, deadline);
+		if (r)
+			r = qfail(vm, &p->src, r);
+		else if (qmp_get_str(data, "error", NULL)) {
+			vmm_vm_fail(vm, "incremental backup of %s failed: %s",
+				    vm->conf->disk_node, qmp_get_str(data, "error", "?"));
+			r = -1;
+		} else {
+			vm->storage_bytes = (uint64_t)qmp_get_int(data, "offset", 0);
+		}
+		json_object_put(data);
+	}
+	if (qmp_cmd(&p->src, "blockdev-del",
+		    qmp_args("node-name", json_object_new_string(BK_NODE), NULL),
+		    NULL, deadline) && !r)
+		r = qfail(vm, &p->src, -1);
+	return r;
+}
+
 const struct vmm_backend vmm_backend_qemu = {
 	.name = "qemu",
 	.attach = qemu_attach,
@@ -1855,4 +1982,7 @@ const struct vmm_backend vmm_backend_qemu = {
 	.discard = qemu_discard,
 	.running = qemu_running,
 	.version = qemu_version,
+	.disk_mark = qemu_disk_mark,
+	.disk_bitmap = qemu_disk_bitmap,
+	.disk_backup = qemu_disk_backup,
 };

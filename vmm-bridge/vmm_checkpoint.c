@@ -56,6 +56,7 @@ struct ck_vm {
 	 * (an earlier checkpoint's copy), only the overlay is stored. */
 	char overlay[VMM_PATH_MAX], backing[VMM_PATH_MAX];
 	char parent[VMM_PATH_MAX], parent_sha[SHA_HEX];
+	bool via_bitmap;		/* incremental by dirty bitmap */
 	bool paused, failed, started;
 	pthread_t th;
 	bool th_started;
@@ -424,22 +425,21 @@ static bool plain_name(const char *s)
 }
 
 /*
- * The overlay's backing file is an earlier checkpoint's copy of this VM's
- * overlay (its directory's manifest lists it): then only the overlay is
- * stored now, with that copy as its parent.  Returns 1 (parent found,
- * v->parent/parent_sha set), 0 (none: a full copy), -1 (the parent is in
- * DIR itself).
+ * Is `path` the overlay copy of VM `name` in an earlier checkpoint (its
+ * directory's manifest lists it)?  1 with its sha256 and its own parent
+ * ("" none), 0 no.
  */
-static int find_parent(struct ck *ck, struct ck_vm *v)
+static int lookup_copy(const char *path, const char *name, char sha[SHA_HEX],
+		       char *parent, size_t psize, char *psha)
 {
 	char d[VMM_PATH_MAX], mp[VMM_PATH_MAX + 32], err[256];
-	const char *slash = strrchr(v->backing, '/');
-	json_object *m, *vms;
+	const char *slash = strrchr(path, '/');
+	json_object *m, *vms, *par;
 	size_t i;
 
-	if (!v->backing[0] || !slash)
+	if (!slash || slash == path)
 		return 0;
-	snprintf(d, sizeof(d), "%.*s", (int)(slash - v->backing), v->backing);
+	snprintf(d, sizeof(d), "%.*s", (int)(slash - path), path);
 	snprintf(mp, sizeof(mp), "%s/" MANIFEST, d);
 	m = read_json(mp, err, sizeof(err));
 	if (!m)
@@ -451,24 +451,53 @@ static int find_parent(struct ck *ck, struct ck_vm *v)
 	}
 	for (i = 0; i < json_object_array_length(vms); i++) {
 		json_object *e = json_object_array_get_idx(vms, i);
-		const char *df = jstr(e, "disk_file"), *sha = jstr(e, "disk_sha256");
+		const char *df = jstr(e, "disk_file"), *ds = jstr(e, "disk_sha256");
 
-		if (!df || !sha || strcmp(df, slash + 1) ||
-		    strcmp(jstr(e, "name") ? jstr(e, "name") : "", v->vm->conf->name))
+		if (!df || !ds || strlen(ds) != SHA_HEX - 1 || strcmp(df, slash + 1) ||
+		    strcmp(jstr(e, "name") ? jstr(e, "name") : "", name))
 			continue;
-		snprintf(v->parent, sizeof(v->parent), "%s", v->backing);
-		snprintf(v->parent_sha, sizeof(v->parent_sha), "%s", sha);
-		json_object_put(m);
-		{
-			char real[PATH_MAX];
-
-			if (realpath(d, real) && strcmp(real, ck->dir) == 0)
-				return -1;
+		snprintf(sha, SHA_HEX, "%s", ds);
+		parent[0] = psha[0] = '\0';
+		if (json_object_object_get_ex(e, "parent", &par) &&
+		    jstr(par, "file") && jstr(par, "sha256")) {
+			snprintf(parent, psize, "%s", jstr(par, "file"));
+			snprintf(psha, SHA_HEX, "%s", jstr(par, "sha256"));
 		}
+		json_object_put(m);
 		return 1;
 	}
 	json_object_put(m);
 	return 0;
+}
+
+/* A file inside DIR (what --force replaces)? */
+static bool in_dir(const struct ck *ck, const char *path)
+{
+	char d[VMM_PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return false;
+	snprintf(d, sizeof(d), "%.*s", (int)(slash - path), path);
+	return realpath(d, real) && strcmp(real, ck->dir) == 0;
+}
+
+/*
+ * The overlay's backing file is an earlier checkpoint's copy of this VM's
+ * overlay (a restored VM): then only the overlay is stored now, with that
+ * copy as its parent.  Returns 1 (v->parent/parent_sha set), 0 (none),
+ * -1 (the parent is in DIR itself).
+ */
+static int find_parent(struct ck *ck, struct ck_vm *v)
+{
+	char gp[VMM_PATH_MAX], gsha[SHA_HEX];
+
+	if (!v->backing[0] ||
+	    !lookup_copy(v->backing, v->vm->conf->name, v->parent_sha, gp,
+			 sizeof(gp), gsha))
+		return 0;
+	snprintf(v->parent, sizeof(v->parent), "%s", v->backing);
+	return in_dir(ck, v->backing) ? -1 : 1;
 }
 
 static int write_manifest(struct ck *ck)
@@ -817,6 +846,45 @@ static int resume_all(struct ck *ck, bool at_dest, bool cancel)
 
 /* ---- checkpoint ---- */
 
+/*
+ * The overlay, the VM paused (disks flushed, still active): what the
+ * dirty bitmap of the previous checkpoint recorded (a VM that ran on
+ * since), or the overlay file itself (over an earlier checkpoint's copy
+ * after a restore, or over the base); then a new bitmap for the next one.
+ */
+static int save_disk(struct ck *ck, struct ck_vm *v, const char *target)
+{
+	struct vmm_vm *vm = v->vm;
+	char bm[VMM_PATH_MAX + 32], gp[VMM_PATH_MAX], gsha[SHA_HEX], err[512];
+	const char *prev;
+	struct stat st;
+	int r;
+
+	if (vm->be->disk_bitmap(vm, bm, sizeof(bm), dl(10000)))
+		return -1;
+	prev = bm[0] ? bm + strlen("ninja-ckpt:") : NULL;
+	if (prev && !v->parent[0] && !in_dir(ck, prev) && access(prev, R_OK) == 0 &&
+	    lookup_copy(prev, vm->conf->name, v->parent_sha, gp, sizeof(gp), gsha)) {
+		snprintf(v->parent, sizeof(v->parent), "%s", prev);
+		v->via_bitmap = true;
+		r = vm->be->disk_backup(vm, bm, target, prev, dl(ck->cl->storage_ms));
+		if (!r && hash_file(target, v->disk_sha, &v->disk_len, err, sizeof(err))) {
+			vmm_vm_fail(vm, "%s", err);
+			r = -1;
+		}
+		if (r)
+			return -1;
+		v->disk_written = stat(target, &st) ? v->disk_len :
+				  (uint64_t)st.st_blocks * 512;
+	} else if (copy_file(v->overlay, target, v->disk_sha, &v->disk_written,
+			     &v->disk_len, err, sizeof(err))) {
+		vmm_vm_fail(vm, "copying the overlay: %s", err);
+		return -1;
+	}
+	snprintf(bm, sizeof(bm), "ninja-ckpt:%s", target);
+	return vm->be->disk_mark(vm, bm, dl(10000));
+}
+
 static void *save_worker(void *arg)
 {
 	struct ck_vm *v = arg;
@@ -824,9 +892,26 @@ static void *save_worker(void *arg)
 	struct vmm_vm *vm = v->vm;
 	char p[PATH_MAX + 128], err[512];
 
+	if (vm->conf->disk_node[0]) {
+		path_in(ck, v->disk_name, p, sizeof(p));
+		pb(v, P_DISK);
+		v->disk_made = true;	/* a file to delete on failure */
+		if (save_disk(ck, v, p)) {
+			pe(v, P_DISK);
+			v->failed = true;
+			vmm_progress(vm, "FAILED to save the overlay: %s", vm->err);
+			return NULL;
+		}
+		pe(v, P_DISK);
+		vmm_progress(vm, "save-disk: overlay %s, %" PRIu64 " B written (%s) (%.0f ms)",
+			     v->overlay, v->disk_written,
+			     v->via_bitmap ? "incremental: the dirty bitmap since the last checkpoint" :
+			     v->parent[0] ? "incremental: the overlay over the restored checkpoint" :
+			     "full overlay, base not copied", pms(v, P_DISK));
+	}
 	path_in(ck, v->ram_name, p, sizeof(p));
 	pb(v, P_RAM);
-	v->ram_made = true;	/* from now on, a file to delete on failure */
+	v->ram_made = true;
 	if (vm->be->save_state(vm, p, dl(ck->cl->ram_ms)) ||
 	    hash_file(p, v->ram_sha, &v->ram_bytes, err, sizeof(err))) {
 		pe(v, P_RAM);
@@ -839,24 +924,6 @@ static void *save_worker(void *arg)
 	pe(v, P_RAM);
 	vmm_progress(vm, "save-ram: %" PRIu64 " B of device state + RAM (%.0f ms)",
 		     v->ram_bytes, pms(v, P_RAM));
-	if (!vm->conf->disk_node[0])
-		return NULL;
-	path_in(ck, v->disk_name, p, sizeof(p));
-	pb(v, P_DISK);
-	v->disk_made = true;
-	if (copy_file(v->overlay, p, v->disk_sha, &v->disk_written, &v->disk_len,
-		      err, sizeof(err))) {
-		pe(v, P_DISK);
-		vmm_vm_fail(vm, "copying the overlay: %s", err);
-		v->failed = true;
-		vmm_progress(vm, "FAILED to save the overlay: %s", vm->err);
-		return NULL;
-	}
-	pe(v, P_DISK);
-	vmm_progress(vm, "save-disk: overlay %s, %" PRIu64 " B written (%s) (%.0f ms)",
-		     v->overlay, v->disk_written,
-		     v->parent[0] ? "incremental: what changed since the parent checkpoint" :
-		     "full overlay, base not copied", pms(v, P_DISK));
 	return NULL;
 }
 
@@ -1133,6 +1200,32 @@ out:
 
 /* ---- restore ---- */
 
+/* The parent's own parents, up the chain (each listed in its
+ * checkpoint's manifest, each file's sha256 recomputed). */
+static int verify_ancestors(struct ck *ck, const char *name, const char *pf)
+{
+	char cur[VMM_PATH_MAX], rec[SHA_HEX], gp[VMM_PATH_MAX], gsha[SHA_HEX];
+	char sha[SHA_HEX], err[512];
+	uint64_t sz;
+	int depth;
+
+	snprintf(cur, sizeof(cur), "%s", pf);
+	for (depth = 0; depth < 64; depth++) {
+		if (!lookup_copy(cur, name, rec, gp, sizeof(gp), gsha) || !gp[0])
+			return 0;
+		err[0] = '\0';
+		if (hash_file(gp, sha, &sz, err, sizeof(err)) || strcmp(sha, gsha)) {
+			snprintf(ck->error, sizeof(ck->error),
+				 "VM %s: %s, an older checkpoint this one builds on, is %s",
+				 name, gp, err[0] ? "missing" : "changed");
+			return -1;
+		}
+		snprintf(cur, sizeof(cur), "%s", gp);
+	}
+	snprintf(ck->error, sizeof(ck->error), "VM %s: checkpoint chain longer than 64", name);
+	return -1;
+}
+
 /* Verify the manifest against DIR and the cluster file; fill ck->v.
  * 0, or -1 with ck->error. */
 static int verify(struct ck *ck, json_object **out)
@@ -1250,13 +1343,16 @@ static int verify(struct ck *ck, json_object **out)
 				snprintf(ck->error, sizeof(ck->error), "VM %s: bad parent entry", c->name);
 				return -1;
 			}
+			err[0] = '\0';
 			if (hash_file(pf, sha, &sz, err, sizeof(err)) || strcmp(sha, ps)) {
 				snprintf(ck->error, sizeof(ck->error),
 					 "VM %s: the parent checkpoint's overlay %s is %s (this checkpoint is incremental over it)",
-					 c->name, pf, err[0] && strcmp(sha, ps) ? "missing" : "changed");
+					 c->name, pf, err[0] ? "missing" : "changed");
 				return -1;
 			}
 			snprintf(v->parent, sizeof(v->parent), "%s", pf);
+			if (verify_ancestors(ck, c->name, pf))
+				return -1;
 		}
 	}
 	return 0;
