@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm_checkpoint.h"
 #include "vmm_cluster.h"
 #include "vmm_migrate.h"
 #include "vmm_status.h"
@@ -22,6 +23,10 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: ninja-migrate [options] CLUSTER-FILE\n"
 "       ninja-migrate status [--json] [CLUSTER-FILE]\n"
+"       ninja-migrate checkpoint --to DIR [--leave-running|--stop] [--force]\n"
+"                     [--report FILE] CLUSTER-FILE\n"
+"       ninja-migrate restore --from DIR [--site NAME] [--force]\n"
+"                     [--report FILE] CLUSTER-FILE\n"
 "\n"
 "Migrate every VM of the virtual cluster described in CLUSTER-FILE from\n"
 "its source site to its destination site: drain the MPI ranks (QUIESCE),\n"
@@ -69,7 +74,77 @@ static void usage(FILE *f)
 "2 drain failed or fewer ranks than expected (cancelled, job continues); 3 failed before the\n"
 "switch-over, rolled back; 4 moved but a later step failed; 5 rollback\n"
 "failed (operator needed); 6 another ninja-migrate is running.\n"
-"status: 0 a migration runs; 1 usage; 2 no migration running.\n");
+"status: 0 a migration runs; 1 usage; 2 no migration running.\n"
+"checkpoint/restore: see docs/checkpoint.md (0 done; 1 refused, nothing\n"
+"changed/started; 2 drain failed; 3 failed, cluster runs on / restored VMs\n"
+"stopped; 4 done but a later step failed; 5 cluster did not resume).\n");
+}
+
+/* ninja-migrate checkpoint|restore ... (vmm_checkpoint.c). */
+static int ckpt_main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "site", required_argument, NULL, 'S' },
+		{ "leave-running", no_argument, NULL, 'l' },
+		{ "stop", no_argument, NULL, 'x' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "report", required_argument, NULL, 'r' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool restore = strcmp(argv[0], "restore") == 0;
+	struct vmm_ckpt_opts o = { 0 };
+	const char *site = NULL;
+	struct vmm_cluster *cl;
+	char err[1024];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "r:vqfh", lopts, NULL)) != -1) {
+		switch (c) {
+		case 't': case 'F':
+			if ((c == 't') == restore) {
+				fprintf(stderr, "ninja-migrate %s: --%s belongs to %s\n",
+					argv[0], c == 't' ? "to" : "from",
+					c == 't' ? "checkpoint" : "restore");
+				return VMM_EXIT_USAGE;
+			}
+			o.dir = optarg;
+			break;
+		case 'S': site = optarg; break;
+		case 'l': o.stop = false; break;
+		case 'x': o.stop = true; break;
+		case 'f': o.force = true; break;
+		case 'r': o.report = optarg; break;
+		case 'v': o.verbose = true; break;
+		case 'q': o.quiet = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return VMM_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1 || !o.dir || (site && !restore) ||
+	    (restore && o.stop)) {
+		fprintf(stderr, "usage: ninja-migrate checkpoint --to DIR [--leave-running|--stop] [--force] CLUSTER-FILE\n"
+			"       ninja-migrate restore --from DIR [--site NAME] [--force] CLUSTER-FILE\n");
+		return VMM_EXIT_USAGE;
+	}
+	cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		fprintf(stderr, "ninja-migrate: out of memory\n");
+		return VMM_EXIT_USAGE;
+	}
+	if (vmm_cluster_load_at(cl, argv[optind], site, err, sizeof(err))) {
+		fprintf(stderr, "ninja-migrate: %s\n", err);
+		free(cl);
+		return VMM_EXIT_USAGE;
+	}
+	r = restore ? vmm_restore_run(cl, &o) : vmm_checkpoint_run(cl, &o);
+	vmm_cluster_free(cl);
+	free(cl);
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -115,6 +190,18 @@ int main(int argc, char **argv)
 	vmm_set_progname(argv[0]);
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return vmm_status_main(argc - 1, argv + 1);
+	if (argc > 1 && (strcmp(argv[1], "checkpoint") == 0 ||
+			 strcmp(argv[1], "restore") == 0)) {
+		struct sigaction sa;
+
+		signal(SIGPIPE, SIG_IGN);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = vmm_migrate_interrupt;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		return ckpt_main(argc - 1, argv + 1);
+	}
 	while ((c = getopt_long(argc, argv, "nsr:u:vfhqe:", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'u':

@@ -67,6 +67,51 @@ struct vmm_backend {
 	int (*abort)(struct vmm_vm *vm, int64_t deadline);
 	/* Close connections (VMs keep running). */
 	void (*detach)(struct vmm_vm *vm);
+
+	/*
+	 * Checkpoint and restore (vmm_checkpoint.c, docs/checkpoint.md).
+	 * Checkpoint, on the attached source VM: pause (stop; its disks are
+	 * flushed), disk_files (the active overlay's file and its backing
+	 * file, "" for none), save_state (device state + RAM into the file
+	 * `path`, the VM paused; fills vm->ram_bytes; a failure leaves the
+	 * VM paused and intact), then unpause (run again) or quit.
+	 * Restore: start_restore (the VM started paused, waiting for its
+	 * state, on a fresh overlay whose backing file is `backing`),
+	 * load_state (the state from `path`), commit (runs), or discard
+	 * (the restored VM and its fresh overlay are gone).  running: does
+	 * anything answer at the VM's source or destination monitor (a
+	 * copy of the VM still runs)?  version: the hypervisor's, for the
+	 * manifest.
+	 */
+	int (*pause)(struct vmm_vm *vm, int64_t deadline);
+	int (*disk_files)(struct vmm_vm *vm, char *file, size_t fsize,
+			  char *backing, size_t bsize, int64_t deadline);
+	int (*save_state)(struct vmm_vm *vm, const char *path,
+			  int64_t deadline);
+	int (*unpause)(struct vmm_vm *vm, int64_t deadline);
+	int (*quit)(struct vmm_vm *vm, int64_t deadline);
+	int (*start_restore)(struct vmm_vm *vm, const char *backing,
+			     int64_t deadline);
+	int (*load_state)(struct vmm_vm *vm, const char *path,
+			  int64_t deadline);
+	void (*discard)(struct vmm_vm *vm);
+	bool (*running)(struct vmm_vm *vm, char *where, size_t size);
+	void (*version)(struct vmm_vm *vm, char *out, size_t size);
+	/*
+	 * Incremental overlays of a VM that keeps running between
+	 * checkpoints (paused VM, disks active): disk_mark drops every
+	 * dirty bitmap of ours on the disk node and starts one named
+	 * `name` (what is written from now on); disk_bitmap gives the name
+	 * of ours there ("" none); disk_backup writes what that bitmap
+	 * recorded into a new image `target` whose backing file is
+	 * `parent`.  Fills vm->storage_bytes with what the job copied.
+	 */
+	int (*disk_mark)(struct vmm_vm *vm, const char *name, int64_t deadline);
+	int (*disk_bitmap)(struct vmm_vm *vm, char *name, size_t size,
+			   int64_t deadline);
+	int (*disk_backup)(struct vmm_vm *vm, const char *bitmap,
+			   const char *target, const char *parent,
+			   int64_t deadline);
 };
 
 extern const struct vmm_backend vmm_backend_qemu;

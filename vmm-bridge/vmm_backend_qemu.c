@@ -781,7 +781,8 @@ static int run_tool(struct vmm_vm *vm, char *const argv[], int64_t deadline)
 	return 0;
 }
 
-static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
+/* The destination, paused, its fresh overlay on `backing`. */
+static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
@@ -802,7 +803,7 @@ static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
 		unlink(c->nbd_uri + 5);
 	if (c->disk_node[0]) {
 		char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2",
-				 "-F", "qcow2", "-b", (char *)c->base,
+				 "-F", "qcow2", "-b", (char *)backing,
 				 (char *)c->dest_overlay, NULL };
 
 		r = run_tool(vm, argv, deadline);
@@ -892,6 +893,11 @@ static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
 	}
 	json_object_put(ret);
 	return 0;
+}
+
+static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
+{
+	return start_on(vm, vm->conf->base, deadline);
 }
 
 /* ---- storage ---- */
@@ -1496,6 +1502,479 @@ static void qemu_detach(struct vmm_vm *vm)
 	vm->priv = NULL;
 }
 
+/* ---- checkpoint and restore ---- */
+
+static int ensure_priv(struct vmm_vm *vm)
+{
+	if (vm->priv)
+		return 0;
+	vm->priv = calloc(1, sizeof(struct qemu_priv));
+	if (!vm->priv) {
+		vmm_vm_fail(vm, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int qemu_pause(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int r = qmp_cmd(&p->src, "stop", NULL, NULL, deadline);
+
+	if (r)
+		return qfail(vm, &p->src, r);
+	p->stopped_by_us = true;
+	p->t_paused = vmm_now_ns();
+	return 0;
+}
+
+/* The disk node's file and its backing file, from QEMU itself. */
+static int qemu_disk_files(struct vmm_vm *vm, char *file, size_t fsize,
+			   char *backing, size_t bsize, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	json_object *nodes = NULL, *img;
+	size_t i;
+	int r;
+
+	file[0] = backing[0] = '\0';
+	r = qmp_cmd(&p->src, "query-named-block-nodes", NULL, &nodes, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	for (i = 0; json_object_is_type(nodes, json_type_array) &&
+	     i < json_object_array_length(nodes); i++) {
+		json_object *n = json_object_array_get_idx(nodes, i);
+
+		if (strcmp(qmp_get_str(n, "node-name", ""), vm->conf->disk_node))
+			continue;
+		snprintf(file, fsize, "%s", qmp_get_str(n, "file", ""));
+		if (json_object_object_get_ex(n, "image", &img))
+			snprintf(backing, bsize, "%s",
+				 qmp_get_str(img, "full-backing-filename", ""));
+	}
+	json_object_put(nodes);
+	if (!file[0]) {
+		vmm_vm_fail(vm, "source QEMU has no block node named '%s' (disk-node)",
+			    vm->conf->disk_node);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every migration capability we manage off: a plain stream to a file. */
+static int caps_off(struct vmm_vm *vm, struct qmp *q, int64_t deadline)
+{
+	json_object *caps = NULL, *set;
+	size_t i;
+	int k, r;
+
+	r = qmp_cmd(q, "query-migrate-capabilities", NULL, &caps, deadline);
+	if (r)
+		return qfail(vm, q, r);
+	set = json_object_new_array();
+	for (i = 0; json_object_is_type(caps, json_type_array) &&
+	     i < json_object_array_length(caps); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(caps, i),
+					    "capability", "");
+
+		for (k = 0; k < CAP_N; k++)
+			if (strcmp(n, cap_names[k]) == 0)
+				json_object_array_add(set, qmp_args(
+					"capability", json_object_new_string(n),
+					"state", json_object_new_boolean(0), NULL));
+	}
+	json_object_put(caps);
+	if (!json_object_array_length(set)) {
+		json_object_put(set);
+		return 0;
+	}
+	r = qmp_cmd(q, "migrate-set-capabilities",
+		    qmp_args("capabilities", set, NULL), NULL, deadline);
+	return r ? qfail(vm, q, r) : 0;
+}
+
+/*
+ * The state file travels as an fd: QEMU 7.2 has no file: migration URI
+ * (8.2 has), and exec: is unsafe for a file: QEMU closes the pipe at the
+ * end and SIGTERMs the child at once (qio_channel_command_close), so a
+ * "cat > FILE" still flushing its last buffer can be killed with nothing
+ * failing anywhere.  With fd: on a regular file, QEMU's own writes fail
+ * (ENOSPC: the migration fails) and the caller fsyncs before it counts.
+ * The fd goes over the monitor socket (SCM_RIGHTS, with one blank byte
+ * the JSON parser skips), named by getfd; migrate/migrate-incoming
+ * "fd:NAME" take it out of the monitor's table.
+ */
+#define STATE_FD	"ninja-state"
+
+static int send_fd(struct vmm_vm *vm, struct qmp *q, int fd, int64_t deadline)
+{
+	char blank = ' ';
+	struct iovec iov = { .iov_base = &blank, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *cm;
+	ssize_t r;
+
+	memset(&u, 0, sizeof(u));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	do
+		r = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r != 1) {
+		vmm_vm_fail(vm, "passing the state file to QEMU: %s",
+			    r < 0 ? strerror(errno) : "short send");
+		return -1;
+	}
+	r = qmp_cmd(q, "getfd", qmp_args("fdname",
+					 json_object_new_string(STATE_FD), NULL),
+		    NULL, deadline);
+	return r ? qfail(vm, q, (int)r) : 0;
+}
+
+/* Poll q's query-migrate until completed (0) or failed (-1). */
+static int wait_stream(struct vmm_vm *vm, struct qmp *q, bool outgoing,
+		       int64_t deadline)
+{
+	for (;;) {
+		json_object *ret = NULL;
+		char st[32];
+		int r = qmp_cmd(q, "query-migrate", NULL, &ret, deadline);
+
+		if (r) {
+			int64_t end = vmm_now_ns() + 2000000000LL;
+
+			/* A QEMU that cannot load exits: say why (its log). */
+			while (!outgoing && dest_alive(vm, NULL, 0) &&
+			       vmm_now_ns() < end)
+				sleep_ns(20000000);
+			if (!outgoing && !dest_alive(vm, NULL, 0))
+				return dest_died(vm, "loading the saved state");
+			return qfail(vm, q, r);
+		}
+		snprintf(st, sizeof(st), "%s", qmp_get_str(ret, "status", "none"));
+		if (outgoing)
+			ram_stats(vm, ret, st);
+		if (strcmp(st, "completed") == 0) {
+			json_object_put(ret);
+			return 0;
+		}
+		if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+			const char *d = qmp_get_str(ret, "error-desc", NULL);
+
+			vmm_vm_fail(vm, "%s %s%s%s", outgoing ?
+				    "saving the state" : "loading the state",
+				    st, d ? ": " : "", d ? d : "");
+			json_object_put(ret);
+			return -1;
+		}
+		json_object_put(ret);
+		if (!outgoing && !dest_alive(vm, NULL, 0))
+			return dest_died(vm, "loading the saved state");
+		/* A loaded -S destination leaves inmigrate for paused (a
+		 * failed load makes QEMU exit: dest_alive above). */
+		if (!outgoing && strcmp(st, "setup") && strcmp(st, "active")) {
+			r = qmp_cmd(q, "query-status", NULL, &ret, deadline);
+			if (r)
+				return qfail(vm, q, r);
+			snprintf(st, sizeof(st), "%s", qmp_get_str(ret, "status", "?"));
+			json_object_put(ret);
+			if (strcmp(st, "inmigrate") != 0) {
+				if (strcmp(st, "paused") == 0 ||
+				    strcmp(st, "prelaunch") == 0)
+					return 0;
+				vmm_vm_fail(vm, "after loading the state the VM is '%s', not paused",
+					    st);
+				return -1;
+			}
+		}
+		if (vmm_now_ns() >= deadline) {
+			vmm_vm_fail(vm, "%s still '%s' at the deadline",
+				    outgoing ? "saving the state" :
+				    "loading the state", st);
+			if (outgoing)
+				qmp_cmd(q, "migrate_cancel", NULL, NULL,
+					vmm_now_ns() + 2000000000LL);
+			return -2;
+		}
+		sleep_ns(POLL_NS);
+	}
+}
+
+static int qemu_save_state(struct vmm_vm *vm, const char *path,
+			   int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int fd, r;
+
+	r = caps_off(vm, &p->src, deadline);
+	if (r)
+		return r;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		vmm_vm_fail(vm, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	r = send_fd(vm, &p->src, fd, deadline);
+	if (!r) {
+		r = qmp_cmd(&p->src, "migrate",
+			    qmp_args("uri", json_object_new_string("fd:" STATE_FD),
+				     NULL), NULL, deadline);
+		if (r)
+			r = qfail(vm, &p->src, r);
+	}
+	if (!r)
+		r = wait_stream(vm, &p->src, true, deadline);
+	if (!r && fsync(fd)) {
+		vmm_vm_fail(vm, "writing %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	if (close(fd) && !r) {
+		vmm_vm_fail(vm, "writing %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	return r;
+}
+
+/* Run again (from paused or from postmigrate: cont re-activates the
+ * disks a completed save handed over). */
+static int qemu_unpause(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		json_object *ret = NULL;
+		const char *s;
+		int r = qmp_cmd(&p->src, "query-status", NULL, &ret, deadline);
+
+		if (r)
+			return qfail(vm, &p->src, r);
+		s = qmp_get_str(ret, "status", "?");
+		if (strcmp(s, "running") == 0) {
+			json_object_put(ret);
+			p->stopped_by_us = false;
+			return 0;
+		}
+		json_object_put(ret);
+		if (qmp_cmd(&p->src, "cont", NULL, NULL, deadline))
+			return qfail(vm, &p->src, -1);
+		sleep_ns(POLL_NS);
+	}
+	vmm_vm_fail(vm, "the VM does not run again after cont");
+	return -1;
+}
+
+static int qemu_quit(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+
+	/* The answer may race with the close: either is fine. */
+	qmp_cmd(&p->src, "quit", NULL, NULL, deadline);
+	qmp_close(&p->src);
+	p->src_up = false;
+	return 0;
+}
+
+static int qemu_start_restore(struct vmm_vm *vm, const char *backing,
+			      int64_t deadline)
+{
+	if (ensure_priv(vm))
+		return -1;
+	return start_on(vm, backing, deadline);
+}
+
+static int qemu_load_state(struct vmm_vm *vm, const char *path,
+			   int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0) {
+		vmm_vm_fail(vm, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	r = send_fd(vm, &p->dst, fd, deadline);
+	close(fd);
+	if (r)
+		return r;
+	r = qmp_cmd(&p->dst, "migrate-incoming",
+		    qmp_args("uri", json_object_new_string("fd:" STATE_FD), NULL),
+		    NULL, deadline);
+	if (r)
+		return qfail(vm, &p->dst, r);
+	return wait_stream(vm, &p->dst, false, deadline);
+}
+
+static void qemu_discard(struct vmm_vm *vm)
+{
+	if (vm->priv)
+		kill_dest(vm);
+}
+
+static bool qemu_running(struct vmm_vm *vm, char *where, size_t size)
+{
+	const struct vmm_vm_conf *c = vm->conf;
+
+	if (socket_alive(c->source_qmp)) {
+		snprintf(where, size, "%s", c->source_qmp);
+		return true;
+	}
+	if (socket_alive(c->dest_qmp)) {
+		snprintf(where, size, "%s", c->dest_qmp);
+		return true;
+	}
+	return false;
+}
+
+static void qemu_version(struct vmm_vm *vm, char *out, size_t size)
+{
+	struct qemu_priv *p = P(vm);
+	struct qmp *q = p && p->dst_up ? &p->dst : p ? &p->src : NULL;
+
+	if (!q || !q->ver_major)
+		snprintf(out, size, "qemu unknown");
+	else
+		snprintf(out, size, "qemu %d.%d.%d", q->ver_major,
+			 q->ver_minor, q->ver_micro);
+}
+
+/* ---- incremental overlays: dirty bitmaps ---- */
+
+#define BITMAP_PREFIX	"ninja-ckpt:"
+#define BK_NODE		"ninja-bk"
+#define BK_JOB		"ninja-backup"
+
+/* The dirty bitmaps of the disk node (a new array, or NULL). */
+static json_object *node_bitmaps(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	json_object *nodes = NULL, *bm, *out = NULL;
+	size_t i;
+
+	if (qmp_cmd(&p->src, "query-named-block-nodes", NULL, &nodes, deadline))
+		return NULL;
+	for (i = 0; json_object_is_type(nodes, json_type_array) &&
+	     i < json_object_array_length(nodes); i++) {
+		json_object *n = json_object_array_get_idx(nodes, i);
+
+		if (strcmp(qmp_get_str(n, "node-name", ""), vm->conf->disk_node) == 0 &&
+		    json_object_object_get_ex(n, "dirty-bitmaps", &bm) &&
+		    json_object_is_type(bm, json_type_array))
+			out = json_object_get(bm);
+	}
+	json_object_put(nodes);
+	return out;
+}
+
+static int qemu_disk_bitmap(struct vmm_vm *vm, char *name, size_t size,
+			    int64_t deadline)
+{
+	json_object *bm = node_bitmaps(vm, deadline);
+	size_t i;
+
+	name[0] = '\0';
+	for (i = 0; bm && i < json_object_array_length(bm); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(bm, i),
+					    "name", "");
+
+		if (strncmp(n, BITMAP_PREFIX, strlen(BITMAP_PREFIX)) == 0)
+			snprintf(name, size, "%s", n);
+	}
+	json_object_put(bm);
+	return 0;
+}
+
+static int qemu_disk_mark(struct vmm_vm *vm, const char *name, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	json_object *bm = node_bitmaps(vm, deadline);
+	size_t i;
+	int r;
+
+	for (i = 0; bm && i < json_object_array_length(bm); i++) {
+		const char *n = qmp_get_str(json_object_array_get_idx(bm, i),
+					    "name", "");
+
+		if (strncmp(n, BITMAP_PREFIX, strlen(BITMAP_PREFIX)))
+			continue;
+		r = qmp_cmd(&p->src, "block-dirty-bitmap-remove",
+			    qmp_args("node", json_object_new_string(vm->conf->disk_node),
+				     "name", json_object_new_string(n), NULL),
+			    NULL, deadline);
+		if (r) {
+			json_object_put(bm);
+			return qfail(vm, &p->src, r);
+		}
+	}
+	json_object_put(bm);
+	r = qmp_cmd(&p->src, "block-dirty-bitmap-add",
+		    qmp_args("node", json_object_new_string(vm->conf->disk_node),
+			     "name", json_object_new_string(name), NULL),
+		    NULL, deadline);
+	return r ? qfail(vm, &p->src, r) : 0;
+}
+
+static int qemu_disk_backup(struct vmm_vm *vm, const char *bitmap,
+			    const char *target, const char *parent,
+			    int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+			 "-b", (char *)parent, (char *)target, NULL };
+	json_object *data = NULL;
+	int r;
+
+	r = run_tool(vm, argv, deadline);
+	if (r)
+		return r;
+	r = qmp_cmd(&p->src, "blockdev-add",
+		    qmp_args("driver", json_object_new_string("qcow2"),
+			     "node-name", json_object_new_string(BK_NODE),
+			     "file", qmp_args("driver", json_object_new_string("file"),
+					      "filename", json_object_new_string(target),
+					      NULL), NULL), NULL, deadline);
+	if (r)
+		return qfail(vm, &p->src, r);
+	r = qmp_cmd(&p->src, "blockdev-backup",
+		    qmp_args("job-id", json_object_new_string(BK_JOB),
+			     "device", json_object_new_string(vm->conf->disk_node),
+			     "target", json_object_new_string(BK_NODE),
+			     "sync", json_object_new_string("incremental"),
+			     "bitmap", json_object_new_string(bitmap), NULL),
+		    NULL, deadline);
+	if (r) {
+		r = qfail(vm, &p->src, r);
+	} else {
+		r = qmp_wait_event(&p->src, "BLOCK_JOB_COMPLETED", match_job_end,
+				   BK_JOB, &data, NULL, deadline);
+		if (r)
+			r = qfail(vm, &p->src, r);
+		else if (qmp_get_str(data, "error", NULL)) {
+			vmm_vm_fail(vm, "incremental backup of %s failed: %s",
+				    vm->conf->disk_node, qmp_get_str(data, "error", "?"));
+			r = -1;
+		} else {
+			vm->storage_bytes = (uint64_t)qmp_get_int(data, "offset", 0);
+		}
+		json_object_put(data);
+	}
+	if (qmp_cmd(&p->src, "blockdev-del",
+		    qmp_args("node-name", json_object_new_string(BK_NODE), NULL),
+		    NULL, deadline) && !r)
+		r = qfail(vm, &p->src, -1);
+	return r;
+}
+
 const struct vmm_backend vmm_backend_qemu = {
 	.name = "qemu",
 	.attach = qemu_attach,
@@ -1509,4 +1988,17 @@ const struct vmm_backend vmm_backend_qemu = {
 	.commit = qemu_commit,
 	.abort = qemu_abort,
 	.detach = qemu_detach,
+	.pause = qemu_pause,
+	.disk_files = qemu_disk_files,
+	.save_state = qemu_save_state,
+	.unpause = qemu_unpause,
+	.quit = qemu_quit,
+	.start_restore = qemu_start_restore,
+	.load_state = qemu_load_state,
+	.discard = qemu_discard,
+	.running = qemu_running,
+	.version = qemu_version,
+	.disk_mark = qemu_disk_mark,
+	.disk_bitmap = qemu_disk_bitmap,
+	.disk_backup = qemu_disk_backup,
 };

@@ -995,8 +995,9 @@ static int grow_vms(struct parser *p)
 	return 0;
 }
 
-int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
-		      const char *fname, char *err, size_t errlen)
+static int parse_at(struct vmm_cluster *c, const char *text,
+		    const char *fname, const char *dest_site, char *err,
+		    size_t errlen)
 {
 	struct parser p = { .c = c, .fname = fname, .err = err,
 			    .errlen = errlen };
@@ -1148,6 +1149,8 @@ int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		perr(&p, 0, "[cluster] needs source-site and dest-site");
 		goto out;
 	}
+	if (dest_site && dest_site[0])
+		snprintf(c->dest_site, sizeof(c->dest_site), "%s", dest_site);
 	if (!vmm_cluster_site(c, c->source_site)) {
 		perr(&p, 0, "source-site %s has no [site %s] section",
 		     c->source_site, c->source_site);
@@ -1196,6 +1199,12 @@ out:
 	return rc;
 }
 
+int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
+		      const char *fname, char *err, size_t errlen)
+{
+	return parse_at(c, text, fname, NULL, err, errlen);
+}
+
 void vmm_cluster_free(struct vmm_cluster *c)
 {
 	free(c->vms);
@@ -1205,6 +1214,12 @@ void vmm_cluster_free(struct vmm_cluster *c)
 
 int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,
 		     size_t errlen)
+{
+	return vmm_cluster_load_at(c, path, NULL, err, errlen);
+}
+
+int vmm_cluster_load_at(struct vmm_cluster *c, const char *path,
+			const char *dest_site, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char *text;
@@ -1232,7 +1247,7 @@ int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,
 	}
 	text[n] = '\0';
 	fclose(f);
-	rc = vmm_cluster_parse(c, text, path, err, errlen);
+	rc = parse_at(c, text, path, dest_site, err, errlen);
 	free(text);
 	return rc;
 }

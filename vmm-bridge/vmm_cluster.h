@@ -139,6 +139,10 @@ struct vmm_cluster {
  */
 int vmm_cluster_load(struct vmm_cluster *c, const char *path, char *err,
 		     size_t errlen);
+/* The same with dest-site replaced by dest_site (NULL/"": the file's):
+ * ninja-migrate restore --site. */
+int vmm_cluster_load_at(struct vmm_cluster *c, const char *path,
+			const char *dest_site, char *err, size_t errlen);
 /* The same from a string (tests); fname only names it in messages. */
 int vmm_cluster_parse(struct vmm_cluster *c, const char *text,
 		      const char *fname, char *err, size_t errlen);

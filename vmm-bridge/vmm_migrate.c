@@ -1472,3 +1472,66 @@ out:
 	free(run->vms);
 	return r;
 }
+
+/* ---- for the other verbs (vmm_checkpoint.c) ---- */
+
+struct vmm_run *vmm_run_new(const struct vmm_cluster *cl,
+			    const struct vmm_opts *o, struct vmm_vm **vms)
+{
+	struct vmm_run *run = calloc(1, sizeof(*run));
+	int i;
+
+	if (!run)
+		return NULL;
+	run->cl = cl;
+	run->o = o;
+	run->n = cl->nvms;
+	run->result = "failed";
+	run->exit_code = VMM_EXIT_USAGE;
+	pthread_mutex_init(&run->lock, NULL);
+	pthread_cond_init(&run->cond, NULL);
+	run->t_start = vmm_now_ns();
+	run->vms = calloc((size_t)run->n, sizeof(*run->vms));
+	if (!run->vms) {
+		free(run);
+		return NULL;
+	}
+	for (i = 0; i < run->n; i++)
+		vm_setup(run, &run->vms[i], i);
+	*vms = run->vms;
+	return run;
+}
+
+void vmm_run_free(struct vmm_run *run)
+{
+	int i;
+
+	if (!run)
+		return;
+	for (i = 0; i < run->n; i++) {
+		struct vmm_vm *vm = &run->vms[i];
+
+		vm->be->detach(vm);
+		vmm_guest_close(&vm->src);
+		vmm_guest_close(&vm->dst);
+		vmm_guest_clear_reports(&vm->src);
+		vmm_guest_clear_reports(&vm->dst);
+	}
+	free(run->vms);
+	free(run);
+}
+
+void vmm_run_abort(struct vmm_run *run, const char *reason)
+{
+	set_aborting(run, "%s", reason);
+}
+
+bool vmm_interrupted(void)
+{
+	return g_signal != 0;
+}
+
+int vmm_lock_cluster(const struct vmm_cluster *cl, char *msg, size_t size)
+{
+	return take_lock(cl, false, msg, size);
+}

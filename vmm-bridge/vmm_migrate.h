@@ -112,4 +112,20 @@ void vmm_vm_fail(struct vmm_vm *vm, const char *fmt, ...)
 
 const char *vmm_phase_name(enum vmm_phase p);
 
+/*
+ * For the other verbs of ninja-migrate (vmm_checkpoint.c): a run context
+ * with one struct vmm_vm per VM of cl, set up as for a move (backend,
+ * guest channels, rails); vmm_run_free detaches and closes everything.
+ * vmm_run_abort makes vmm_vm_aborting() true; vmm_interrupted says a
+ * signal came (vmm_migrate_interrupt).  vmm_lock_cluster takes the
+ * cluster's lock file (fd to close at the end; -2 held by another run,
+ * -1 error; msg says which).
+ */
+struct vmm_run *vmm_run_new(const struct vmm_cluster *cl,
+			    const struct vmm_opts *o, struct vmm_vm **vms);
+void vmm_run_free(struct vmm_run *run);
+void vmm_run_abort(struct vmm_run *run, const char *reason);
+bool vmm_interrupted(void);
+int vmm_lock_cluster(const struct vmm_cluster *cl, char *msg, size_t size);
+
 #endif /* NINJA_VMM_MIGRATE_H */
