@@ -1018,13 +1018,30 @@ static int revive(struct ck *ck, bool cancel)
 	return bad + resume_all(ck, false, cancel);
 }
 
+/* A backend without the checkpoint operations (libvirt today) is refused
+ * before anything is touched. */
+static bool backend_can_checkpoint(const struct vmm_cluster *cl, const char *verb)
+{
+	const struct vmm_backend *be = vmm_backend_find(cl->backend);
+
+	if (be && be->save_state && be->load_state && be->pause &&
+	    be->start_restore)
+		return true;
+	fprintf(stderr, "ninja-migrate: %s: backend = %s has no checkpoint support (use backend = qemu); nothing was changed\n",
+		verb, cl->backend);
+	return false;
+}
+
 int vmm_checkpoint_run(const struct vmm_cluster *cl,
 		       const struct vmm_ckpt_opts *o)
 {
-	struct ck *ck = ck_new(cl, o, false);
+	struct ck *ck;
 	char msg[1024];
 	int lockfd = -1, i, r = VMM_EXIT_USAGE, nfail = 0;
 
+	if (!backend_can_checkpoint(cl, "checkpoint"))
+		return VMM_EXIT_USAGE;
+	ck = ck_new(cl, o, false);
 	if (!ck) {
 		fprintf(stderr, "ninja-migrate: out of memory\n");
 		return VMM_EXIT_USAGE;
@@ -1396,12 +1413,15 @@ static void *restore_worker(void *arg)
 int vmm_restore_run(const struct vmm_cluster *cl,
 		    const struct vmm_ckpt_opts *o)
 {
-	struct ck *ck = ck_new(cl, o, true);
+	struct ck *ck;
 	struct vmm_guest *gs[VMM_MAX_VMS];
 	json_object *m = NULL;
 	char msg[1024];
 	int lockfd = -1, i, r = VMM_EXIT_USAGE, nfail = 0;
 
+	if (!backend_can_checkpoint(cl, "restore"))
+		return VMM_EXIT_USAGE;
+	ck = ck_new(cl, o, true);
 	if (!ck) {
 		fprintf(stderr, "ninja-migrate: out of memory\n");
 		return VMM_EXIT_USAGE;
