@@ -210,40 +210,40 @@ static struct vmm_vm *ev_vm(virDomainPtr dom, void *opaque)
 	return n && strcmp(n, vm->conf->domain) == 0 ? vm : NULL;
 }
 
-static void ev_removed(virConnectPtr c, virDomainPtr dom, const char *alias,
-		       void *opaque)
+/* A device-removed or removal-failed event: count it, keep its alias and
+ * wake whoever waits for it. */
+static void ev_device(virDomainPtr dom, void *opaque, const char *alias,
+		      bool failed)
 {
 	struct vmm_vm *vm = ev_vm(dom, opaque);
 	struct lv_priv *p;
 
-	(void)c;
 	if (!vm)
 		return;
 	p = P(vm);
 	pthread_mutex_lock(&p->mu);
-	p->removed++;
+	if (failed)
+		p->removal_failed++;
+	else
+		p->removed++;
 	snprintf(p->removed_alias, sizeof(p->removed_alias), "%s",
 		 alias ? alias : "?");
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 }
 
+static void ev_removed(virConnectPtr c, virDomainPtr dom, const char *alias,
+		       void *opaque)
+{
+	(void)c;
+	ev_device(dom, opaque, alias, false);
+}
+
 static void ev_removal_failed(virConnectPtr c, virDomainPtr dom,
 			      const char *alias, void *opaque)
 {
-	struct vmm_vm *vm = ev_vm(dom, opaque);
-	struct lv_priv *p;
-
 	(void)c;
-	if (!vm)
-		return;
-	p = P(vm);
-	pthread_mutex_lock(&p->mu);
-	p->removal_failed++;
-	snprintf(p->removed_alias, sizeof(p->removed_alias), "%s",
-		 alias ? alias : "?");
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	ev_device(dom, opaque, alias, true);
 }
 
 static void ev_register(struct vmm_vm *vm, virConnectPtr c, int ids[2])

@@ -885,6 +885,28 @@ static int save_disk(struct ck *ck, struct ck_vm *v, const char *target)
 	return vm->be->disk_mark(vm, bm, dl(10000));
 }
 
+/* Runs `worker` for every VM at once (one thread each; in this thread if
+ * one cannot be made) and returns how many failed. */
+static int each_vm(struct ck *ck, void *(*worker)(void *))
+{
+	int i, nfail = 0;
+
+	for (i = 0; i < ck->n; i++) {
+		struct ck_vm *v = &ck->v[i];
+
+		v->th_started = pthread_create(&v->th, NULL, worker, v) == 0;
+		if (!v->th_started)
+			worker(v);
+	}
+	for (i = 0; i < ck->n; i++)
+		if (ck->v[i].th_started)
+			pthread_join(ck->v[i].th, NULL);
+	for (i = 0; i < ck->n; i++)
+		if (ck->v[i].failed)
+			nfail++;
+	return nfail;
+}
+
 static void *save_worker(void *arg)
 {
 	struct ck_vm *v = arg;
@@ -1140,22 +1162,10 @@ int vmm_checkpoint_run(const struct vmm_cluster *cl,
 		}
 		v->paused = true;
 	}
-	if (!nfail)
+	if (!nfail) {
 		cprogress("every VM paused: saving state and overlays");
-	for (i = 0; i < ck->n && !nfail; i++) {
-		struct ck_vm *v = &ck->v[i];
-
-		if (pthread_create(&v->th, NULL, save_worker, v) == 0)
-			v->th_started = true;
-		else
-			save_worker(v);
+		nfail = each_vm(ck, save_worker);
 	}
-	for (i = 0; i < ck->n; i++)
-		if (ck->v[i].th_started)
-			pthread_join(ck->v[i].th, NULL);
-	for (i = 0; i < ck->n; i++)
-		if (ck->v[i].failed)
-			nfail++;
 	if (!nfail && vmm_interrupted()) {
 		nfail++;
 		snprintf(ck->vms[0].err, sizeof(ck->vms[0].err), "interrupted by a signal");
@@ -1480,20 +1490,7 @@ int vmm_restore_run(const struct vmm_cluster *cl,
 		}
 	}
 	cprogress("restore of %d VM(s) at site %s from %s", ck->n, ck->site, ck->dir);
-	for (i = 0; i < ck->n; i++) {
-		struct ck_vm *v = &ck->v[i];
-
-		if (pthread_create(&v->th, NULL, restore_worker, v) == 0)
-			v->th_started = true;
-		else
-			restore_worker(v);
-	}
-	for (i = 0; i < ck->n; i++)
-		if (ck->v[i].th_started)
-			pthread_join(ck->v[i].th, NULL);
-	for (i = 0; i < ck->n; i++)
-		if (ck->v[i].failed)
-			nfail++;
+	nfail = each_vm(ck, restore_worker);
 	if (nfail || vmm_interrupted()) {
 		msg[0] = '\0';
 		for (i = 0; i < ck->n; i++)

@@ -932,6 +932,29 @@ static void vm_setup(struct vmm_run *run, struct vmm_vm *vm, int i)
 	snprintf(vm->dst.rails, sizeof(vm->dst.rails), "%s", c->dest_rails);
 }
 
+/* A run of `cl` with every VM set up, nothing started; -1 out of memory. */
+static int run_init(struct vmm_run *run, const struct vmm_cluster *cl,
+		    const struct vmm_opts *o)
+{
+	int i;
+
+	memset(run, 0, sizeof(*run));
+	run->cl = cl;
+	run->o = o;
+	run->n = cl->nvms;
+	run->result = "failed";
+	run->exit_code = VMM_EXIT_USAGE;
+	pthread_mutex_init(&run->lock, NULL);
+	pthread_cond_init(&run->cond, NULL);
+	run->t_start = vmm_now_ns();
+	run->vms = calloc((size_t)run->n, sizeof(*run->vms));
+	if (!run->vms)
+		return -1;
+	for (i = 0; i < run->n; i++)
+		vm_setup(run, &run->vms[i], i);
+	return 0;
+}
+
 static int dry_run(struct vmm_run *run)
 {
 	int i, bad = 0;
@@ -1091,24 +1114,12 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 	char msg[1024], state_path[VMM_PATH_MAX + 16];
 	int lockfd = -1, i, r, failed;
 
-	memset(run, 0, sizeof(*run));
-	run->cl = cl;
-	run->o = o;
-	run->n = cl->nvms;
-	run->result = "failed";
-	run->exit_code = VMM_EXIT_USAGE;
-	pthread_mutex_init(&run->lock, NULL);
-	pthread_cond_init(&run->cond, NULL);
-	run->t_start = vmm_now_ns();
-	run->vms = calloc((size_t)run->n, sizeof(*run->vms));
-	if (!run->vms) {
+	if (run_init(run, cl, o)) {
 		fprintf(stderr, "ninja-migrate: out of memory\n");
 		return VMM_EXIT_USAGE;
 	}
-	for (i = 0; i < run->n; i++) {
-		vm_setup(run, &run->vms[i], i);
+	for (i = 0; i < run->n; i++)
 		gs[i] = &run->vms[i].src;
-	}
 	{
 		struct vmm_obs_conf oc = {
 			.quiet = o->quiet, .events_fd = -1, .t_start = run->t_start,
@@ -1478,26 +1489,14 @@ out:
 struct vmm_run *vmm_run_new(const struct vmm_cluster *cl,
 			    const struct vmm_opts *o, struct vmm_vm **vms)
 {
-	struct vmm_run *run = calloc(1, sizeof(*run));
-	int i;
+	struct vmm_run *run = malloc(sizeof(*run));
 
 	if (!run)
 		return NULL;
-	run->cl = cl;
-	run->o = o;
-	run->n = cl->nvms;
-	run->result = "failed";
-	run->exit_code = VMM_EXIT_USAGE;
-	pthread_mutex_init(&run->lock, NULL);
-	pthread_cond_init(&run->cond, NULL);
-	run->t_start = vmm_now_ns();
-	run->vms = calloc((size_t)run->n, sizeof(*run->vms));
-	if (!run->vms) {
+	if (run_init(run, cl, o)) {
 		free(run);
 		return NULL;
 	}
-	for (i = 0; i < run->n; i++)
-		vm_setup(run, &run->vms[i], i);
 	*vms = run->vms;
 	return run;
 }
