@@ -1040,18 +1040,25 @@ static int revive(struct ck *ck, bool cancel)
 	return bad + resume_all(ck, false, cancel);
 }
 
-/* A backend without the checkpoint operations (libvirt today) is refused
- * before anything is touched. */
-static bool backend_can_checkpoint(const struct vmm_cluster *cl, const char *verb)
+/* The run of one verb, or NULL after saying why: a backend without the
+ * checkpoint operations (libvirt today) is refused before anything is
+ * touched. */
+static struct ck *ck_open(const struct vmm_cluster *cl,
+			  const struct vmm_ckpt_opts *o, bool restore)
 {
 	const struct vmm_backend *be = vmm_backend_find(cl->backend);
+	struct ck *ck;
 
-	if (be && be->save_state && be->load_state && be->pause &&
-	    be->start_restore)
-		return true;
-	fprintf(stderr, "ninja-migrate: %s: backend = %s has no checkpoint support (use backend = qemu); nothing was changed\n",
-		verb, cl->backend);
-	return false;
+	if (!be || !be->save_state || !be->load_state || !be->pause ||
+	    !be->start_restore) {
+		fprintf(stderr, "ninja-migrate: %s: backend = %s has no checkpoint support (use backend = qemu); nothing was changed\n",
+			restore ? "restore" : "checkpoint", cl->backend);
+		return NULL;
+	}
+	ck = ck_new(cl, o, restore);
+	if (!ck)
+		fprintf(stderr, "ninja-migrate: out of memory\n");
+	return ck;
 }
 
 int vmm_checkpoint_run(const struct vmm_cluster *cl,
@@ -1061,13 +1068,9 @@ int vmm_checkpoint_run(const struct vmm_cluster *cl,
 	char msg[1024];
 	int lockfd = -1, i, r = VMM_EXIT_USAGE, nfail = 0;
 
-	if (!backend_can_checkpoint(cl, "checkpoint"))
+	ck = ck_open(cl, o, false);
+	if (!ck)
 		return VMM_EXIT_USAGE;
-	ck = ck_new(cl, o, false);
-	if (!ck) {
-		fprintf(stderr, "ninja-migrate: out of memory\n");
-		return VMM_EXIT_USAGE;
-	}
 	if (prepare_dir(ck, false)) {
 		fprintf(stderr, "ninja-migrate: %s; nothing was changed\n", ck->error);
 		ck_free(ck);
@@ -1429,13 +1432,9 @@ int vmm_restore_run(const struct vmm_cluster *cl,
 	char msg[1024];
 	int lockfd = -1, i, r = VMM_EXIT_USAGE, nfail = 0;
 
-	if (!backend_can_checkpoint(cl, "restore"))
+	ck = ck_open(cl, o, true);
+	if (!ck)
 		return VMM_EXIT_USAGE;
-	ck = ck_new(cl, o, true);
-	if (!ck) {
-		fprintf(stderr, "ninja-migrate: out of memory\n");
-		return VMM_EXIT_USAGE;
-	}
 	snprintf(ck->site, sizeof(ck->site), "%s", cl->dest_site);
 	lockfd = vmm_lock_cluster(cl, msg, sizeof(msg));
 	if (lockfd < 0) {

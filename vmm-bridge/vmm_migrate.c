@@ -955,6 +955,24 @@ static int run_init(struct vmm_run *run, const struct vmm_cluster *cl,
 	return 0;
 }
 
+/* Detaches every VM's monitor, closes its guest channels, frees the VMs. */
+static void run_release(struct vmm_run *run)
+{
+	int i;
+
+	for (i = 0; i < run->n; i++) {
+		struct vmm_vm *vm = &run->vms[i];
+
+		vm->be->detach(vm);
+		vmm_guest_close(&vm->src);
+		vmm_guest_close(&vm->dst);
+		vmm_guest_clear_reports(&vm->src);
+		vmm_guest_clear_reports(&vm->dst);
+	}
+	free(run->vms);
+	run->vms = NULL;
+}
+
 static int dry_run(struct vmm_run *run)
 {
 	int i, bad = 0;
@@ -1468,19 +1486,10 @@ report:
 out:
 	vmm_obs_close(run->result, run->exit_code,
 		      (vmm_now_ns() - run->t_start) / 1e6);
-	for (i = 0; i < run->n; i++) {
-		struct vmm_vm *vm = &run->vms[i];
-
-		vm->be->detach(vm);
-		vmm_guest_close(&vm->src);
-		vmm_guest_close(&vm->dst);
-		vmm_guest_clear_reports(&vm->src);
-		vmm_guest_clear_reports(&vm->dst);
-	}
 	if (lockfd >= 0)
 		close(lockfd);
 	r = run->exit_code;
-	free(run->vms);
+	run_release(run);
 	return r;
 }
 
@@ -1503,20 +1512,9 @@ struct vmm_run *vmm_run_new(const struct vmm_cluster *cl,
 
 void vmm_run_free(struct vmm_run *run)
 {
-	int i;
-
 	if (!run)
 		return;
-	for (i = 0; i < run->n; i++) {
-		struct vmm_vm *vm = &run->vms[i];
-
-		vm->be->detach(vm);
-		vmm_guest_close(&vm->src);
-		vmm_guest_close(&vm->dst);
-		vmm_guest_clear_reports(&vm->src);
-		vmm_guest_clear_reports(&vm->dst);
-	}
-	free(run->vms);
+	run_release(run);
 	free(run);
 }
 
