@@ -1258,6 +1258,29 @@ static int verify_ancestors(struct ck *ck, const char *name, const char *pf)
 
 /* Verify the manifest against DIR and the cluster file; fill ck->v.
  * 0, or -1 with ck->error. */
+/* DIR's file NAME exists, has `want_bytes` bytes and sha256 `want_sha`
+ * (the manifest's); its size in *bytes.  Else ck->error says which. */
+static int verify_file(struct ck *ck, const char *vm, const char *what,
+		       const char *name, const char *want_sha,
+		       int64_t want_bytes, uint64_t *bytes)
+{
+	char p[PATH_MAX + 128], sha[SHA_HEX], err[512];
+
+	path_in(ck, name, p, sizeof(p));
+	if (hash_file(p, sha, bytes, err, sizeof(err))) {
+		snprintf(ck->error, sizeof(ck->error), "VM %s: %s missing or unreadable: %s",
+			 vm, what, err);
+		return -1;
+	}
+	if (strcmp(sha, want_sha) || (int64_t)*bytes != want_bytes) {
+		snprintf(ck->error, sizeof(ck->error),
+			 "VM %s: %s changed since the checkpoint (sha256 %.12s..., manifest %.12s...; %" PRIu64 " B)",
+			 vm, p, sha, want_sha, *bytes);
+		return -1;
+	}
+	return 0;
+}
+
 static int verify(struct ck *ck, json_object **out)
 {
 	char p[PATH_MAX + 128], err[512], sha[SHA_HEX];
@@ -1337,34 +1360,16 @@ static int verify(struct ck *ck, json_object **out)
 			return -1;
 		}
 		snprintf(v->ram_name, sizeof(v->ram_name), "%s", rf);
-		path_in(ck, rf, p, sizeof(p));
-		if (hash_file(p, sha, &sz, err, sizeof(err))) {
-			snprintf(ck->error, sizeof(ck->error), "VM %s: state file missing or unreadable: %s",
-				 c->name, err);
+		if (verify_file(ck, c->name, "state file", rf, rs,
+				jint(e, "ram_bytes"), &sz))
 			return -1;
-		}
-		if (strcmp(sha, rs) || (int64_t)sz != jint(e, "ram_bytes")) {
-			snprintf(ck->error, sizeof(ck->error),
-				 "VM %s: %s changed since the checkpoint (sha256 %.12s..., manifest %.12s...; %" PRIu64 " B)",
-				 c->name, p, sha, rs, sz);
-			return -1;
-		}
 		v->ram_bytes = sz;
 		if (!df)
 			continue;
 		snprintf(v->disk_name, sizeof(v->disk_name), "%s", df);
-		path_in(ck, df, p, sizeof(p));
-		if (hash_file(p, sha, &sz, err, sizeof(err))) {
-			snprintf(ck->error, sizeof(ck->error), "VM %s: overlay copy missing or unreadable: %s",
-				 c->name, err);
+		if (verify_file(ck, c->name, "overlay copy", df, ds,
+				jint(e, "disk_bytes"), &sz))
 			return -1;
-		}
-		if (strcmp(sha, ds) || (int64_t)sz != jint(e, "disk_bytes")) {
-			snprintf(ck->error, sizeof(ck->error),
-				 "VM %s: %s changed since the checkpoint (sha256 %.12s..., manifest %.12s...)",
-				 c->name, p, sha, ds);
-			return -1;
-		}
 		v->disk_len = sz;
 		if (json_object_object_get_ex(e, "parent", &par)) {
 			const char *pf = jstr(par, "file"), *ps = jstr(par, "sha256");
