@@ -658,6 +658,19 @@ static int vm_device_xml(struct parser *p, const struct raw_vm *r,
 	return 0;
 }
 
+/* The RESUME rails= hint at each end: the site's `rails`, else verbs,tcp
+ * where the VM has a device there and tcp where it has none. */
+static void set_rails(struct vmm_vm_conf *vm, const struct vmm_site *src,
+		      const struct vmm_site *dst)
+{
+	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
+		 src->rails_set ? src->rails :
+		 vm->source_device[0] ? "verbs,tcp" : "tcp");
+	snprintf(vm->dest_rails, sizeof(vm->dest_rails), "%s",
+		 dst->rails_set ? dst->rails :
+		 vm->dest_device[0] ? "verbs,tcp" : "tcp");
+}
+
 /* backend = libvirt: domain, URIs, device XML, disk target, URIs of the
  * RAM and disk streams. */
 static int finish_vm_libvirt(struct parser *p, struct raw_vm *r,
@@ -710,12 +723,7 @@ static int finish_vm_libvirt(struct parser *p, struct raw_vm *r,
 		return perr(p, r->line,
 			    "[vm %s]: migrate-uri/nbd-uri must be unix:/PATH or tcp:HOST:PORT",
 			    vm->name);
-	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
-		 src->rails_set ? src->rails :
-		 vm->source_device[0] ? "verbs,tcp" : "tcp");
-	snprintf(vm->dest_rails, sizeof(vm->dest_rails), "%s",
-		 dst->rails_set ? dst->rails :
-		 vm->dest_device[0] ? "verbs,tcp" : "tcp");
+	set_rails(vm, src, dst);
 	return 0;
 }
 
@@ -829,12 +837,7 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 		return perr(p, r->line,
 			    "[vm %s]: destination device '%s' has no id= or one longer than %d bytes",
 			    vm->name, vm->dest_device, VMM_ID_MAX - 1);
-	snprintf(vm->source_rails, sizeof(vm->source_rails), "%s",
-		 src->rails_set ? src->rails :
-		 vm->source_device[0] ? "verbs,tcp" : "tcp");
-	snprintf(vm->dest_rails, sizeof(vm->dest_rails), "%s",
-		 dst->rails_set ? dst->rails :
-		 vm->dest_device[0] ? "verbs,tcp" : "tcp");
+	set_rails(vm, src, dst);
 
 	/* The destination command, with everything known now. */
 	subs[n++] = (struct subst){ "dest-qmp", vm->dest_qmp };
