@@ -756,7 +756,7 @@ static void ck_free(struct ck *ck)
 	free(ck);
 }
 
-static int obs_open(struct ck *ck, int lockfd_ok)
+static int obs_open(struct ck *ck)
 {
 	struct vmm_obs_conf oc = {
 		.quiet = ck->o->quiet, .events_fd = -1, .t_start = ck->t_start,
@@ -765,11 +765,37 @@ static int obs_open(struct ck *ck, int lockfd_ok)
 	};
 	char msg[512];
 
-	(void)lockfd_ok;
 	if (vmm_obs_open(&oc, ck->vms, ck->n, msg, sizeof(msg))) {
 		snprintf(ck->error, sizeof(ck->error), "%s", msg);
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * Take the cluster lock and open the observers (progress, events, status).
+ * Returns 0 with *lockfd set, or the exit status; on a lock failure ck is
+ * freed (nothing else to undo), on an observer failure the caller still
+ * owns ck and the lock and goes to its common exit.
+ */
+static int ck_begin(struct ck *ck, int *lockfd, const char *nothing)
+{
+	char msg[1024];
+	int r;
+
+	*lockfd = vmm_lock_cluster(ck->cl, msg, sizeof(msg));
+	if (*lockfd < 0) {
+		r = *lockfd == -2 ? VMM_EXIT_BUSY : VMM_EXIT_USAGE;
+		fprintf(stderr, "ninja-migrate: %s\n", msg);
+		ck_free(ck);
+		return r;
+	}
+	if (obs_open(ck)) {
+		fprintf(stderr, "ninja-migrate: %s; nothing was %s\n", ck->error,
+			nothing);
+		return -1;
+	}
+	vmm_obs_start();
 	return 0;
 }
 
@@ -1076,17 +1102,13 @@ int vmm_checkpoint_run(const struct vmm_cluster *cl,
 		ck_free(ck);
 		return VMM_EXIT_USAGE;
 	}
-	lockfd = vmm_lock_cluster(cl, msg, sizeof(msg));
-	if (lockfd < 0) {
-		fprintf(stderr, "ninja-migrate: %s\n", msg);
-		ck_free(ck);
-		return lockfd == -2 ? VMM_EXIT_BUSY : VMM_EXIT_USAGE;
-	}
-	if (obs_open(ck, 1)) {
-		fprintf(stderr, "ninja-migrate: %s; nothing was changed\n", ck->error);
+	r = ck_begin(ck, &lockfd, "changed");
+	if (r > 0)
+		return r;
+	if (r < 0) {
+		r = VMM_EXIT_USAGE;
 		goto out;
 	}
-	vmm_obs_start();
 	cprogress("checkpoint of %d VM(s) at site %s to %s, then %s", ck->n,
 		  cl->source_site, ck->dir, o->stop ? "stop" : "resume");
 	for (i = 0; i < ck->n; i++) {
@@ -1441,18 +1463,13 @@ int vmm_restore_run(const struct vmm_cluster *cl,
 	if (!ck)
 		return VMM_EXIT_USAGE;
 	snprintf(ck->site, sizeof(ck->site), "%s", cl->dest_site);
-	lockfd = vmm_lock_cluster(cl, msg, sizeof(msg));
-	if (lockfd < 0) {
-		fprintf(stderr, "ninja-migrate: %s\n", msg);
-		ck_free(ck);
-		return lockfd == -2 ? VMM_EXIT_BUSY : VMM_EXIT_USAGE;
-	}
-	if (obs_open(ck, 1)) {
-		fprintf(stderr, "ninja-migrate: %s; nothing was started\n", ck->error);
+	r = ck_begin(ck, &lockfd, "started");
+	if (r > 0)
+		return r;
+	if (r < 0) {
 		r = VMM_EXIT_USAGE;
 		goto out;
 	}
-	vmm_obs_start();
 	for (i = 0; i < ck->n; i++)
 		pb(&ck->v[i], R_VERIFY);
 	r = verify(ck, &m);
