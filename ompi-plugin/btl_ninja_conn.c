@@ -783,7 +783,7 @@ static void poll_endpoint(ninja_pollset_t *ps, mca_btl_ninja_endpoint_t *ep,
 					NINJA_PK_DRAIN, ep);
 	} else if (c->state == NINJA_RUNNING &&
 		   ep->endpoint_state == NINJA_EP_CONNECTED &&
-		   !ep->endpoint_rail->stream && ep->endpoint_rail_ready) {
+		   !NINJA_EP_ON_TCP(ep) && ep->endpoint_rail_ready) {
 		/*
 		 * A verbs connection's TCP socket is idle and the application
 		 * never reads it: watch it here, so a peer that dropped the
@@ -833,7 +833,7 @@ void mca_btl_ninja_conn_event(ninja_pollset_t *ps, int i)
 	case NINJA_PK_BOOT:
 		if (c->state == NINJA_RUNNING && ep->endpoint_fd == p->fd &&
 		    ep->endpoint_state == NINJA_EP_CONNECTED &&
-		    !ep->endpoint_rail->stream && boot_dead(ep))
+		    !NINJA_EP_ON_TCP(ep) && boot_dead(ep))
 			mca_btl_ninja_endpoint_failed(ep, 0,
 				"verbs connection closed by the peer");
 		break;

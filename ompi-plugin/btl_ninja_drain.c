@@ -120,8 +120,8 @@ static bool drain_rail(mca_btl_ninja_endpoint_t *ep)
 	if (r->progress) {
 		/* The rail reads its own completions (the peer's marker). */
 		(void)r->progress(false);
-	} else if (ep->endpoint_marker_rcvd < c->epoch &&
-		   mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
+	} else if (r->recv && ep->endpoint_marker_rcvd < c->epoch &&
+		   r->recv(ep, false) < 0 &&
 		   ep->endpoint_marker_rcvd < c->epoch) {
 		NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
 			    "without a drain marker (epoch %u)",
@@ -159,7 +159,7 @@ static bool drain_step(void)
 		mca_btl_ninja_upgrade_drain(ep);
 		if (!mca_btl_ninja_ep_ready(ep)) {
 			/* READY still on its way on the TCP socket. */
-			(void)mca_btl_ninja_endpoint_recv(ep, false);
+			(void)mca_btl_ninja_rail_tcp.recv(ep, false);
 			if (!mca_btl_ninja_ep_ready(ep)) {
 				done = false;
 				continue;
