@@ -370,6 +370,7 @@ typedef struct mca_btl_ninja_component {
 	bool reg_ready;
 	uint64_t n_rdma_violations, n_rdma_faults;
 	bool rdma_warned;		/* show_help said it (once) */
+	unsigned int badframe_told;	/* bad-frame-type shown (once) */
 	char rdma_first[160];		/* the first refusal, for that text */
 
 	/* Statistics. */
@@ -479,6 +480,9 @@ static inline void mca_btl_ninja_unlock(void)
 uint64_t mca_btl_ninja_now_ns(void);
 /* A help topic rendered here and written to stderr (not relayed). */
 void mca_btl_ninja_help(const char *topic, ...);
+/* The same, once per node (its first rank): a condition all its ranks
+ * meet alike. */
+void mca_btl_ninja_help_node(const char *topic, ...);
 void mca_btl_ninja_wake(void);
 
 /* btl_ninja.c - module function table. */
@@ -571,6 +575,9 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app);
 void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_protocol_error(mca_btl_ninja_endpoint_t *ep,
 					   const char *why);
+/* A frame of a type nobody knows arrived (ignored): say so, once. */
+void mca_btl_ninja_endpoint_bad_frame(mca_btl_ninja_endpoint_t *ep,
+				      unsigned int type);
 void mca_btl_ninja_report_lost(void);
 void mca_btl_ninja_replay_stats(void);
 void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,

@@ -30,6 +30,7 @@ static struct {
 	bool report_pending;		/* RESUMED owed after reconnect */
 	bool publish_pending;		/* this epoch's address not out yet */
 	bool drain_warned;
+	unsigned int nomarker_told;	/* no-drain-marker shown (once) */
 	uint64_t reconnect_deadline;
 	uint64_t resume_at;		/* RESUME arrived (wait mode) */
 	uint64_t link_wait_us;		/* wait mode: RESUME held for the port */
@@ -123,10 +124,17 @@ static bool drain_rail(mca_btl_ninja_endpoint_t *ep)
 	} else if (r->recv && ep->endpoint_marker_rcvd < c->epoch &&
 		   r->recv(ep, false) < 0 &&
 		   ep->endpoint_marker_rcvd < c->epoch) {
-		NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
-			    "without a drain marker (epoch %u)",
-			    ep->endpoint_name.jobid,
-			    ep->endpoint_name.vpid, c->epoch);
+		if (!T.nomarker_told++)
+			mca_btl_ninja_help("no-drain-marker",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid,
+					   ep->endpoint_name.jobid,
+					   ep->endpoint_name.vpid, c->epoch);
+		else
+			NINJA_VERBOSE(1, "btl:ninja: peer %u.%u closed its "
+				      "connection without a drain marker "
+				      "(epoch %u)", ep->endpoint_name.jobid,
+				      ep->endpoint_name.vpid, c->epoch);
 		ep->endpoint_marker_rcvd = c->epoch;
 	}
 	return ep->endpoint_marker_sent &&

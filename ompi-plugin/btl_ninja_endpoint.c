@@ -1091,9 +1091,24 @@ int mca_btl_ninja_endpoint_frame(mca_btl_ninja_endpoint_t *ep,
 		mca_btl_ninja_upgrade_frame(ep, hdr, payload, app);
 		return RX_NEXT;
 	}
-	NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u", hdr->type,
-		    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+	mca_btl_ninja_endpoint_bad_frame(ep, hdr->type);
 	return RX_NEXT;
+}
+
+void mca_btl_ninja_endpoint_bad_frame(mca_btl_ninja_endpoint_t *ep,
+				      unsigned int type)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+
+	NINJA_ASSERT_LOCKED();
+	if (!c->badframe_told++)
+		mca_btl_ninja_help("bad-frame-type", opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+				   ep->endpoint_name.vpid, type);
+	else
+		NINJA_VERBOSE(1, "btl:ninja: bad frame type %u from %u.%u",
+			      type, ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid);
 }
 
 /* Completions and frames the control thread left for us (app thread). */

@@ -234,8 +234,7 @@ void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
 		mca_btl_ninja_wake();
 		break;
 	default:
-		NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u", hdr->type,
-			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		mca_btl_ninja_endpoint_bad_frame(ep, hdr->type);
 		break;
 	}
 	(void)app;
