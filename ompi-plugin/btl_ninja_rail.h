@@ -18,9 +18,9 @@
  * (component.rail), chosen from btl_ninja_rails in preference order.
  *
  * Adding a rail: a new btl_ninja_rail_<name>.c defining a
- * ninja_rail_ops_t, a wire id in btl_ninja_hdr.h, and one line in the
- * table.  Every operation runs with the component lock held unless
- * noted.
+ * ninja_rail_ops_t, a line in NINJA_RAIL_WIRE_IDS (btl_ninja_hdr.h), and
+ * one line in the table.  Every operation runs with the component lock
+ * held unless noted.
  */
 #ifndef NINJA_BTL_NINJA_RAIL_H
 #define NINJA_BTL_NINJA_RAIL_H
