@@ -558,7 +558,7 @@ static void rdma_frame(mca_btl_ninja_frag_t *f, uint8_t tag, void *data,
  * of the receiver's registration, ob1's remote handle) and the data,
  * written from the user's buffer in place; the receiver checks the range
  * against its registration and reads the data straight into the
- * destination (mca_btl_ninja_endpoint_recv).  ob1 then needs no receive
+ * destination (the TCP rail's stream reader).  ob1 then needs no receive
  * buffer and no copy for contiguous messages above the eager limit: it
  * asks for puts of btl_ninja_rdma_pipeline_frag_size bytes and sends FIN
  * after each completes.  Ordered with every other frame of the connection,

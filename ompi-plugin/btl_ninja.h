@@ -370,6 +370,7 @@ typedef struct mca_btl_ninja_component {
 	bool reg_ready;
 	uint64_t n_rdma_violations, n_rdma_faults;
 	bool rdma_warned;		/* show_help said it (once) */
+	unsigned int badframe_told;	/* bad-frame-type shown (once) */
 	char rdma_first[160];		/* the first refusal, for that text */
 
 	/* Statistics. */
@@ -479,6 +480,9 @@ static inline void mca_btl_ninja_unlock(void)
 uint64_t mca_btl_ninja_now_ns(void);
 /* A help topic rendered here and written to stderr (not relayed). */
 void mca_btl_ninja_help(const char *topic, ...);
+/* The same, once per node (its first rank): a condition all its ranks
+ * meet alike. */
+void mca_btl_ninja_help_node(const char *topic, ...);
 void mca_btl_ninja_wake(void);
 
 /* btl_ninja.c - module function table. */
@@ -543,10 +547,11 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 				 uint8_t tag);
 int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 				 bool drain);
-int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app);
-/* Write what is left of f on fd, up to byte limit of it: 1 whole, 0 would
- * block, <0 error (the stream rail's writer). */
-int mca_btl_ninja_frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit);
+/* f is on the wire (whole): retain it for replay or recycle it. */
+void mca_btl_ninja_endpoint_sent(mca_btl_ninja_endpoint_t *ep,
+				 mca_btl_ninja_frag_t *f, bool app);
+void mca_btl_ninja_endpoint_sq_append(mca_btl_ninja_endpoint_t *ep,
+				      mca_btl_ninja_frag_t *f);
 void mca_btl_ninja_endpoint_attach(mca_btl_ninja_endpoint_t *ep, int fd);
 void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_update_out(mca_btl_ninja_endpoint_t *ep);
@@ -555,6 +560,12 @@ void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
 				  bool app);
 int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
 				     const ninja_frame_hdr_t *hdr);
+/* rx_accept in two steps, for a frame read in place: check (1 next, 0
+ * duplicate, -1 gap) when its header arrives, commit once it is whole. */
+int mca_btl_ninja_endpoint_rx_check(mca_btl_ninja_endpoint_t *ep,
+				    const ninja_frame_hdr_t *hdr);
+void mca_btl_ninja_endpoint_rx_commit(mca_btl_ninja_endpoint_t *ep,
+				      const ninja_frame_hdr_t *hdr);
 void mca_btl_ninja_endpoint_replay(mca_btl_ninja_endpoint_t *ep,
 				   uint32_t peer_ack);
 uint32_t mca_btl_ninja_endpoint_hs_ack(mca_btl_ninja_endpoint_t *ep);
@@ -564,6 +575,9 @@ void mca_btl_ninja_endpoint_ack_maybe(mca_btl_ninja_endpoint_t *ep, bool app);
 void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep);
 void mca_btl_ninja_endpoint_protocol_error(mca_btl_ninja_endpoint_t *ep,
 					   const char *why);
+/* A frame of a type nobody knows arrived (ignored): say so, once. */
+void mca_btl_ninja_endpoint_bad_frame(mca_btl_ninja_endpoint_t *ep,
+				      unsigned int type);
 void mca_btl_ninja_report_lost(void);
 void mca_btl_ninja_replay_stats(void);
 void mca_btl_ninja_endpoint_upcall(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
@@ -578,7 +592,15 @@ void mca_btl_ninja_rail_ep_close(mca_btl_ninja_endpoint_t *ep);
 /* May frames be posted on ep's rail now? */
 static inline bool mca_btl_ninja_ep_ready(const mca_btl_ninja_endpoint_t *ep)
 {
-	return ep->endpoint_rail->stream || ep->endpoint_rail_ready;
+	return NINJA_EP_ON_TCP(ep) || ep->endpoint_rail_ready;
+}
+/* The rail that carries ep's frames now: its fast rail once ready, else
+ * TCP (the connection's socket). */
+static inline const ninja_rail_ops_t *
+mca_btl_ninja_ep_carrier(const mca_btl_ninja_endpoint_t *ep)
+{
+	return ep->endpoint_rail_ready ? ep->endpoint_rail :
+	       &mca_btl_ninja_rail_tcp;
 }
 /* The one rail-neutral dispatch of a whole frame (payload: hdr->len
  * bytes): ACK, MARKER, READY, DATA (ob1's, puts, gets), UPGRADE*.  A
@@ -595,7 +617,8 @@ mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_lookup(opal_process_name_t name
 mca_btl_ninja_endpoint_t *mca_btl_ninja_endpoint_create(opal_process_name_t name);
 void mca_btl_ninja_endpoint_index_fini(void);
 
-/* btl_ninja_rail_tcp.c - interfaces, listener, addresses, handshake. */
+/* btl_ninja_rail_tcp.c - interfaces, listener, addresses, handshake;
+ * the stream writer and reader (mca_btl_ninja_rail_tcp's ops). */
 int mca_btl_ninja_tcp_discover(mca_btl_ninja_addr_t *addr, char *desc,
 			       size_t desclen);
 int mca_btl_ninja_tcp_listen(void);

@@ -372,6 +372,25 @@ void mca_btl_ninja_help(const char *topic, ...)
 }
 
 /*
+ * Show a topic once per node, for a condition every rank of the node
+ * meets alike (its devices, its MCA parameters): the node's first rank
+ * (local rank 0, from PMIx) says it; the others only at verbose level 1.
+ */
+void mca_btl_ninja_help_node(const char *topic, ...)
+{
+	va_list ap;
+
+	if (opal_process_info.my_local_rank != 0) {
+		NINJA_VERBOSE(1, "btl:ninja: rank %u: %s (said by the node's "
+			      "first rank)", OPAL_PROC_MY_NAME.vpid, topic);
+		return;
+	}
+	va_start(ap, topic);
+	vhelp(topic, ap);
+	va_end(ap);
+}
+
+/*
  * Show a topic once per node (the node's first rank).  A rank that is
  * not the node's first shows it only when it fatal() is still alive 3 s
  * later (the failure was its own, not the node's).
@@ -555,8 +574,14 @@ static mca_btl_base_module_t **ninja_init(int *num_btls,
 	NINJA_VERBOSE(10, "btl:ninja: tcp rail on %s", desc);
 	mca_btl_ninja_lock();	/* no other thread yet: for the rule */
 	if (!mca_btl_ninja_rails_select("")) {
-		/* Shown: a rail demanded (no tcp in the list) is not there. */
+		/*
+		 * Shown (once per node): a rail demanded (no tcp in the list)
+		 * is not there.  Every rank fails alike, after 2 s: mpirun
+		 * ends the job at the first exit, and another node's first
+		 * rank is to say it too.
+		 */
 		mca_btl_ninja_unlock();
+		sleep(2);
 		init_fatal("rail unavailable");
 	}
 	mca_btl_ninja_unlock();

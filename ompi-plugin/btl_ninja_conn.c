@@ -41,6 +41,7 @@ static struct {
 	int want_cap;
 	unsigned int failover_told;	/* rail-failover shown (once) */
 	unsigned int timeout_told;	/* connect-timeout shown (once) */
+	unsigned int secret_told;	/* no-secret shown (once) */
 } T;
 
 /* Our AUTH/ACK/NACK to peer (its MAC comes last). */
@@ -578,10 +579,10 @@ static void pending_reject(int i, const char *why)
 	if (getpeername(T.pending[i].fd, (struct sockaddr *)&sin, &len) == 0)
 		inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof(ip));
 	if (T.n_rejected++ == 0)
-		NINJA_ERROR("btl:ninja: rank %u: closed a connection from %s:%u "
-			    "that did not prove it belongs to this job (%s); "
-			    "later ones are counted at verbose level 10",
-			    OPAL_PROC_MY_NAME.vpid, ip, ntohs(sin.sin_port), why);
+		mca_btl_ninja_help("connection-rejected",
+				   opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, ip,
+				   (unsigned int)ntohs(sin.sin_port), why);
 	else
 		NINJA_VERBOSE(10, "btl:ninja: rank %u: connection from %s:%u "
 			      "rejected (%s), %llu so far", OPAL_PROC_MY_NAME.vpid,
@@ -619,9 +620,15 @@ static void pending_event(int i)
 	}
 	/* A process of the job: its secret signs our answer. */
 	if (!mca_btl_ninja_auth_have_key(p->hs.auth.vpid)) {
-		NINJA_ERROR("btl:ninja: rank %u: no connection secret of %u.%u",
-			    OPAL_PROC_MY_NAME.vpid, p->hs.auth.jobid,
-			    p->hs.auth.vpid);
+		if (!T.secret_told++)
+			mca_btl_ninja_help("no-secret",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid,
+					   p->hs.auth.jobid, p->hs.auth.vpid);
+		else
+			NINJA_VERBOSE(1, "btl:ninja: rank %u: no connection "
+				      "secret of %u.%u", OPAL_PROC_MY_NAME.vpid,
+				      p->hs.auth.jobid, p->hs.auth.vpid);
 		pending_drop(i, true);
 		return;
 	}
@@ -783,7 +790,7 @@ static void poll_endpoint(ninja_pollset_t *ps, mca_btl_ninja_endpoint_t *ep,
 					NINJA_PK_DRAIN, ep);
 	} else if (c->state == NINJA_RUNNING &&
 		   ep->endpoint_state == NINJA_EP_CONNECTED &&
-		   !ep->endpoint_rail->stream && ep->endpoint_rail_ready) {
+		   !NINJA_EP_ON_TCP(ep) && ep->endpoint_rail_ready) {
 		/*
 		 * A verbs connection's TCP socket is idle and the application
 		 * never reads it: watch it here, so a peer that dropped the
@@ -833,7 +840,7 @@ void mca_btl_ninja_conn_event(ninja_pollset_t *ps, int i)
 	case NINJA_PK_BOOT:
 		if (c->state == NINJA_RUNNING && ep->endpoint_fd == p->fd &&
 		    ep->endpoint_state == NINJA_EP_CONNECTED &&
-		    !ep->endpoint_rail->stream && boot_dead(ep))
+		    !NINJA_EP_ON_TCP(ep) && boot_dead(ep))
 			mca_btl_ninja_endpoint_failed(ep, 0,
 				"verbs connection closed by the peer");
 		break;

@@ -37,6 +37,8 @@ static struct {
 	bool ctl_unix;
 	bool have_control;
 	unsigned int lost_told;		/* control-lost shown (once) */
+	unsigned int bad_line_told;	/* control-bad-line shown (once) */
+	unsigned int refused_told;	/* control-refused shown (once) */
 } T = { .ctl_fd = -1 };
 
 void mca_btl_ninja_ctl_close(void)
@@ -232,22 +234,49 @@ void mca_btl_ninja_ctl_retry(uint64_t now)
 		(void)ctl_open();
 }
 
+/* A line from the channel, printable (at most 80 bytes) for a message. */
+static void printable(char *out, size_t cap, const char *line, size_t len)
+{
+	size_t i;
+
+	if (len > cap - 1)
+		len = cap - 1;
+	for (i = 0; i < len; i++)
+		out[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
+	out[len] = '\0';
+}
+
+/* A line we cannot use: help topic control-bad-line once, then verbose. */
+static void bad_line(const char *why, const char *line, size_t len)
+{
+	char text[81];
+
+	printable(text, sizeof(text), line, len);
+	if (!T.bad_line_told++)
+		mca_btl_ninja_help("control-bad-line", opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, T.ctl_path, why,
+				   text);
+	else
+		NINJA_VERBOSE(1, "btl:ninja: control channel: %s in \"%s\"",
+			      why, text);
+}
+
 /* One line from the agent: parsed here, acted on by the cycle. */
 static void ctl_line(void *ctx, const char *line, size_t len, int err)
 {
 	struct ninja_msg m;
+	char text[81];
 	int rc;
 
 	if (err) {
-		NINJA_ERROR("btl:ninja: control channel: %s", ninja_strerror(err));
+		bad_line(ninja_strerror(err), "", 0);
 		return;
 	}
 	rc = ninja_parse_line(line, len, &m);
 	if (rc == -NINJA_EEMPTY)
 		return;
 	if (rc) {
-		NINJA_ERROR("btl:ninja: control channel: %s in \"%.*s\"",
-			    ninja_strerror(rc), (int)len, line);
+		bad_line(ninja_strerror(rc), line, len);
 		ctl_send("ERR %s from-rank", ninja_err_name(rc));
 		return;
 	}
@@ -257,8 +286,15 @@ static void ctl_line(void *ctx, const char *line, size_t len, int err)
 		T.ctl_registered = true;
 		break;
 	case NINJA_V_ERR:
-		NINJA_ERROR("btl:ninja: control channel says: %.*s", (int)len,
-			    line);
+		printable(text, sizeof(text), line, len);
+		if (!T.refused_told++)
+			mca_btl_ninja_help("control-refused",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid, T.ctl_path,
+					   text);
+		else
+			NINJA_VERBOSE(1, "btl:ninja: control channel says: %s",
+				      text);
 		break;
 	default:
 		mca_btl_ninja_agent_msg(&m, line, len);

@@ -30,6 +30,7 @@ static struct {
 	bool report_pending;		/* RESUMED owed after reconnect */
 	bool publish_pending;		/* this epoch's address not out yet */
 	bool drain_warned;
+	unsigned int nomarker_told;	/* no-drain-marker shown (once) */
 	uint64_t reconnect_deadline;
 	uint64_t resume_at;		/* RESUME arrived (wait mode) */
 	uint64_t link_wait_us;		/* wait mode: RESUME held for the port */
@@ -120,13 +121,20 @@ static bool drain_rail(mca_btl_ninja_endpoint_t *ep)
 	if (r->progress) {
 		/* The rail reads its own completions (the peer's marker). */
 		(void)r->progress(false);
-	} else if (ep->endpoint_marker_rcvd < c->epoch &&
-		   mca_btl_ninja_endpoint_recv(ep, false) < 0 &&
+	} else if (r->recv && ep->endpoint_marker_rcvd < c->epoch &&
+		   r->recv(ep, false) < 0 &&
 		   ep->endpoint_marker_rcvd < c->epoch) {
-		NINJA_ERROR("btl:ninja: peer %u.%u closed its connection "
-			    "without a drain marker (epoch %u)",
-			    ep->endpoint_name.jobid,
-			    ep->endpoint_name.vpid, c->epoch);
+		if (!T.nomarker_told++)
+			mca_btl_ninja_help("no-drain-marker",
+					   opal_process_info.nodename,
+					   OPAL_PROC_MY_NAME.vpid,
+					   ep->endpoint_name.jobid,
+					   ep->endpoint_name.vpid, c->epoch);
+		else
+			NINJA_VERBOSE(1, "btl:ninja: peer %u.%u closed its "
+				      "connection without a drain marker "
+				      "(epoch %u)", ep->endpoint_name.jobid,
+				      ep->endpoint_name.vpid, c->epoch);
 		ep->endpoint_marker_rcvd = c->epoch;
 	}
 	return ep->endpoint_marker_sent &&
@@ -159,7 +167,7 @@ static bool drain_step(void)
 		mca_btl_ninja_upgrade_drain(ep);
 		if (!mca_btl_ninja_ep_ready(ep)) {
 			/* READY still on its way on the TCP socket. */
-			(void)mca_btl_ninja_endpoint_recv(ep, false);
+			(void)mca_btl_ninja_rail_tcp.recv(ep, false);
 			if (!mca_btl_ninja_ep_ready(ep)) {
 				done = false;
 				continue;

@@ -1,10 +1,13 @@
 /*
  * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
  *
- * btl_ninja_endpoint.c - per-peer data path: framed non-blocking writes
- * with a FIFO send queue, a growing receive buffer parsed in place, upcalls
- * into ob1 (application thread) or deferral of received frames (control
- * thread, during a drain).  Every function here runs with the component
+ * btl_ninja_endpoint.c - per-peer data path, rail-neutral: the FIFO send
+ * queue and the replay window (sequence numbers, acknowledgements,
+ * replay), the one dispatch of a whole frame (mca_btl_ninja_endpoint_frame)
+ * with upcalls into ob1 (application thread) or deferral of received
+ * frames (control thread, during a drain).  What carries the bytes is the
+ * endpoint's rail (btl_ninja_rail.h): TCP's stream writer and reader are
+ * in btl_ninja_rail_tcp.c.  Every function here runs with the component
  * lock held.
  */
 #include "opal_config.h"
@@ -190,54 +193,6 @@ void mca_btl_ninja_endpoint_close(mca_btl_ninja_endpoint_t *ep)
 }
 
 /*
- * Write what is left of a frame, up to byte limit of it (the whole frame
- * but for fault injection).  1: complete, 0: would block, <0: error.
- */
-int mca_btl_ninja_frag_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
-{
-	struct iovec v[3];
-	struct msghdr msg;
-	size_t skip = f->sent, room = limit > f->sent ? limit - f->sent : 0;
-	int i, n = 0;
-	ssize_t r;
-
-	for (i = 0; i < f->iov_cnt && room; i++) {
-		size_t l = f->iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l -= skip;
-		if (l > room)
-			l = room;
-		v[n].iov_base = (char *)f->iov[i].iov_base + skip;
-		v[n].iov_len = l;
-		room -= l;
-		skip = 0;
-		n++;
-	}
-	if (!n)
-		return f->sent == f->size;
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = v;
-	msg.msg_iovlen = n;
-	r = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return 0;
-		return -errno;
-	}
-	f->sent += (size_t)r;
-	/* btl_ninja_fault_rdma: the spoiled header is out, a rewrite after
-	 * the peer refused it sends the true one. */
-	if (OPAL_UNLIKELY(f->fault_at) &&
-	    f->sent >= f->iov[0].iov_len + f->iov[1].iov_len)
-		mca_btl_ninja_rdma_fault_sent(f);
-	return f->sent == f->size;
-}
-
-/*
  * Owned: every byte of the frame is in our fragment and ob1 handed the
  * descriptor over (BTL_OWNERSHIP).  Such a frame is retained as it is and
  * ob1 may complete at once; any other (payload in place in the user's
@@ -297,13 +252,7 @@ static inline void frame_start(mca_btl_ninja_endpoint_t *ep,
 {
 	if (f->hdr.type != NINJA_FRAME_DATA && f->hdr.type != NINJA_FRAME_ACK)
 		return;		/* a control frame keeps its epoch */
-	f->hdr.ack = ep->endpoint_rx_seq;
-	if (ep->endpoint_rail->stream) {
-		/* Other rails stamp each piece when they post it. */
-		ep->endpoint_ack_sent = ep->endpoint_rx_seq;
-		ep->endpoint_ack_owed = 0;
-		ep->endpoint_ack_req = false;
-	}
+	f->hdr.ack = ep->endpoint_rx_seq;	/* the rail's post notes it sent */
 	if (f->hdr.type == NINJA_FRAME_DATA &&
 	    ep->endpoint_rt_bytes + f->size >
 	    (size_t)mca_btl_ninja_component.replay_window / 2)
@@ -347,8 +296,8 @@ void mca_btl_ninja_fault_reset(mca_btl_ninja_endpoint_t *ep, const char *where)
  * frames complete towards ob1 now, others at the ack); our own ACK
  * frames go back to the pool.
  */
-static void frag_sent(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
-		      bool app)
+void mca_btl_ninja_endpoint_sent(mca_btl_ninja_endpoint_t *ep,
+				 mca_btl_ninja_frag_t *f, bool app)
 {
 	ep->endpoint_tx_frags++;
 	ep->endpoint_tx_bytes += f->size;
@@ -459,7 +408,8 @@ void mca_btl_ninja_endpoint_acked(mca_btl_ninja_endpoint_t *ep, uint32_t ack,
  * gone, and the peer is reported to ob1 as a fatal protocol error (the
  * caller closes the connection) instead of reconnecting forever.
  */
-static int rx_check(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
+int mca_btl_ninja_endpoint_rx_check(mca_btl_ninja_endpoint_t *ep,
+				    const ninja_frame_hdr_t *hdr)
 {
 	if (OPAL_LIKELY(hdr->seq == ep->endpoint_rx_seq))
 		return 1;
@@ -511,8 +461,8 @@ void mca_btl_ninja_endpoint_protocol_error(mca_btl_ninja_endpoint_t *ep,
 }
 
 /* The frame rx_check accepted is whole: the next one is expected. */
-static inline void rx_commit(mca_btl_ninja_endpoint_t *ep,
-			     const ninja_frame_hdr_t *hdr)
+void mca_btl_ninja_endpoint_rx_commit(mca_btl_ninja_endpoint_t *ep,
+				      const ninja_frame_hdr_t *hdr)
 {
 	ep->endpoint_rx_seq++;
 	ep->endpoint_ack_owed += sizeof(*hdr) + hdr->len;
@@ -523,10 +473,10 @@ static inline void rx_commit(mca_btl_ninja_endpoint_t *ep,
 int mca_btl_ninja_endpoint_rx_accept(mca_btl_ninja_endpoint_t *ep,
 				     const ninja_frame_hdr_t *hdr)
 {
-	int ok = rx_check(ep, hdr);
+	int ok = mca_btl_ninja_endpoint_rx_check(ep, hdr);
 
 	if (OPAL_LIKELY(ok > 0))
-		rx_commit(ep, hdr);
+		mca_btl_ninja_endpoint_rx_commit(ep, hdr);
 	return ok;
 }
 
@@ -546,7 +496,8 @@ void mca_btl_ninja_endpoint_release_all(mca_btl_ninja_endpoint_t *ep)
 	ep->endpoint_rt_len = 0;
 }
 
-static void sq_append(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f)
+void mca_btl_ninja_endpoint_sq_append(mca_btl_ninja_endpoint_t *ep,
+				      mca_btl_ninja_frag_t *f)
 {
 	f->next = NULL;
 	f->queued = true;
@@ -715,17 +666,17 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 			frag_absorb(f);
 			owned = frag_owned(f);
 			f->queued = !owned;
-			frag_sent(ep, f, app);
+			mca_btl_ninja_endpoint_sent(ep, f, app);
 			return owned ? 1 : 0;
 		}
-		sq_append(ep, f);
+		mca_btl_ninja_endpoint_sq_append(ep, f);
 		if (r < 0)
 			ep_failed(ep, r, rail->post_failed);
-		else if (rail->stream)
-			mca_btl_ninja_endpoint_update_out(ep);
+		else if (rail->tx_wait)
+			rail->tx_wait(ep);
 		return 0;
 	}
-	sq_append(ep, f);
+	mca_btl_ninja_endpoint_sq_append(ep, f);
 	if (c->state == NINJA_RUNNING &&
 	    ep->endpoint_state == NINJA_EP_CONNECTED &&
 	    ep->endpoint_sq_head == f && mca_btl_ninja_ep_ready(ep)) {
@@ -744,14 +695,10 @@ int mca_btl_ninja_endpoint_send(mca_btl_ninja_endpoint_t *ep,
 }
 
 /*
- * sendi fast path (TCP, connected, nothing queued, RUNNING, room in the
- * replay window): one sendmsg of our header, ob1's header and the payload
- * in place; then a copy of the frame is retained for replay (ob1 treats
- * the send as done and may reuse its buffer).  What the socket did not
- * take is queued in that copy (already partly written).  Returns
- * OPAL_SUCCESS when the frame is on the wire or queued,
- * OPAL_ERR_RESOURCE_BUSY when the fast path does not apply (the caller
- * then copies as usual).
+ * sendi: the rail's fast path (ops.sendi) when nothing stands in its way
+ * (RUNNING, connected, nothing queued, room in the replay window, no
+ * fault injection); OPAL_ERR_RESOURCE_BUSY otherwise (the caller then
+ * copies as usual).
  */
 int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 				 const void *header, size_t header_size,
@@ -759,61 +706,16 @@ int mca_btl_ninja_endpoint_sendi(mca_btl_ninja_endpoint_t *ep,
 				 uint8_t tag)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	ninja_frame_hdr_t hdr;
-	struct iovec iov[3];
-	struct msghdr msg;
-	mca_btl_ninja_frag_t *f;
-	size_t total = sizeof(hdr) + header_size + payload_size;
-	ssize_t r;
+	const ninja_rail_ops_t *rail = ep->endpoint_rail;
+	size_t total = sizeof(ninja_frame_hdr_t) + header_size + payload_size;
 
-	if (c->state != NINJA_RUNNING || !ep->endpoint_rail->stream ||
+	if (!rail->sendi || c->state != NINJA_RUNNING ||
 	    ep->endpoint_state != NINJA_EP_CONNECTED || ep->endpoint_sq_head ||
 	    (ep->endpoint_rt_head && ep->endpoint_rt_bytes + total >
 	     (size_t)c->replay_window / 2) ||
 	    OPAL_UNLIKELY(c->fault_inject | c->fault_gap))
 		return OPAL_ERR_RESOURCE_BUSY;
-	hdr.type = NINJA_FRAME_DATA;
-	hdr.tag = tag;
-	hdr.flags = 0;
-	hdr.len = (uint32_t)(header_size + payload_size);
-	hdr.ack = ep->endpoint_rx_seq;
-	hdr.seq = ep->endpoint_tx_seq;
-	iov[0].iov_base = &hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = (void *)header;
-	iov[1].iov_len = header_size;
-	iov[2].iov_base = (void *)payload;
-	iov[2].iov_len = payload_size;
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = iov;
-	msg.msg_iovlen = payload_size ? 3 : 2;
-	r = sendmsg(ep->endpoint_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		return OPAL_ERR_RESOURCE_BUSY;	/* nothing written: slow path */
-	ep->endpoint_tx_seq++;
-	ep->endpoint_ack_sent = hdr.ack;
-	ep->endpoint_ack_owed = 0;
-	ep->endpoint_ack_req = false;
-	/* The copy that a replay (or the rest of this write) needs. */
-	f = mca_btl_ninja_frag_copy(header, header_size, payload, payload_size,
-				    tag);
-	if (!f) {
-		NINJA_ERROR("btl:ninja: out of fragments with a frame written");
-		return OPAL_ERR_OUT_OF_RESOURCE;
-	}
-	f->endpoint = ep;
-	f->hdr = hdr;
-	f->cb_done = true;
-	if (r == (ssize_t)total) {
-		f->sent = total;
-		frag_sent(ep, f, true);
-		return OPAL_SUCCESS;
-	}
-	/* Partly written (or not at all): keep the rest, in order. */
-	sq_append(ep, f);
-	f->sent = r > 0 ? (size_t)r : 0;
-	mca_btl_ninja_endpoint_update_out(ep);
-	return OPAL_SUCCESS;
+	return rail->sendi(ep, header, header_size, payload, payload_size, tag);
 }
 
 /*
@@ -853,10 +755,10 @@ static bool ack_queue(mca_btl_ninja_endpoint_t *ep, bool app, uint16_t flags)
 		frame_start(ep, f);
 		r = ep->endpoint_rail->post(ep, f, false);
 		if (r == 1) {
-			frag_sent(ep, f, app);
+			mca_btl_ninja_endpoint_sent(ep, f, app);
 			return false;
 		}
-		sq_append(ep, f);
+		mca_btl_ninja_endpoint_sq_append(ep, f);
 		if (r < 0 && app)
 			ep_failed(ep, r, ep->endpoint_rail->post_failed);
 		else
@@ -866,7 +768,7 @@ static bool ack_queue(mca_btl_ninja_endpoint_t *ep, bool app, uint16_t flags)
 	/* At the next frame boundary: before the head or right after it. */
 	f->queued = true;
 	if (!h) {
-		sq_append(ep, f);
+		mca_btl_ninja_endpoint_sq_append(ep, f);
 		return true;
 	}
 	if (h->sent == 0) {
@@ -991,15 +893,15 @@ int mca_btl_ninja_endpoint_flush(mca_btl_ninja_endpoint_t *ep, bool app,
 		if (r == 0)
 			break;
 		sq_pop(ep);
-		frag_sent(ep, f, app);
+		mca_btl_ninja_endpoint_sent(ep, f, app);
 		if (ep->endpoint_rail != rail)
 			return 0;	/* live upgrade: nothing more on TCP */
 	}
 	if (drain && !ep->endpoint_marker_sent &&
 	    (!ep->endpoint_sq_head || ep->endpoint_sq_head->sent == 0))
 		return rail->post_marker(ep);
-	if (!drain && rail->stream)
-		mca_btl_ninja_endpoint_update_out(ep);
+	if (!drain && rail->tx_wait)
+		rail->tx_wait(ep);
 	return 0;
 }
 
@@ -1082,73 +984,6 @@ int mca_btl_ninja_endpoint_defer(mca_btl_ninja_endpoint_t *ep, uint8_t tag,
 	return OPAL_SUCCESS;
 }
 
-/*
- * A put or a get's response is whole and in place: in sequence now; a
- * get completes (ob1 sends its FIN, on this thread or later).
- */
-static void rx_put_whole(mca_btl_ninja_endpoint_t *ep, bool app)
-{
-	mca_btl_ninja_get_t *g = ep->endpoint_rx_get;
-
-	ep->endpoint_rx_put_reg = NULL;
-	rx_commit(ep, &ep->endpoint_rx_put_hdr);
-	if (g) {
-		ep->endpoint_rx_get = NULL;
-		mca_btl_ninja_get_complete(ep, g, app);
-	}
-}
-
-/*
- * A put frame's (or get response's) header and destination are in the
- * buffer at p: copy the part of its data that came with them, read the
- * rest in place later (endpoint_rx_put).  Whichever thread reads it
- * writes the destination: ob1 does not look at it before the FIN (put),
- * or the get's completion, which follow.  Returns -1 for a put outside
- * our registrations or a response to no get we asked (refused, nothing
- * written, not accepted: the caller closes the connection), else 0.  A
- * duplicate (skip) is not checked: its data is dropped unread.
- */
-static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
-			const ninja_frame_hdr_t *hdr, unsigned char *p,
-			size_t avail, bool skip, bool app)
-{
-	size_t dlen = hdr->len - sizeof(ninja_put_hdr_t);
-	size_t have = avail - sizeof(*hdr) - sizeof(ninja_put_hdr_t);
-	ninja_put_hdr_t ph;
-
-	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
-	ep->endpoint_rx_get = NULL;
-	ep->endpoint_rx_put_reg = NULL;
-	if (!skip && !mca_btl_ninja_rdma_admit(ep, hdr, p + sizeof(*hdr),
-					       sizeof(ph), app))
-		return -1;	/* refused, reported */
-	if (hdr->tag == NINJA_TAG_GETRESP && !skip &&
-	    !(ep->endpoint_rx_get = mca_btl_ninja_get_find(ep, &ph, dlen)))
-		return -1;	/* admitted above: not reached */
-	if (hdr->tag == NINJA_TAG_PUT && !skip && have < dlen) {
-		/* Streams in: a deregistration meanwhile drops the rest. */
-		ep->endpoint_rx_put_reg = ninja_reg_find(
-			&mca_btl_ninja_component.reg, ph.key);
-		ep->endpoint_rx_put_reg->busy = ep;
-	}
-	if (have > dlen)
-		have = dlen;
-	if (!skip)
-		memcpy((void *)(uintptr_t)ph.addr,
-		       p + sizeof(*hdr) + sizeof(ph), have);
-	ep->endpoint_rx_off += sizeof(*hdr) + sizeof(ph) + have;
-	ep->endpoint_rx_frags++;
-	ep->endpoint_rx_bytes += sizeof(*hdr) + hdr->len;
-	ep->endpoint_rx_put = (unsigned char *)(uintptr_t)ph.addr + have;
-	ep->endpoint_rx_put_left = dlen - have;
-	ep->endpoint_rx_put_skip = skip;
-	ep->endpoint_rx_put_hdr = *hdr;
-	/* In sequence only once whole: a put cut by a failure is replayed. */
-	if (!ep->endpoint_rx_put_left && !skip)
-		rx_put_whole(ep, app);
-	return 0;
-}
-
 /* What a step of the receive path says: go on, stop reading (the
  * connection closed from a callback, or a marker ended the stream), or
  * refuse the connection (a protocol error). */
@@ -1179,7 +1014,7 @@ static void rx_marker(mca_btl_ninja_endpoint_t *ep,
 static void rx_ready(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr)
 {
 	if (hdr->flags == 1 && ep->endpoint_rail_state &&
-	    !ep->endpoint_rail->stream)
+	    !NINJA_EP_ON_TCP(ep))
 		ep->endpoint_rail_ready = true;
 	else
 		mca_btl_ninja_rail_ep_close(ep);
@@ -1228,7 +1063,7 @@ static int rx_data(mca_btl_ninja_endpoint_t *ep, const ninja_frame_hdr_t *hdr,
 
 /*
  * The one dispatch of a whole frame, whatever rail it came on (the TCP
- * stream parser below, a fast rail's completions), other than a put read
+ * rail's stream reader, a fast rail's completions), other than a put read
  * in place from the stream.
  */
 int mca_btl_ninja_endpoint_frame(mca_btl_ninja_endpoint_t *ep,
@@ -1256,240 +1091,24 @@ int mca_btl_ninja_endpoint_frame(mca_btl_ninja_endpoint_t *ep,
 		mca_btl_ninja_upgrade_frame(ep, hdr, payload, app);
 		return RX_NEXT;
 	}
-	NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u", hdr->type,
-		    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+	mca_btl_ninja_endpoint_bad_frame(ep, hdr->type);
 	return RX_NEXT;
 }
 
-/* The start of a put (or get response) at p, avail bytes buffered. */
-static int rx_inplace(mca_btl_ninja_endpoint_t *ep,
-		      const ninja_frame_hdr_t *hdr, unsigned char *p,
-		      size_t avail, bool app, const char **why)
-{
-	int ok;
-
-	mca_btl_ninja_endpoint_acked(ep, hdr->ack, app);
-	if (ep->endpoint_fd < 0)
-		return RX_OUT;	/* closed from a callback */
-	ok = rx_check(ep, hdr);
-	if (ok < 0) {
-		*why = "out of sequence";
-		return RX_FAIL;
-	}
-	if (rx_put_start(ep, hdr, p, avail, ok == 0, app) < 0) {
-		*why = "refused an RDMA frame";
-		return RX_FAIL;
-	}
-	return ep->endpoint_fd < 0 ? RX_OUT : RX_NEXT;
-}
-
-/* Dispatch every complete frame in the receive buffer. */
-static int rx_dispatch(mca_btl_ninja_endpoint_t *ep, bool app, int *count,
-		       const char **why)
-{
-	size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
-	ninja_frame_hdr_t hdr;
-	int rc;
-
-	while (avail >= sizeof(hdr)) {
-		unsigned char *p = ep->endpoint_rx_buf + ep->endpoint_rx_off;
-		size_t need;
-
-		memcpy(&hdr, p, sizeof(hdr));
-		need = sizeof(hdr) + hdr.len;
-		if (OPAL_UNLIKELY(hdr.len > ep->endpoint_rx_max) &&
-		    !(NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag))) {
-			/* Longer than the peer said it would send: never
-			 * buffered (docs/protocol.md, limits). */
-			mca_btl_ninja_endpoint_protocol_error(ep,
-				"btl/ninja: protocol error (frame longer "
-				"than the peer's announced maximum)");
-			*why = "frame too long";
-			return RX_FAIL;
-		}
-		if (NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag) &&
-		    hdr.len >= sizeof(ninja_put_hdr_t) &&
-		    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
-			rc = rx_inplace(ep, &hdr, p, avail, app, why);
-			if (rc != RX_NEXT)
-				return rc;
-			avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
-			(*count)++;
-			continue;
-		}
-		if (avail < need)
-			break;
-		ep->endpoint_rx_off += need;
-		avail -= need;
-		rc = mca_btl_ninja_endpoint_frame(ep, &hdr, p + sizeof(hdr), app,
-						  count, why);
-		if (rc != RX_NEXT)
-			return rc;
-	}
-	return RX_NEXT;
-}
-
-/*
- * After a dispatch: room in the buffer for the partial frame at rx_off
- * (all of it; of a put, the part before its data).  0, or
- * OPAL_ERR_OUT_OF_RESOURCE.
- */
-static int rx_room(mca_btl_ninja_endpoint_t *ep)
-{
-	size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
-	ninja_frame_hdr_t hdr;
-	size_t need;
-
-	if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
-		ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
-		return 0;
-	}
-	if (avail < sizeof(hdr)) {
-		if (ep->endpoint_rx_off > 0 &&
-		    ep->endpoint_rx_cap - ep->endpoint_rx_off < 4096) {
-			memmove(ep->endpoint_rx_buf,
-				ep->endpoint_rx_buf + ep->endpoint_rx_off, avail);
-			ep->endpoint_rx_off = 0;
-			ep->endpoint_rx_len = avail;
-		}
-		return 0;
-	}
-	memcpy(&hdr, ep->endpoint_rx_buf + ep->endpoint_rx_off, sizeof(hdr));
-	need = sizeof(hdr) + hdr.len;
-	if (NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag))
-		need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
-	if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
-		memmove(ep->endpoint_rx_buf,
-			ep->endpoint_rx_buf + ep->endpoint_rx_off, avail);
-		ep->endpoint_rx_off = 0;
-		ep->endpoint_rx_len = avail;
-	}
-	if (need > ep->endpoint_rx_cap) {
-		unsigned char *nb = realloc(ep->endpoint_rx_buf, need);
-
-		if (!nb)
-			return OPAL_ERR_OUT_OF_RESOURCE;
-		ep->endpoint_rx_buf = nb;
-		ep->endpoint_rx_cap = need;
-	}
-	return 0;
-}
-
-/* One recv(): into the buffer, or the rest of a put straight into its
- * destination (a duplicate's: into the empty buffer, dropped). */
-static ssize_t rx_read(mca_btl_ninja_endpoint_t *ep, bool *emptied)
-{
-	ssize_t n;
-
-	if (ep->endpoint_rx_put_left) {
-		bool skip = ep->endpoint_rx_put_skip;
-		size_t want = ep->endpoint_rx_put_left;
-
-		if (skip && want > ep->endpoint_rx_cap - ep->endpoint_rx_len)
-			want = ep->endpoint_rx_cap - ep->endpoint_rx_len;
-		return recv(ep->endpoint_fd, skip ? ep->endpoint_rx_buf +
-			    ep->endpoint_rx_len : ep->endpoint_rx_put,
-			    want, MSG_DONTWAIT);
-	} else {
-		size_t room = ep->endpoint_rx_cap - ep->endpoint_rx_len;
-
-		n = recv(ep->endpoint_fd,
-			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
-			 room, MSG_DONTWAIT);
-		*emptied = n > 0 && (size_t)n < room;
-		return n;
-	}
-}
-
-/* n more bytes of a put in place: false if the connection closed. */
-static bool rx_put_more(mca_btl_ninja_endpoint_t *ep, size_t n, bool app)
-{
-	if (!ep->endpoint_rx_put_skip)
-		ep->endpoint_rx_put += n;
-	ep->endpoint_rx_put_left -= n;
-	if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip) {
-		rx_put_whole(ep, app);
-		if (ep->endpoint_fd < 0)
-			return false;	/* closed from a callback */
-	}
-	return true;
-}
-
-/*
- * Read and dispatch frames.  app: upcall into ob1 (application thread,
- * RUNNING); otherwise defer (control thread, drain).  Returns the number
- * of frames handled, or <0 if the connection is gone.
- */
-int mca_btl_ninja_endpoint_recv(mca_btl_ninja_endpoint_t *ep, bool app)
+void mca_btl_ninja_endpoint_bad_frame(mca_btl_ninja_endpoint_t *ep,
+				      unsigned int type)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
-	int count = 0, loops = 0, rc;
-	bool emptied = false;	/* a read returned less than it asked */
-	const char *why = NULL;
-	ssize_t n;
 
 	NINJA_ASSERT_LOCKED();
-	if (ep->endpoint_rx_busy || !ep->endpoint_rx_buf)
-		return 0;
-	ep->endpoint_rx_busy = true;
-	for (;;) {
-		rc = rx_dispatch(ep, app, &count, &why);
-		if (rc == RX_FAIL) {
-			ep->endpoint_rx_busy = false;
-			if (app)
-				ep_failed(ep, -EPROTO, why);
-			return -1;
-		}
-		if (rc == RX_OUT)
-			goto out;
-		if (rx_room(ep) != 0) {
-			count = OPAL_ERR_OUT_OF_RESOURCE;
-			goto out;
-		}
-		if (loops++ >= 8)
-			break;
-		/*
-		 * The socket had less than we asked for: it was empty then,
-		 * and another recv() now would almost always say EAGAIN - a
-		 * system call between the message and the application's
-		 * answer to it (the next poll comes at once when it spins).
-		 * Not while a put streams in: there the sender is writing.
-		 */
-		if (emptied && app && !ep->endpoint_rx_put_left)
-			break;
-		n = rx_read(ep, &emptied);
-		if (n > 0) {
-			if (OPAL_UNLIKELY(c->fault_inject) &&
-			    mca_btl_ninja_fault_due(app)) {
-				/* Bytes read, maybe half a frame: reset. */
-				mca_btl_ninja_fault_reset(ep, "receive");
-				ep->endpoint_rx_busy = false;
-				ep_failed(ep, -ECONNRESET, "fault injected");
-				return -1;
-			}
-			if (!ep->endpoint_rx_put_left)
-				ep->endpoint_rx_len += (size_t)n;
-			else if (!rx_put_more(ep, (size_t)n, app))
-				goto out;
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-			      errno == EINTR))
-			break;
-		/* EOF or error. */
-		if (app) {
-			ep->endpoint_rx_busy = false;
-			ep_failed(ep, n < 0 ? -errno : 0, "lost");
-			return -1;
-		}
-		count = -1;
-		break;
-	}
-out:
-	ep->endpoint_rx_busy = false;
-	if (ep->endpoint_fd >= 0 && ep->endpoint_ack_sent != ep->endpoint_rx_seq)
-		mca_btl_ninja_endpoint_ack_maybe(ep, app);
-	return count;
+	if (!c->badframe_told++)
+		mca_btl_ninja_help("bad-frame-type", opal_process_info.nodename,
+				   OPAL_PROC_MY_NAME.vpid, ep->endpoint_name.jobid,
+				   ep->endpoint_name.vpid, type);
+	else
+		NINJA_VERBOSE(1, "btl:ninja: bad frame type %u from %u.%u",
+			      type, ep->endpoint_name.jobid,
+			      ep->endpoint_name.vpid);
 }
 
 /* Completions and frames the control thread left for us (app thread). */
@@ -1537,6 +1156,7 @@ int mca_btl_ninja_deliver_deferred(void)
 int mca_btl_ninja_progress_io(void)
 {
 	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	const ninja_rail_ops_t *rail;
 	struct epoll_event evs[32];
 	int i, n, count = 0;
 
@@ -1555,11 +1175,10 @@ int mca_btl_ninja_progress_io(void)
 			if (ep->endpoint_sq_head &&
 			    mca_btl_ninja_endpoint_flush(ep, true, false) < 0)
 				continue;
-			if (ep->endpoint_marker_rcvd > c->epoch ||
-			    (!ep->endpoint_rail->stream &&
-			     ep->endpoint_rail_ready))
+			rail = mca_btl_ninja_ep_carrier(ep);
+			if (ep->endpoint_marker_rcvd > c->epoch || !rail->recv)
 				continue;	/* drain pending / frames on a fast rail */
-			n = mca_btl_ninja_endpoint_recv(ep, true);
+			n = rail->recv(ep, true);
 			if (n > 0)
 				count += n;
 		}
@@ -1578,7 +1197,8 @@ int mca_btl_ninja_progress_io(void)
 		if (ep->endpoint_marker_rcvd > c->epoch)
 			continue;
 		if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-			r = mca_btl_ninja_endpoint_recv(ep, true);
+			/* The connection's socket: TCP's stream. */
+			r = mca_btl_ninja_rail_tcp.recv(ep, true);
 			if (r > 0)
 				count += r;
 		}

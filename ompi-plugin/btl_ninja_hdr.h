@@ -115,12 +115,23 @@ static inline int ninja_seq_before(uint32_t a, uint32_t b)
  * refuses one whose len exceeds NINJA_RAIL_ADDR_MAX or is not exactly
  * what that rail encodes.
  */
-enum {
-	NINJA_RAIL_ID_NONE = 0,
-	NINJA_RAIL_ID_TCP = 1,		/* reserved: TCP is the bootstrap */
-	NINJA_RAIL_ID_VERBS = 2,	/* ninja_verbs_info_t */
-};
 #define NINJA_RAIL_ADDR_MAX	60
+
+/*
+ * The wire ids, one line per rail: X(NAME, id, bytes of its address).  A
+ * new rail adds its line here with an id never used before (duplicates do
+ * not compile, nor an address over NINJA_RAIL_ADDR_MAX or an id over 255),
+ * then its ops (btl_ninja_rail.h).  Ids are never reused: an old peer
+ * reads an unknown id as rail 0.
+ */
+#define NINJA_RAIL_WIRE_IDS(X)						\
+	X(NONE, 0, 0)		/* no address: stay on TCP */		\
+	X(TCP, 1, 0)		/* reserved: TCP is the bootstrap */	\
+	X(VERBS, 2, sizeof(ninja_verbs_info_t))
+
+#define NINJA_RAIL_ID_ENUM_(name, id, size)	NINJA_RAIL_ID_##name = (id),
+enum { NINJA_RAIL_WIRE_IDS(NINJA_RAIL_ID_ENUM_) };
+#undef NINJA_RAIL_ID_ENUM_
 
 typedef struct ninja_rail_addr {
 	uint8_t rail;		/* NINJA_RAIL_ID_* */
@@ -220,8 +231,24 @@ typedef struct ninja_hs_auth {
 _Static_assert(sizeof(ninja_verbs_info_t) == 40, "verbs info is 40 bytes");
 _Static_assert(sizeof(ninja_hs_hello_t) == 40, "HELLO is 40 bytes");
 _Static_assert(sizeof(ninja_rail_addr_t) == 64, "rail address block is 64 bytes");
-_Static_assert(sizeof(ninja_verbs_info_t) <= NINJA_RAIL_ADDR_MAX,
-	       "verbs info fits a rail address block");
+/* Every rail's address fits a block, its id the 1-byte tag; no id twice
+ * (a duplicate case does not compile). */
+#define NINJA_RAIL_ID_CHECK_(name, id, size)				\
+	_Static_assert((size) <= NINJA_RAIL_ADDR_MAX && (id) <= 255,	\
+		       "rail " #name ": address fits a rail block, id a byte");
+NINJA_RAIL_WIRE_IDS(NINJA_RAIL_ID_CHECK_)
+#undef NINJA_RAIL_ID_CHECK_
+#define NINJA_RAIL_ID_CASE_(name, id, size)	case (id):
+static inline int ninja_rail_id_known(unsigned int id)
+{
+	switch (id) {
+	NINJA_RAIL_WIRE_IDS(NINJA_RAIL_ID_CASE_)
+		return 1;
+	default:
+		return 0;
+	}
+}
+#undef NINJA_RAIL_ID_CASE_
 _Static_assert(sizeof(ninja_hs_auth_t) == 136, "AUTH/ACK is 136 bytes");
 _Static_assert(sizeof(ninja_frame_hdr_t) == 16, "frame header is 16 bytes");
 

@@ -140,7 +140,8 @@ bool mca_btl_ninja_rails_select(const char *hint)
 		return true;
 	}
 	if (!list_has(c->rails, "tcp")) {
-		mca_btl_ninja_help("rail-unavailable", c->rails, r->name, desc);
+		mca_btl_ninja_help_node("rail-unavailable", c->rails, r->name,
+					desc);
 		return false;
 	}
 	NINJA_VERBOSE(10, "btl:ninja: %s rail not available: %s", r->name, desc);

@@ -18,9 +18,9 @@
  * (component.rail), chosen from btl_ninja_rails in preference order.
  *
  * Adding a rail: a new btl_ninja_rail_<name>.c defining a
- * ninja_rail_ops_t, a wire id in btl_ninja_hdr.h, and one line in the
- * table.  Every operation runs with the component lock held unless
- * noted.
+ * ninja_rail_ops_t, a line in NINJA_RAIL_WIRE_IDS (btl_ninja_hdr.h), and
+ * one line in the table.  Every operation runs with the component lock
+ * held unless noted.
  */
 #ifndef NINJA_BTL_NINJA_RAIL_H
 #define NINJA_BTL_NINJA_RAIL_H
@@ -38,7 +38,9 @@ typedef struct ninja_rail_ops {
 	const char *name;	/* in btl_ninja_rails, RESUME rails=, reports */
 	uint8_t wire_id;	/* NINJA_RAIL_ID_*: tag of its address block */
 	/* The stream rail: frames written on the connection's socket (its
-	 * readiness is the socket's; ACKs queue with the data). */
+	 * readiness is the socket's; ACKs queue with the data).  A property
+	 * for the rails themselves: the rail-neutral code asks the ops
+	 * (recv, tx_wait, sendi, post_ack) or NINJA_EP_ON_TCP instead. */
 	bool stream;
 	const char *post_failed;	/* what a failed post is called */
 
@@ -74,8 +76,25 @@ typedef struct ninja_rail_ops {
 	int (*post_marker)(struct mca_btl_base_endpoint_t *ep);
 	bool (*quiet)(struct mca_btl_base_endpoint_t *ep);
 	/* Completions: frames go to mca_btl_ninja_endpoint_frame (upcalls
-	 * when app, else deferred).  NULL: the endpoint code reads it. */
+	 * when app, else deferred).  NULL: the rail reads per endpoint. */
 	int (*progress)(bool app);
+	/* The stream rail's reader: read and dispatch what ep's connection
+	 * socket holds (frames to mca_btl_ninja_endpoint_frame, puts in
+	 * place); the number of frames, <0 the connection is gone.  NULL:
+	 * the rail's frames come through progress. */
+	int (*recv)(struct mca_btl_base_endpoint_t *ep, bool app);
+	/* The send queue changed (frames wait for room, or it emptied):
+	 * arrange for a flush when the rail can take more (the stream rail:
+	 * EPOLLOUT on the socket).  NULL: the rail's completions do. */
+	void (*tx_wait)(struct mca_btl_base_endpoint_t *ep);
+	/* sendi fast path (application thread, RUNNING, connected, nothing
+	 * queued, room in the window): one frame of ob1's header and payload
+	 * written from the caller's buffers, a copy retained for replay.
+	 * OPAL_SUCCESS (on the wire or queued), OPAL_ERR_RESOURCE_BUSY (not
+	 * taken: the caller copies), or an error.  NULL: never. */
+	int (*sendi)(struct mca_btl_base_endpoint_t *ep, const void *header,
+		     size_t header_size, const void *payload,
+		     size_t payload_size, uint8_t tag);
 
 	/* Live upgrade: resolve a peer's address ahead (ms, -1: not done). */
 	double (*warm)(const ninja_rail_addr_t *peer);

@@ -1,11 +1,13 @@
 /*
  * Copyright (c) 2026 The Ninja authors.  BSD-3-Clause.
  *
- * btl_ninja_rail_tcp.c - the TCP rail's discovery and addressing: which
- * interfaces to use (re-evaluated at every resume, since a migrated VM may
- * find different ones), the listening sockets (one per selected address),
- * and the run-time publication and lookup of addresses - and, once, of the
- * connection secret - through PMIx.
+ * btl_ninja_rail_tcp.c - the TCP rail: its discovery and addressing
+ * (which interfaces to use, re-evaluated at every resume, since a migrated
+ * VM may find different ones), the listening sockets (one per selected
+ * address), the run-time publication and lookup of addresses - and, once,
+ * of the connection secret - through PMIx; and its frame operations: the
+ * stream writer, the sendi fast path, and the stream reader that parses a
+ * connection's bytes into frames for the endpoint's one dispatch.
  *
  * Addresses are republished after every drain epoch with the epoch inside
  * the value.  The PMIx client API is called directly, not through
@@ -728,22 +730,440 @@ int mca_btl_ninja_lookup_addr(mca_btl_ninja_endpoint_t *ep, uint32_t epoch,
 }
 
 /* ---------------------------------------------------------------------
- * The stream rail's frame operations (btl_ninja_rail.h)
+ * The stream rail's frame operations (btl_ninja_rail.h): the writer, the
+ * sendi fast path and the stream reader of a connection's socket.
  */
+
+/*
+ * Write what is left of a frame, up to byte limit of it (the whole frame
+ * but for fault injection).  1: complete, 0: would block, <0: error.
+ */
+static int tcp_write(int fd, mca_btl_ninja_frag_t *f, size_t limit)
+{
+	struct iovec v[3];
+	struct msghdr msg;
+	size_t skip = f->sent, room = limit > f->sent ? limit - f->sent : 0;
+	int i, n = 0;
+	ssize_t r;
+
+	for (i = 0; i < f->iov_cnt && room; i++) {
+		size_t l = f->iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l -= skip;
+		if (l > room)
+			l = room;
+		v[n].iov_base = (char *)f->iov[i].iov_base + skip;
+		v[n].iov_len = l;
+		room -= l;
+		skip = 0;
+		n++;
+	}
+	if (!n)
+		return f->sent == f->size;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = v;
+	msg.msg_iovlen = n;
+	r = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return 0;
+		return -errno;
+	}
+	f->sent += (size_t)r;
+	/* btl_ninja_fault_rdma: the spoiled header is out, a rewrite after
+	 * the peer refused it sends the true one. */
+	if (OPAL_UNLIKELY(f->fault_at) &&
+	    f->sent >= f->iov[0].iov_len + f->iov[1].iov_len)
+		mca_btl_ninja_rdma_fault_sent(f);
+	return f->sent == f->size;
+}
+
+/*
+ * sendi fast path (ops.sendi; the endpoint checked that nothing stands in
+ * its way): one sendmsg of our header, ob1's header and the payload in
+ * place; then a copy of the frame is retained for replay (ob1 treats the
+ * send as done and may reuse its buffer).  What the socket did not take
+ * is queued in that copy (already partly written).  Returns OPAL_SUCCESS
+ * when the frame is on the wire or queued, OPAL_ERR_RESOURCE_BUSY when
+ * the socket failed with nothing written (the caller then copies as
+ * usual).
+ */
+static int tcp_sendi(mca_btl_ninja_endpoint_t *ep, const void *header,
+		     size_t header_size, const void *payload,
+		     size_t payload_size, uint8_t tag)
+{
+	ninja_frame_hdr_t hdr;
+	struct iovec iov[3];
+	struct msghdr msg;
+	mca_btl_ninja_frag_t *f;
+	size_t total = sizeof(hdr) + header_size + payload_size;
+	ssize_t r;
+
+	hdr.type = NINJA_FRAME_DATA;
+	hdr.tag = tag;
+	hdr.flags = 0;
+	hdr.len = (uint32_t)(header_size + payload_size);
+	hdr.ack = ep->endpoint_rx_seq;
+	hdr.seq = ep->endpoint_tx_seq;
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)header;
+	iov[1].iov_len = header_size;
+	iov[2].iov_base = (void *)payload;
+	iov[2].iov_len = payload_size;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = payload_size ? 3 : 2;
+	r = sendmsg(ep->endpoint_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return OPAL_ERR_RESOURCE_BUSY;	/* nothing written: slow path */
+	ep->endpoint_tx_seq++;
+	ep->endpoint_ack_sent = hdr.ack;
+	ep->endpoint_ack_owed = 0;
+	ep->endpoint_ack_req = false;
+	/* The copy that a replay (or the rest of this write) needs. */
+	f = mca_btl_ninja_frag_copy(header, header_size, payload, payload_size,
+				    tag);
+	if (!f) {
+		NINJA_ERROR("btl:ninja: out of fragments with a frame written");
+		return OPAL_ERR_OUT_OF_RESOURCE;
+	}
+	f->endpoint = ep;
+	f->hdr = hdr;
+	f->cb_done = true;
+	if (r == (ssize_t)total) {
+		f->sent = total;
+		mca_btl_ninja_endpoint_sent(ep, f, true);
+		return OPAL_SUCCESS;
+	}
+	/* Partly written (or not at all): keep the rest, in order. */
+	mca_btl_ninja_endpoint_sq_append(ep, f);
+	f->sent = r > 0 ? (size_t)r : 0;
+	mca_btl_ninja_endpoint_update_out(ep);
+	return OPAL_SUCCESS;
+}
+
+/*
+ * A put or a get's response is whole and in place: in sequence now; a
+ * get completes (ob1 sends its FIN, on this thread or later).
+ */
+static void rx_put_whole(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_get_t *g = ep->endpoint_rx_get;
+
+	ep->endpoint_rx_put_reg = NULL;
+	mca_btl_ninja_endpoint_rx_commit(ep, &ep->endpoint_rx_put_hdr);
+	if (g) {
+		ep->endpoint_rx_get = NULL;
+		mca_btl_ninja_get_complete(ep, g, app);
+	}
+}
+
+/*
+ * A put frame's (or get response's) header and destination are in the
+ * buffer at p: copy the part of its data that came with them, read the
+ * rest in place later (endpoint_rx_put).  Whichever thread reads it
+ * writes the destination: ob1 does not look at it before the FIN (put),
+ * or the get's completion, which follow.  Returns -1 for a put outside
+ * our registrations or a response to no get we asked (refused, nothing
+ * written, not accepted: the caller closes the connection), else 0.  A
+ * duplicate (skip) is not checked: its data is dropped unread.
+ */
+static int rx_put_start(mca_btl_ninja_endpoint_t *ep,
+			const ninja_frame_hdr_t *hdr, unsigned char *p,
+			size_t avail, bool skip, bool app)
+{
+	size_t dlen = hdr->len - sizeof(ninja_put_hdr_t);
+	size_t have = avail - sizeof(*hdr) - sizeof(ninja_put_hdr_t);
+	ninja_put_hdr_t ph;
+
+	memcpy(&ph, p + sizeof(*hdr), sizeof(ph));
+	ep->endpoint_rx_get = NULL;
+	ep->endpoint_rx_put_reg = NULL;
+	if (!skip && !mca_btl_ninja_rdma_admit(ep, hdr, p + sizeof(*hdr),
+					       sizeof(ph), app))
+		return -1;	/* refused, reported */
+	if (hdr->tag == NINJA_TAG_GETRESP && !skip &&
+	    !(ep->endpoint_rx_get = mca_btl_ninja_get_find(ep, &ph, dlen)))
+		return -1;	/* admitted above: not reached */
+	if (hdr->tag == NINJA_TAG_PUT && !skip && have < dlen) {
+		/* Streams in: a deregistration meanwhile drops the rest. */
+		ep->endpoint_rx_put_reg = ninja_reg_find(
+			&mca_btl_ninja_component.reg, ph.key);
+		ep->endpoint_rx_put_reg->busy = ep;
+	}
+	if (have > dlen)
+		have = dlen;
+	if (!skip)
+		memcpy((void *)(uintptr_t)ph.addr,
+		       p + sizeof(*hdr) + sizeof(ph), have);
+	ep->endpoint_rx_off += sizeof(*hdr) + sizeof(ph) + have;
+	ep->endpoint_rx_frags++;
+	ep->endpoint_rx_bytes += sizeof(*hdr) + hdr->len;
+	ep->endpoint_rx_put = (unsigned char *)(uintptr_t)ph.addr + have;
+	ep->endpoint_rx_put_left = dlen - have;
+	ep->endpoint_rx_put_skip = skip;
+	ep->endpoint_rx_put_hdr = *hdr;
+	/* In sequence only once whole: a put cut by a failure is replayed. */
+	if (!ep->endpoint_rx_put_left && !skip)
+		rx_put_whole(ep, app);
+	return 0;
+}
+
+/* The start of a put (or get response) at p, avail bytes buffered. */
+static int rx_inplace(mca_btl_ninja_endpoint_t *ep,
+		      const ninja_frame_hdr_t *hdr, unsigned char *p,
+		      size_t avail, bool app, const char **why)
+{
+	int ok;
+
+	mca_btl_ninja_endpoint_acked(ep, hdr->ack, app);
+	if (ep->endpoint_fd < 0)
+		return NINJA_RX_OUT;	/* closed from a callback */
+	ok = mca_btl_ninja_endpoint_rx_check(ep, hdr);
+	if (ok < 0) {
+		*why = "out of sequence";
+		return NINJA_RX_FAIL;
+	}
+	if (rx_put_start(ep, hdr, p, avail, ok == 0, app) < 0) {
+		*why = "refused an RDMA frame";
+		return NINJA_RX_FAIL;
+	}
+	return ep->endpoint_fd < 0 ? NINJA_RX_OUT : NINJA_RX_NEXT;
+}
+
+/* Dispatch every complete frame in the receive buffer. */
+static int rx_dispatch(mca_btl_ninja_endpoint_t *ep, bool app, int *count,
+		       const char **why)
+{
+	size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+	ninja_frame_hdr_t hdr;
+	int rc;
+
+	while (avail >= sizeof(hdr)) {
+		unsigned char *p = ep->endpoint_rx_buf + ep->endpoint_rx_off;
+		size_t need;
+
+		memcpy(&hdr, p, sizeof(hdr));
+		need = sizeof(hdr) + hdr.len;
+		if (OPAL_UNLIKELY(hdr.len > ep->endpoint_rx_max) &&
+		    !(NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag))) {
+			/* Longer than the peer said it would send: never
+			 * buffered (docs/protocol.md, limits). */
+			mca_btl_ninja_endpoint_protocol_error(ep,
+				"btl/ninja: protocol error (frame longer "
+				"than the peer's announced maximum)");
+			*why = "frame too long";
+			return NINJA_RX_FAIL;
+		}
+		if (NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag) &&
+		    hdr.len >= sizeof(ninja_put_hdr_t) &&
+		    avail >= sizeof(hdr) + sizeof(ninja_put_hdr_t)) {
+			rc = rx_inplace(ep, &hdr, p, avail, app, why);
+			if (rc != NINJA_RX_NEXT)
+				return rc;
+			avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+			(*count)++;
+			continue;
+		}
+		if (avail < need)
+			break;
+		ep->endpoint_rx_off += need;
+		avail -= need;
+		rc = mca_btl_ninja_endpoint_frame(ep, &hdr, p + sizeof(hdr), app,
+						  count, why);
+		if (rc != NINJA_RX_NEXT)
+			return rc;
+	}
+	return NINJA_RX_NEXT;
+}
+
+/*
+ * After a dispatch: room in the buffer for the partial frame at rx_off
+ * (all of it; of a put, the part before its data).  0, or
+ * OPAL_ERR_OUT_OF_RESOURCE.
+ */
+static int rx_room(mca_btl_ninja_endpoint_t *ep)
+{
+	size_t avail = ep->endpoint_rx_len - ep->endpoint_rx_off;
+	ninja_frame_hdr_t hdr;
+	size_t need;
+
+	if (ep->endpoint_rx_off == ep->endpoint_rx_len) {
+		ep->endpoint_rx_off = ep->endpoint_rx_len = 0;
+		return 0;
+	}
+	if (avail < sizeof(hdr)) {
+		if (ep->endpoint_rx_off > 0 &&
+		    ep->endpoint_rx_cap - ep->endpoint_rx_off < 4096) {
+			memmove(ep->endpoint_rx_buf,
+				ep->endpoint_rx_buf + ep->endpoint_rx_off, avail);
+			ep->endpoint_rx_off = 0;
+			ep->endpoint_rx_len = avail;
+		}
+		return 0;
+	}
+	memcpy(&hdr, ep->endpoint_rx_buf + ep->endpoint_rx_off, sizeof(hdr));
+	need = sizeof(hdr) + hdr.len;
+	if (NINJA_FRAME_DATA == hdr.type && ninja_tag_in_place(hdr.tag))
+		need = sizeof(hdr) + sizeof(ninja_put_hdr_t);
+	if (ep->endpoint_rx_off + need > ep->endpoint_rx_cap) {
+		memmove(ep->endpoint_rx_buf,
+			ep->endpoint_rx_buf + ep->endpoint_rx_off, avail);
+		ep->endpoint_rx_off = 0;
+		ep->endpoint_rx_len = avail;
+	}
+	if (need > ep->endpoint_rx_cap) {
+		unsigned char *nb = realloc(ep->endpoint_rx_buf, need);
+
+		if (!nb)
+			return OPAL_ERR_OUT_OF_RESOURCE;
+		ep->endpoint_rx_buf = nb;
+		ep->endpoint_rx_cap = need;
+	}
+	return 0;
+}
+
+/* One recv(): into the buffer, or the rest of a put straight into its
+ * destination (a duplicate's: into the empty buffer, dropped). */
+static ssize_t rx_read(mca_btl_ninja_endpoint_t *ep, bool *emptied)
+{
+	ssize_t n;
+
+	if (ep->endpoint_rx_put_left) {
+		bool skip = ep->endpoint_rx_put_skip;
+		size_t want = ep->endpoint_rx_put_left;
+
+		if (skip && want > ep->endpoint_rx_cap - ep->endpoint_rx_len)
+			want = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+		return recv(ep->endpoint_fd, skip ? ep->endpoint_rx_buf +
+			    ep->endpoint_rx_len : ep->endpoint_rx_put,
+			    want, MSG_DONTWAIT);
+	} else {
+		size_t room = ep->endpoint_rx_cap - ep->endpoint_rx_len;
+
+		n = recv(ep->endpoint_fd,
+			 ep->endpoint_rx_buf + ep->endpoint_rx_len,
+			 room, MSG_DONTWAIT);
+		*emptied = n > 0 && (size_t)n < room;
+		return n;
+	}
+}
+
+/* n more bytes of a put in place: false if the connection closed. */
+static bool rx_put_more(mca_btl_ninja_endpoint_t *ep, size_t n, bool app)
+{
+	if (!ep->endpoint_rx_put_skip)
+		ep->endpoint_rx_put += n;
+	ep->endpoint_rx_put_left -= n;
+	if (!ep->endpoint_rx_put_left && !ep->endpoint_rx_put_skip) {
+		rx_put_whole(ep, app);
+		if (ep->endpoint_fd < 0)
+			return false;	/* closed from a callback */
+	}
+	return true;
+}
+
+/*
+ * Read and dispatch frames.  app: upcall into ob1 (application thread,
+ * RUNNING); otherwise defer (control thread, drain).  Returns the number
+ * of frames handled, or <0 if the connection is gone.
+ */
+static int tcp_recv(mca_btl_ninja_endpoint_t *ep, bool app)
+{
+	mca_btl_ninja_component_t *c = &mca_btl_ninja_component;
+	int count = 0, loops = 0, rc;
+	bool emptied = false;	/* a read returned less than it asked */
+	const char *why = NULL;
+	ssize_t n;
+
+	NINJA_ASSERT_LOCKED();
+	if (ep->endpoint_rx_busy || !ep->endpoint_rx_buf)
+		return 0;
+	ep->endpoint_rx_busy = true;
+	for (;;) {
+		rc = rx_dispatch(ep, app, &count, &why);
+		if (rc == NINJA_RX_FAIL) {
+			ep->endpoint_rx_busy = false;
+			if (app)
+				mca_btl_ninja_endpoint_failed(ep, -EPROTO, why);
+			return -1;
+		}
+		if (rc == NINJA_RX_OUT)
+			goto out;
+		if (rx_room(ep) != 0) {
+			count = OPAL_ERR_OUT_OF_RESOURCE;
+			goto out;
+		}
+		if (loops++ >= 8)
+			break;
+		/*
+		 * The socket had less than we asked for: it was empty then,
+		 * and another recv() now would almost always say EAGAIN - a
+		 * system call between the message and the application's
+		 * answer to it (the next poll comes at once when it spins).
+		 * Not while a put streams in: there the sender is writing.
+		 */
+		if (emptied && app && !ep->endpoint_rx_put_left)
+			break;
+		n = rx_read(ep, &emptied);
+		if (n > 0) {
+			if (OPAL_UNLIKELY(c->fault_inject) &&
+			    mca_btl_ninja_fault_due(app)) {
+				/* Bytes read, maybe half a frame: reset. */
+				mca_btl_ninja_fault_reset(ep, "receive");
+				ep->endpoint_rx_busy = false;
+				mca_btl_ninja_endpoint_failed(ep, -ECONNRESET, "fault injected");
+				return -1;
+			}
+			if (!ep->endpoint_rx_put_left)
+				ep->endpoint_rx_len += (size_t)n;
+			else if (!rx_put_more(ep, (size_t)n, app))
+				goto out;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+			      errno == EINTR))
+			break;
+		/* EOF or error. */
+		if (app) {
+			ep->endpoint_rx_busy = false;
+			mca_btl_ninja_endpoint_failed(ep, n < 0 ? -errno : 0, "lost");
+			return -1;
+		}
+		count = -1;
+		break;
+	}
+out:
+	ep->endpoint_rx_busy = false;
+	if (ep->endpoint_fd >= 0 && ep->endpoint_ack_sent != ep->endpoint_rx_seq)
+		mca_btl_ninja_endpoint_ack_maybe(ep, app);
+	return count;
+}
 
 /* Write a frame, maybe with an injected fault: half of it, then a reset. */
 static int tcp_post(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f,
 		    bool app)
 {
+	if (f->sent == 0 && (f->hdr.type == NINJA_FRAME_DATA ||
+			     f->hdr.type == NINJA_FRAME_ACK)) {
+		/* Its ack (stamped by the endpoint) goes out with it. */
+		ep->endpoint_ack_sent = f->hdr.ack;
+		ep->endpoint_ack_owed = 0;
+		ep->endpoint_ack_req = false;
+	}
 	if (OPAL_UNLIKELY(mca_btl_ninja_component.fault_inject) &&
 	    mca_btl_ninja_fault_due(app)) {
-		(void)mca_btl_ninja_frag_write(ep->endpoint_fd, f, f->size / 2);
+		(void)tcp_write(ep->endpoint_fd, f, f->size / 2);
 		mca_btl_ninja_fault_reset(ep, "send");
 		return -ECONNRESET;
 	}
-	return mca_btl_ninja_frag_write(ep->endpoint_fd, f, f->size);
+	return tcp_write(ep->endpoint_fd, f, f->size);
 }
-
 /* The drain marker, after the last whole frame (maybe in several writes). */
 static int tcp_post_marker(mca_btl_ninja_endpoint_t *ep)
 {
@@ -765,8 +1185,8 @@ static int tcp_post_marker(mca_btl_ninja_endpoint_t *ep)
 /*
  * TCP: the stream every connection starts on.  Its device is the set of
  * interfaces chosen at init and at every resume (mca_btl_ninja_tcp_*
- * above, run by the component and the drain); its frames are read by the
- * endpoint's stream parser (no progress of its own), its ACKs queue with
+ * above, run by the component and the drain); its frames are read per
+ * connection by tcp_recv (no progress of its own), its ACKs queue with
  * the data, and it has no address block (the published address is its
  * address).
  */
@@ -777,4 +1197,7 @@ const ninja_rail_ops_t mca_btl_ninja_rail_tcp = {
 	.post_failed = "write failed",
 	.post = tcp_post,
 	.post_marker = tcp_post_marker,
+	.recv = tcp_recv,
+	.tx_wait = mca_btl_ninja_endpoint_update_out,
+	.sendi = tcp_sendi,
 };

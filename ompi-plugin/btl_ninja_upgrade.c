@@ -234,8 +234,7 @@ void mca_btl_ninja_upgrade_frame(mca_btl_ninja_endpoint_t *ep,
 		mca_btl_ninja_wake();
 		break;
 	default:
-		NINJA_ERROR("btl:ninja: bad frame type %u from %u.%u", hdr->type,
-			    ep->endpoint_name.jobid, ep->endpoint_name.vpid);
+		mca_btl_ninja_endpoint_bad_frame(ep, hdr->type);
 		break;
 	}
 	(void)app;
@@ -245,8 +244,8 @@ void mca_btl_ninja_upgrade_ready(mca_btl_ninja_endpoint_t *ep)
 {
 	if (ep->endpoint_upg != UPG_HOLD_READY)
 		return;		/* a new connection's READY */
-	done(ep, !ep->endpoint_rail->stream && ep->endpoint_rail_ready,
-	     !ep->endpoint_rail->stream ? "READY" : "peer's QP failed");
+	done(ep, !NINJA_EP_ON_TCP(ep) && ep->endpoint_rail_ready,
+	     !NINJA_EP_ON_TCP(ep) ? "READY" : "peer's QP failed");
 }
 
 /* READY on the TCP stream; nothing else is written to it in a hold. */
@@ -403,7 +402,7 @@ static void report(void)
 		if (ep->endpoint_state != NINJA_EP_CONNECTED)
 			continue;
 		conns++;
-		if (!ep->endpoint_rail->stream && ep->endpoint_rail_ready)
+		if (!NINJA_EP_ON_TCP(ep) && ep->endpoint_rail_ready)
 			verbs++;
 	}
 	snprintf(dev, sizeof(dev), "%.*s", (int)strcspn(c->rail_desc, " "), c->rail_desc);
