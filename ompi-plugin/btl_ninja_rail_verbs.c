@@ -49,6 +49,7 @@ typedef struct ninja_vep {
 	struct ibv_mr *rx_mr, *tx_mr;
 	unsigned char *rx_buf, *tx_buf;
 	uint32_t nslots, slot_size;
+	uint32_t peer_slot_size;	/* the peer's receive slots */
 	uint32_t gen;
 	int credits;		/* peer receive slots we may fill */
 	int credits_owed;	/* slots we reposted and have not announced */
@@ -494,9 +495,12 @@ static int ep_connect(mca_btl_ninja_endpoint_t *ep,
 	uint64_t t0;
 	int tries;
 
+	/* Slot sizes may differ (another version's default): a piece fits
+	 * the smaller of our send slot and the peer's receive slot. */
 	if (!v || !peer->valid || peer->slots == 0 ||
-	    peer->slot_size != v->slot_size)
+	    peer->slot_size < 4096)
 		return OPAL_ERROR;
+	v->peer_slot_size = peer->slot_size;
 	memset(&qa, 0, sizeof(qa));
 	qa.qp_state = IBV_QPS_RTR;
 	qa.path_mtu = peer->mtu < (uint32_t)V.mtu ? (enum ibv_mtu)peer->mtu : V.mtu;
@@ -676,7 +680,8 @@ static int verbs_send(mca_btl_ninja_endpoint_t *ep, mca_btl_ninja_frag_t *f)
 
 	if (!v || v->broken)
 		return -EPIPE;
-	room = v->slot_size - sizeof(ninja_frame_hdr_t);
+	room = (v->peer_slot_size < v->slot_size ? v->peer_slot_size :
+		v->slot_size) - sizeof(ninja_frame_hdr_t);
 	/* f->sent counts payload bytes posted (verbs). */
 	do {
 		ninja_frame_hdr_t h = f->hdr;
