@@ -425,9 +425,9 @@ int vmm_remote_spawn(const struct vmm_remote *r, const char *cmd,
  * ninja-migrate closing (ninja-migrate stopped it or is gone: ssh is
  * stopped).
  */
-static void watchdog(char **argv, int keep, int logfd)
+static void watchdog(char **argv, int keep, int logfd, const struct vmm_fwd *f)
 {
-	int nul = open("/dev/null", O_RDONLY), st;
+	int nul = open("/dev/null", O_RDONLY), st, i;
 	pid_t ssh;
 
 	setsid();
@@ -450,6 +450,9 @@ static void watchdog(char **argv, int keep, int logfd)
 		if (poll(&pf, 1, 200) > 0) {
 			kill(ssh, SIGTERM);
 			waitpid(ssh, &st, 0);
+			/* ssh leaves its listening sockets behind. */
+			for (i = 0; i < f->n; i++)
+				unlink(f->local[i]);
 			_exit(0);
 		}
 	}
@@ -502,7 +505,7 @@ int vmm_fwd_start(struct vmm_fwd *f, const struct vmm_remote *r,
 		for (fd = 3; fd < 1024; fd++)
 			if (fd != pk[0] && fd != logfd)
 				close(fd);
-		watchdog(argv, pk[0], logfd);
+		watchdog(argv, pk[0], logfd, f);
 	}
 	free_argv(argv);
 	close(pk[0]);
