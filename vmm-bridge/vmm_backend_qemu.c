@@ -175,7 +175,7 @@ static void log_tail(const char *path, char *out, size_t size)
 
 static int dest_died(struct vmm_vm *vm, const char *during)
 {
-	char why[64] = "is gone", tail[256] = "";
+	char why[400] = "is gone", tail[256] = "";
 	struct qemu_priv *p = P(vm);
 
 	dest_alive(vm, why, sizeof(why));
@@ -1270,6 +1270,10 @@ static int wait_migrate(struct vmm_vm *vm, const char *want,
 			vmm_vm_fail(vm, "aborted");
 			return -1;
 		}
+		/* On another host, the session or a forwarder may go while
+		 * the host-to-host stream still runs. */
+		if (p->rd && !dest_alive(vm, NULL, 0))
+			return dest_died(vm, "the RAM migration");
 		if (vmm_now_ns() >= deadline) {
 			vmm_vm_fail(vm, "migration still '%s' at the deadline", st);
 			return -2;

@@ -528,7 +528,7 @@ int vmm_fwd_start(struct vmm_fwd *f, const struct vmm_remote *r,
 		if (up == f->n)
 			return 0;
 		if (!vmm_fwd_alive(f, why, sizeof(why))) {
-			snprintf(err, errlen, "%s", why);
+			snprintf(err, errlen, "destination %s", why);
 			vmm_fwd_stop(f);
 			return -1;
 		}
@@ -563,7 +563,7 @@ bool vmm_fwd_alive(struct vmm_fwd *f, char *why, size_t whylen)
 	if (why) {
 		if (f->log)
 			vmm_remote_log_tail(f->log, tail, sizeof(tail));
-		snprintf(why, whylen, "the ssh forwarder to host %s (pid %ld) exited%s%s",
+		snprintf(why, whylen, "is out of reach: the ssh forwarder to host %s (pid %ld) exited%s%s",
 			 f->host, (long)f->pid, tail[0] ? ": " : "", tail);
 	}
 	return false;
