@@ -2,7 +2,9 @@
 /*
  * vmm_backend_qemu.c - the embedded backend: QMP to the source QEMU, and
  * destination QEMU processes started on this machine from the cluster
- * file's dest-command (with "-S -incoming defer" appended).
+ * file's dest-command (with "-S -incoming defer" appended), or on another
+ * host over ssh with the monitor and guest channel forwarded
+ * (vmm_remote.h: dest-host / a site's host).
  *
  * Storage (QEMU 7.2; the recipe libvirt uses for --copy-storage-inc):
  *   dest   nbd-server-start + block-export-add (writable) of disk-node,
@@ -350,6 +352,15 @@ static struct vmm_rdest *rdest(struct vmm_vm *vm)
 static int remote_check(struct vmm_vm *vm, int64_t deadline)
 {
 	char err[1024];
+	struct stat st;
+
+	/* The local ends of the forwards and ssh's log go there. */
+	if (stat(vm->cl->run_dir, &st) || !S_ISDIR(st.st_mode) ||
+	    access(vm->cl->run_dir, W_OK)) {
+		vmm_vm_fail(vm, "run-dir %s is not a writable directory here (the ssh forwards' sockets go there)",
+			    vm->cl->run_dir);
+		return -1;
+	}
 
 	if (!rdest(vm)) {
 		vmm_vm_fail(vm, "out of memory");

@@ -6,10 +6,11 @@
  * site offers and how storage is laid out.  Format: docs/vmm-bridge.md.
  *
  *   [cluster]  name, source-site, dest-site, mode, run-dir, timeouts, ...
- *   [site S]   device, rails, qemu (libvirt: uri, device-xml, chan-root)
+ *   [site S]   device, rails, qemu, host, ssh (libvirt: uri, device-xml,
+ *              chan-root)
  *   [defaults] any vm key, used by every [vm] that does not set it
  *   [vm NAME]  source-qmp, source-chan, dest-qmp, dest-chan, dest-command,
- *              disk-node, base, source-overlay, dest-overlay, ...
+ *              disk-node, base, source-overlay, dest-overlay, dest-host, ...
  *
  * Values may use {name} (the VM), {run} (run-dir), {site} (dest-site) and
  * {source-site}; dest-command may also use {dest-qmp}, {dest-chan},
