@@ -353,6 +353,7 @@ static int remote_check(struct vmm_vm *vm, int64_t deadline)
 {
 	char err[1024];
 	struct stat st;
+	struct vmm_rdest tmp, *d;
 
 	/* The local ends of the forwards and ssh's log go there. */
 	if (stat(vm->cl->run_dir, &st) || !S_ISDIR(st.st_mode) ||
@@ -361,12 +362,14 @@ static int remote_check(struct vmm_vm *vm, int64_t deadline)
 			    vm->cl->run_dir);
 		return -1;
 	}
-
-	if (!rdest(vm)) {
-		vmm_vm_fail(vm, "out of memory");
-		return -1;
+	d = rdest(vm);
+	if (!d) {
+		/* Not attached (a dry run whose source did not answer). */
+		vmm_rdest_init(&tmp, vm->conf, vm->cl->run_dir,
+			       vm->cl->dest_site);
+		d = &tmp;
 	}
-	if (vmm_rdest_check(P(vm)->rd, vm->conf, deadline, err, sizeof(err))) {
+	if (vmm_rdest_check(d, vm->conf, deadline, err, sizeof(err))) {
 		vmm_vm_fail(vm, "%s", err);
 		return -1;
 	}
