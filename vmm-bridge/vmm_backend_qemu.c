@@ -4,7 +4,7 @@
  * destination QEMU processes started on this machine from the cluster
  * file's dest-command (with "-S -incoming defer" appended), or on another
  * host over ssh with the monitor and guest channel forwarded
- * (vmm_remote.h: dest-host / a site's host).
+ * (vmm_remote_dest.h: dest-host / a site's host).
  *
  * Storage (QEMU 7.2; the recipe libvirt uses for --copy-storage-inc):
  *   dest   nbd-server-start + block-export-add (writable) of disk-node,
@@ -39,7 +39,7 @@
 
 #include "qmp_client.h"
 #include "vmm_migrate.h"
-#include "vmm_remote.h"
+#include "vmm_remote_dest.h"
 
 #define JOB_ID		"ninja-mirror"
 #define TGT_NODE	"ninja-tgt"
@@ -988,7 +988,7 @@ opened:
 	return 0;
 }
 
-/* start_on for a destination on another host (vmm_remote.h). */
+/* start_on for a destination on another host (vmm_remote_dest.h). */
 static int start_remote(struct vmm_vm *vm, const char *backing,
 			int64_t deadline)
 {
