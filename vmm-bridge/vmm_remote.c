@@ -449,7 +449,13 @@ static void watchdog(char **argv, int keep, int logfd, const struct vmm_fwd *f)
 			_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 254);
 		if (poll(&pf, 1, 200) > 0) {
 			kill(ssh, SIGTERM);
-			waitpid(ssh, &st, 0);
+			for (i = 0; i < 50 && waitpid(ssh, &st, WNOHANG) == 0;
+			     i++)
+				poll(NULL, 0, 20);
+			if (i == 50) {
+				kill(ssh, SIGKILL);
+				waitpid(ssh, &st, 0);
+			}
 			/* ssh leaves its listening sockets behind. */
 			for (i = 0; i < f->n; i++)
 				unlink(f->local[i]);
@@ -582,7 +588,9 @@ void vmm_fwd_stop(struct vmm_fwd *f)
 		f->keep_fd = -1;
 		while (waitpid(f->pid, &st, WNOHANG) == 0) {
 			if (vmm_now_ns() >= end) {
-				kill(f->pid, SIGKILL);
+				/* The watchdog leads its own process group,
+				 * ssh is in it: both go. */
+				kill(-f->pid, SIGKILL);
 				waitpid(f->pid, &st, 0);
 				break;
 			}
