@@ -112,6 +112,10 @@ struct vmm_backend {
 	int (*disk_backup)(struct vmm_vm *vm, const char *bitmap,
 			   const char *target, const char *parent,
 			   int64_t deadline);
+	/* Before the drain of a real run (NULL: nothing to check): can
+	 * the destination be reached at all (a remote host's sshd)?  0, or
+	 * -1 with one actionable line in vm->err. */
+	int (*check_reach)(struct vmm_vm *vm, int64_t deadline);
 };
 
 extern const struct vmm_backend vmm_backend_qemu;

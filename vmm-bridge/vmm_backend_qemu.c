@@ -2,7 +2,9 @@
 /*
  * vmm_backend_qemu.c - the embedded backend: QMP to the source QEMU, and
  * destination QEMU processes started on this machine from the cluster
- * file's dest-command (with "-S -incoming defer" appended).
+ * file's dest-command (with "-S -incoming defer" appended), or on another
+ * host over ssh with the monitor and guest channel forwarded
+ * (vmm_remote_dest.h: dest-host / a site's host).
  *
  * Storage (QEMU 7.2; the recipe libvirt uses for --copy-storage-inc):
  *   dest   nbd-server-start + block-export-add (writable) of disk-node,
@@ -37,6 +39,7 @@
 
 #include "qmp_client.h"
 #include "vmm_migrate.h"
+#include "vmm_remote_dest.h"
 
 #define JOB_ID		"ninja-mirror"
 #define TGT_NODE	"ninja-tgt"
@@ -61,6 +64,8 @@ struct qemu_priv {
 	bool src_tls_stale;	/* the source's tls-creds was set before us */
 	bool tls_src_added, tls_dst_added;	/* object-add done */
 	int64_t next_mirror_sample;
+	/* The destination on another host (NULL: on this machine). */
+	struct vmm_rdest *rd;
 };
 
 /* The capabilities ninja-migrate manages (index into *_has). */
@@ -121,6 +126,8 @@ static bool dest_alive(struct vmm_vm *vm, char *why, size_t whylen)
 	int st;
 	pid_t r;
 
+	if (p->rd)
+		return vmm_rdest_alive(p->rd, why, whylen);
 	if (p->dest_pid <= 0)
 		return false;
 	if (!p->dest_reaped) {
@@ -170,14 +177,18 @@ static void log_tail(const char *path, char *out, size_t size)
 
 static int dest_died(struct vmm_vm *vm, const char *during)
 {
-	char why[64] = "is gone", tail[256] = "";
+	char why[400] = "is gone", tail[256] = "";
 	struct qemu_priv *p = P(vm);
 
 	dest_alive(vm, why, sizeof(why));
 	/* A QEMU that exited on its own usually said why; a killed one's
 	 * last line is noise. */
-	if (p->dest_status != -1 && WIFEXITED(p->dest_status))
+	if (p->rd) {
+		if (p->rd->reaped && p->rd->status < 128)
+			vmm_rdest_log_tail(p->rd, vm->conf, tail, sizeof(tail));
+	} else if (p->dest_status != -1 && WIFEXITED(p->dest_status)) {
 		log_tail(vm->conf->dest_log, tail, sizeof(tail));
+	}
 	vmm_vm_fail(vm, "destination QEMU (pid %ld) %s during %s%s%s",
 		    (long)p->dest_pid, why, during,
 		    tail[0] ? "; its log says: " : "", tail);
@@ -322,11 +333,63 @@ static bool command_exists(const char *cmd, char *word, size_t size)
 	return false;
 }
 
+/* The destination host of a VM (NULL: this machine), set up once. */
+static struct vmm_rdest *rdest(struct vmm_vm *vm)
+{
+	struct qemu_priv *p = P(vm);
+
+	if (!vm->conf->dest_host[0] || !p)
+		return NULL;
+	if (!p->rd) {
+		p->rd = malloc(sizeof(*p->rd));
+		if (p->rd)
+			vmm_rdest_init(p->rd, vm->conf, vm->cl->run_dir,
+				       vm->cl->dest_site);
+	}
+	return p->rd;
+}
+
+static int remote_check(struct vmm_vm *vm, int64_t deadline)
+{
+	char err[1024];
+	struct stat st;
+	struct vmm_rdest tmp, *d;
+
+	/* The local ends of the forwards and ssh's log go there. */
+	if (stat(vm->cl->run_dir, &st) || !S_ISDIR(st.st_mode) ||
+	    access(vm->cl->run_dir, W_OK)) {
+		vmm_vm_fail(vm, "run-dir %s is not a writable directory here (the ssh forwards' sockets go there)",
+			    vm->cl->run_dir);
+		return -1;
+	}
+	d = rdest(vm);
+	if (!d) {
+		/* Not attached (a dry run whose source did not answer). */
+		vmm_rdest_init(&tmp, vm->conf, vm->cl->run_dir,
+			       vm->cl->dest_site);
+		d = &tmp;
+	}
+	if (vmm_rdest_check(d, vm->conf, deadline, err, sizeof(err))) {
+		vmm_vm_fail(vm, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* check_reach: only destinations on other hosts need it. */
+static int qemu_check_reach(struct vmm_vm *vm, int64_t deadline)
+{
+	return vm->conf->dest_host[0] ? remote_check(vm, deadline) : 0;
+}
+
 static int qemu_check_dest(struct vmm_vm *vm)
 {
 	const struct vmm_vm_conf *c = vm->conf;
 	char word[256];
 	struct stat st;
+
+	if (c->dest_host[0])
+		return remote_check(vm, vmm_now_ns() + 15000000000LL);
 
 	if (!command_exists(c->dest_command, word, sizeof(word))) {
 		vmm_vm_fail(vm, "dest-command: '%s' not found or not executable",
@@ -462,7 +525,8 @@ static int probe_dest(struct vmm_vm *vm, int64_t deadline)
 	int r, st;
 
 	dest_binary(vm, bin, sizeof(bin));
-	if (!bin[0])
+	/* On another host: checked when the destination starts. */
+	if (!bin[0] || vm->conf->dest_host[0])
 		return 1;
 	snprintf(sock, sizeof(sock), "%s/%s.probe.qmp", vm->cl->run_dir,
 		 vm->conf->name);
@@ -781,17 +845,22 @@ static int run_tool(struct vmm_vm *vm, char *const argv[], int64_t deadline)
 	return 0;
 }
 
+static int open_dest(struct vmm_vm *vm, int64_t deadline);
+static int start_remote(struct vmm_vm *vm, const char *backing,
+			int64_t deadline);
+
 /* The destination, paused, its fresh overlay on `backing`. */
 static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 {
 	struct qemu_priv *p = P(vm);
 	const struct vmm_vm_conf *c = vm->conf;
-	char *cmd, name[160];
+	char *cmd;
 	size_t n;
 	pid_t pid;
-	json_object *ret = NULL;
 	int r;
 
+	if (c->dest_host[0])
+		return start_remote(vm, backing, deadline);
 	if (qemu_check_dest(vm))
 		return -1;
 	/* Stale sockets of an earlier run (nothing answers there). */
@@ -854,6 +923,18 @@ static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 			fclose(f);
 		}
 	}
+	return open_dest(vm, deadline);
+}
+
+/* The destination's monitor, once it answers; inmigrate. */
+static int open_dest(struct vmm_vm *vm, int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	const struct vmm_vm_conf *c = vm->conf;
+	json_object *ret = NULL;
+	char name[160];
+	int r;
+
 	snprintf(name, sizeof(name), "%s dest", c->name);
 	/* Wait for its monitor socket to answer (the process may die). */
 	for (;;) {
@@ -863,8 +944,19 @@ static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 			vmm_vm_fail(vm, "aborted");
 			return -1;
 		}
-		if (socket_alive(c->dest_qmp))
+		if (p->rd) {
+			/* The forward accepts at once; the QEMU behind it
+			 * answers once it listens. */
+			qmp_init(&p->dst, name);
+			p->dst.verbose = vm->verbose;
+			if (qmp_open(&p->dst, c->dest_qmp,
+				     min64(vmm_now_ns() + 2000000000LL,
+					   deadline)) == 0)
+				goto opened;
+			qmp_close(&p->dst);
+		} else if (socket_alive(c->dest_qmp)) {
 			break;
+		}
 		if (vmm_now_ns() >= deadline) {
 			vmm_vm_fail(vm, "destination monitor %s did not appear within %.0f s (start-timeout; see %s)",
 				    c->dest_qmp, vm->cl->start_ms / 1000.0,
@@ -881,6 +973,7 @@ static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 			return dest_died(vm, "start-up");
 		return qfail(vm, &p->dst, r);
 	}
+opened:
 	p->dst_up = true;
 	r = qmp_cmd(&p->dst, "query-status", NULL, &ret, deadline);
 	if (r)
@@ -893,6 +986,33 @@ static int start_on(struct vmm_vm *vm, const char *backing, int64_t deadline)
 	}
 	json_object_put(ret);
 	return 0;
+}
+
+/* start_on for a destination on another host (vmm_remote_dest.h). */
+static int start_remote(struct vmm_vm *vm, const char *backing,
+			int64_t deadline)
+{
+	struct qemu_priv *p = P(vm);
+	char err[1024];
+	int r;
+
+	if (remote_check(vm, deadline))
+		return -1;
+	if (vm->verbose)
+		vmm_log("%s: starting destination on host %s: %s -S -incoming defer",
+			vm->conf->name, vm->conf->dest_host, vm->conf->dest_command);
+	r = vmm_rdest_start(p->rd, vm->conf, backing, deadline, err,
+			    sizeof(err));
+	p->overlay_created = p->rd->overlay_created;
+	if (p->rd->rpid > 0) {
+		p->dest_pid = (pid_t)p->rd->rpid;
+		vm->dest_pid = p->rd->rpid;
+	}
+	if (r) {
+		vmm_vm_fail(vm, "%s", err);
+		return r;
+	}
+	return open_dest(vm, deadline);
 }
 
 static int qemu_start_dest(struct vmm_vm *vm, int64_t deadline)
@@ -1164,6 +1284,10 @@ static int wait_migrate(struct vmm_vm *vm, const char *want,
 			vmm_vm_fail(vm, "aborted");
 			return -1;
 		}
+		/* On another host, the session or a forwarder may go while
+		 * the host-to-host stream still runs. */
+		if (p->rd && !dest_alive(vm, NULL, 0))
+			return dest_died(vm, "the RAM migration");
 		if (vmm_now_ns() >= deadline) {
 			vmm_vm_fail(vm, "migration still '%s' at the deadline", st);
 			return -2;
@@ -1339,6 +1463,11 @@ static void kill_dest(struct vmm_vm *vm)
 		qmp_close(&p->dst);
 		p->dst_up = false;
 	}
+	if (p->rd) {
+		vmm_rdest_kill(p->rd, vm->conf);
+		p->overlay_created = p->rd->overlay_created;
+		return;
+	}
 	if (p->dest_pid <= 0 || p->dest_reaped)
 		goto files;
 	end = vmm_now_ns() + 3000000000LL;
@@ -1498,6 +1627,11 @@ static void qemu_detach(struct vmm_vm *vm)
 	qmp_close(&p->src);
 	qmp_close(&p->dst);
 	p->src_up = p->dst_up = false;
+	if (p->rd) {
+		/* The forwarders end with the run; the QEMU runs on. */
+		vmm_rdest_release(p->rd);
+		free(p->rd);
+	}
 	free(p);
 	vm->priv = NULL;
 }
@@ -1790,6 +1924,11 @@ static int qemu_start_restore(struct vmm_vm *vm, const char *backing,
 {
 	if (ensure_priv(vm))
 		return -1;
+	if (vm->conf->dest_host[0]) {
+		vmm_vm_fail(vm, "restore onto another host (dest-host %s) is not supported: run the restore on that host",
+			    vm->conf->dest_host);
+		return -1;
+	}
 	return start_on(vm, backing, deadline);
 }
 
@@ -1980,6 +2119,7 @@ const struct vmm_backend vmm_backend_qemu = {
 	.attach = qemu_attach,
 	.check_settings = qemu_check_settings,
 	.check_dest = qemu_check_dest,
+	.check_reach = qemu_check_reach,
 	.unplug = qemu_unplug,
 	.plug = qemu_plug,
 	.start_dest = qemu_start_dest,

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vmm_cluster.h"
+#include "vmm_remote.h"
 
 #define MAX_KEYS	32
 
@@ -74,14 +75,16 @@ static const char *const vm_keys[] = {
 	"ranks",
 	/* backend = libvirt */
 	"domain", "source-uri", "dest-uri", "source-device-xml",
-	"dest-device-xml", NULL
+	"dest-device-xml",
+	/* backend = qemu, remote destinations */
+	"dest-host", NULL
 };
 
 /* Keys of one backend only: given with the other, they are errors. */
 static const char *const qemu_only_keys[] = {
 	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
 	"dest-log", "pidfile", "source-device", "dest-device", "base",
-	"source-overlay", "dest-overlay", NULL
+	"source-overlay", "dest-overlay", "dest-host", NULL
 };
 static const char *const libvirt_only_keys[] = {
 	"domain", "source-uri", "dest-uri", "source-device-xml",
@@ -452,6 +455,16 @@ static int site_key(struct parser *p, int line, struct vmm_site *s,
 		s->rails_set = true;
 		return set_str(p, line, k, s->rails, sizeof(s->rails), v);
 	}
+	if (strcmp(k, "host") == 0 || strcmp(k, "ssh") == 0) {
+		char why[300];
+		bool host = k[0] == 'h';
+
+		if (host ? vmm_remote_check_host(v, why, sizeof(why)) :
+			   vmm_remote_check_ssh(v, why, sizeof(why)))
+			return perr(p, line, "%s: %s", k, why);
+		return set_str(p, line, k, host ? s->host : s->ssh,
+			       host ? sizeof(s->host) : sizeof(s->ssh), v);
+	}
 	if (strcmp(k, "qemu") == 0) {
 		if (!v[0])
 			return perr(p, line, "qemu: expected the QEMU command of site %s, got nothing",
@@ -727,6 +740,59 @@ static int finish_vm_libvirt(struct parser *p, struct raw_vm *r,
 	return 0;
 }
 
+/*
+ * A destination on another host (dest-host, else the destination site's
+ * host): the host and ssh template checked, the streams host to host,
+ * dest-qmp/dest-chan moved to remote_* and replaced by the local ends
+ * of their ssh forwards.
+ */
+static int remote_dest(struct parser *p, const struct raw_vm *r,
+		       struct vmm_vm_conf *vm, const struct vmm_site *dst,
+		       const struct subst *subs)
+{
+	struct vmm_cluster *c = p->c;
+	const struct raw_kv *kv = raw_get(r, "dest-host");
+	char why[300];
+
+	if (!kv)
+		kv = raw_get(&p->defaults, "dest-host");
+	if (vm_val(p, r, "dest-host", subs, vm->dest_host,
+		   sizeof(vm->dest_host), false))
+		return -1;
+	if (kv && vmm_remote_check_host(vm->dest_host, why, sizeof(why)))
+		return perr(p, kv->line, "dest-host: %s", why);
+	if (!kv)
+		snprintf(vm->dest_host, sizeof(vm->dest_host), "%s", dst->host);
+	if (!vm->dest_host[0])
+		return 0;
+	snprintf(vm->dest_ssh, sizeof(vm->dest_ssh), "%s",
+		 dst->ssh[0] ? dst->ssh : "ssh -o BatchMode=yes root@{host}");
+	if (strncmp(vm->migrate_uri, "tcp:", 4) ||
+	    (vm->disk_node[0] && strncmp(vm->nbd_uri, "tcp:", 4)))
+		return perr(p, r->line,
+			    "[vm %s]: its destination is on host %s: migrate-uri%s must be tcp:HOST:PORT with that host's address (RAM and storage go host to host, not through ssh)",
+			    vm->name, vm->dest_host,
+			    vm->disk_node[0] ? " and nbd-uri" : "");
+	if (strncmp(vm->dest_qmp, "unix:/", 6) ||
+	    strncmp(vm->dest_chan, "unix:/", 6))
+		return perr(p, r->line,
+			    "[vm %s]: its destination is on host %s: dest-qmp and dest-chan must be unix:/PATH on that host (reached through ssh forwards)",
+			    vm->name, vm->dest_host);
+	snprintf(vm->remote_qmp, sizeof(vm->remote_qmp), "%s", vm->dest_qmp + 5);
+	snprintf(vm->remote_chan, sizeof(vm->remote_chan), "%s",
+		 vm->dest_chan + 5);
+	/* A unix socket path has at most 107 bytes. */
+	if (snprintf(vm->dest_qmp, sizeof(vm->dest_qmp), "unix:%s/%s.%s.qmp.fwd",
+		     c->run_dir, vm->name, c->dest_site) > 5 + 107 ||
+	    snprintf(vm->dest_chan, sizeof(vm->dest_chan),
+		     "unix:%s/%s.%s.chan.fwd", c->run_dir, vm->name,
+		     c->dest_site) > 5 + 107)
+		return perr(p, r->line,
+			    "[vm %s]: run-dir is too long for the forwarded sockets (a unix socket path has at most 107 bytes)",
+			    vm->name);
+	return 0;
+}
+
 static int finish_vm(struct parser *p, struct raw_vm *r,
 		     struct vmm_vm_conf *vm)
 {
@@ -745,8 +811,13 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	subs[n++] = (struct subst){ "site", c->dest_site };
 	subs[n++] = (struct subst){ "source-site", c->source_site };
 	subs[n] = (struct subst){ NULL, NULL };
-	if (strcmp(c->backend, "libvirt") == 0)
+	if (strcmp(c->backend, "libvirt") == 0) {
+		if (src->host[0] || dst->host[0] || src->ssh[0] || dst->ssh[0])
+			return perr(p, 0, "[site %s]: host and ssh are keys of backend = qemu (with libvirt, give the host in the site's uri)",
+				    src->host[0] || src->ssh[0] ? src->name :
+				    dst->name);
 		return finish_vm_libvirt(p, r, vm, subs);
+	}
 	if (wrong_backend_key(p, r, libvirt_only_keys, "libvirt"))
 		return -1;
 	if (src->device_xml[0] || dst->device_xml[0] || src->uri[0] ||
@@ -855,7 +926,7 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	if (vm_val(p, r, "dest-command", subs, vm->dest_command,
 		   sizeof(vm->dest_command), true))
 		return -1;
-	return 0;
+	return remote_dest(p, r, vm, dst, subs);
 }
 
 const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,

@@ -6,10 +6,11 @@
  * site offers and how storage is laid out.  Format: docs/vmm-bridge.md.
  *
  *   [cluster]  name, source-site, dest-site, mode, run-dir, timeouts, ...
- *   [site S]   device, rails, qemu (libvirt: uri, device-xml, chan-root)
+ *   [site S]   device, rails, qemu, host, ssh (libvirt: uri, device-xml,
+ *              chan-root)
  *   [defaults] any vm key, used by every [vm] that does not set it
  *   [vm NAME]  source-qmp, source-chan, dest-qmp, dest-chan, dest-command,
- *              disk-node, base, source-overlay, dest-overlay, ...
+ *              disk-node, base, source-overlay, dest-overlay, dest-host, ...
  *
  * Values may use {name} (the VM), {run} (run-dir), {site} (dest-site) and
  * {source-site}; dest-command may also use {dest-qmp}, {dest-chan},
@@ -33,6 +34,7 @@
 #define VMM_SPEC_MAX		512
 #define VMM_CMD_MAX		8192
 #define VMM_URI_MAX		512
+#define VMM_HOST_LEN		256
 
 /*
  * auto: live under KVM, stopped under TCG (live pre-copy under TCG was seen
@@ -75,6 +77,11 @@ struct vmm_site {
 	char device_xml[VMM_SPEC_MAX];
 	bool device_set;		/* "device" given (qemu syntax) */
 	char chan_root[VMM_PATH_MAX];
+	/* backend = qemu, remote destinations (docs/vmm-bridge.md "Remote
+	 * destinations"): the site's host and the ssh command template
+	 * that reaches it ("" = destinations on this machine). */
+	char host[VMM_HOST_LEN];
+	char ssh[VMM_SPEC_MAX];
 };
 
 struct vmm_vm_conf {
@@ -105,6 +112,15 @@ struct vmm_vm_conf {
 	char domain[VMM_ID_MAX * 2];	/* domain name, default the VM's */
 	char source_uri[VMM_URI_MAX], dest_uri[VMM_URI_MAX];
 	char source_chan_root[VMM_PATH_MAX], dest_chan_root[VMM_PATH_MAX];
+	/* backend = qemu with a destination host (dest-host, or the
+	 * destination site's host; "" = this machine): dest-qmp and
+	 * dest-chan then name local ssh forwards ({run}/{name}.{site}.qmp.fwd,
+	 * .chan.fwd) of the paths on the host (remote_qmp, remote_chan:
+	 * what dest-command's placeholders got); dest-log, pidfile,
+	 * base and dest-overlay are paths on the host. */
+	char dest_host[VMM_HOST_LEN];
+	char dest_ssh[VMM_SPEC_MAX];
+	char remote_qmp[VMM_PATH_MAX], remote_chan[VMM_PATH_MAX];
 };
 
 struct vmm_cluster {

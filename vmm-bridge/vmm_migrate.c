@@ -1198,6 +1198,14 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 				run->error);
 			goto out;
 		}
+		if (!o->switch_only && vm->be->check_reach &&
+		    vm->be->check_reach(vm, dl(15000))) {
+			snprintf(run->error, sizeof(run->error),
+				 "%s: destination: %s", vm->conf->name, vm->err);
+			fprintf(stderr, "ninja-migrate: %s; nothing was changed\n",
+				run->error);
+			goto out;
+		}
 	}
 	if (vmm_guests_open(gs, run->n, dl(10000))) {
 		for (i = 0; i < run->n; i++)
