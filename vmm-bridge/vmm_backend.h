@@ -116,6 +116,11 @@ struct vmm_backend {
 	 * the destination be reached at all (a remote host's sshd)?  0, or
 	 * -1 with one actionable line in vm->err. */
 	int (*check_reach)(struct vmm_vm *vm, int64_t deadline);
+	/* The source VM, and its guest channel, end when the VM arrives at
+	 * the destination (libvirt): a closed source channel from the RAM
+	 * phase on is not a failure by itself (transfer reports a failed
+	 * copy), and after a rollback the channel is opened again. */
+	bool source_ends_at_arrival;
 };
 
 extern const struct vmm_backend vmm_backend_qemu;

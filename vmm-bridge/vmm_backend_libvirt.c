@@ -335,6 +335,24 @@ static int64_t file_size(const char *path)
 	return path[0] && stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 
+/*
+ * An x86 domain without <acpi/> runs with -no-acpi: on q35 the guest then
+ * uses the firmware's fallback ACPI tables (written for i440fx), and QEMU's
+ * hot-unplug request makes it eject the whole multifunction slot of the
+ * root ports (every device behind them: disk, channels) instead of the
+ * device; no DEVICE_REMOVED ever comes (docs/vmm-bridge.md, libvirt).
+ */
+static bool no_acpi(const char *xml)
+{
+	char arch[32], acpi[16];
+
+	if (xml_get(xml, "string(/domain/os/type/@arch)", arch, sizeof(arch)) ||
+	    xml_get(xml, "name(/domain/features/acpi)", acpi, sizeof(acpi)))
+		return false;
+	return (strcmp(arch, "x86_64") == 0 || strcmp(arch, "i686") == 0) &&
+	       !acpi[0];
+}
+
 static int lv_attach(struct vmm_vm *vm, int64_t deadline)
 {
 	const struct vmm_vm_conf *c = vm->conf;
@@ -373,6 +391,12 @@ static int lv_attach(struct vmm_vm *vm, int64_t deadline)
 	}
 	snprintf(vm->accel, sizeof(vm->accel), "%s",
 		 strcmp(type, "kvm") == 0 ? "kvm" : "tcg");
+	if ((c->source_device[0] || c->dest_device[0]) && no_acpi(xml)) {
+		free(xml);
+		vmm_vm_fail(vm, "domain %s has no <features><acpi/></features>: libvirt starts it without ACPI and the guest cannot hot-unplug the device (it removes the wrong PCI slot); add <acpi/> to the domain's <features> and restart it",
+			    c->domain);
+		return -1;
+	}
 	if (c->disk_node[0]) {
 		snprintf(xp, sizeof(xp),
 			 "string(/domain/devices/disk[target/@dev='%s'][1]/source/@file)",
@@ -990,6 +1014,16 @@ static int lv_abort(struct vmm_vm *vm, int64_t deadline)
 	if (!p)
 		return 0;
 	mig_cancel(vm);
+	/* The way out finished while the abort was decided (the call
+	 * returned before transfer saw it): the domain is at the
+	 * destination, paused, the source QEMU is gone. */
+	if (!p->arrived && p->mig_started && p->mig_joined && p->mig_rc >= 0 &&
+	    p->mig_dom == p->sdom && p->dst) {
+		if (p->ddom)
+			virDomainFree(p->ddom);
+		p->ddom = virDomainLookupByName(p->dst, c->domain);
+		p->arrived = p->ddom != NULL;
+	}
 	if (p->arrived)
 		return migrate_back(vm, deadline);
 	/* Not arrived: libvirt resumes the source when a migration fails. */
@@ -1056,4 +1090,5 @@ const struct vmm_backend vmm_backend_libvirt = {
 	.commit = lv_commit,
 	.abort = lv_abort,
 	.detach = lv_detach,
+	.source_ends_at_arrival = true,
 };

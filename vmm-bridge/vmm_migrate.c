@@ -1103,6 +1103,14 @@ static bool too_few_ranks(struct vmm_run *run, struct vmm_guest **gs)
 	return refuse;
 }
 
+/* The source guest channel closed because the VM arrived at the
+ * destination (backends whose source ends there; transfer reports a
+ * copy that failed). */
+static bool gone_at_arrival(const struct vmm_vm *vm, const struct vmm_guest *g)
+{
+	return vm->be->source_ends_at_arrival && g->lost && vm->t0[VMM_PH_RAM];
+}
+
 static void cancel_all(struct vmm_run *run, struct vmm_guest **gs, int n)
 {
 	int r, i;
@@ -1340,7 +1348,8 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 			if (gs[i]->unsafe && !vmm_vm_aborting(&run->vms[i]))
 				set_aborting(run, "%s: a rank revoked SAFE (UNSAFE %u) during the move",
 					     gs[i]->vm, run->epoch);
-			if (gs[i]->failed && !vmm_vm_aborting(&run->vms[i]))
+			if (gs[i]->failed && !vmm_vm_aborting(&run->vms[i]) &&
+			    !gone_at_arrival(&run->vms[i], gs[i]))
 				set_aborting(run, "%s", gs[i]->errmsg);
 		}
 	}
@@ -1408,6 +1417,17 @@ int vmm_migrate_run(const struct vmm_cluster *cl, const struct vmm_opts *o)
 		for (i = 0; i < run->n; i++)
 			if (run->vms[i].rollback_err[0])
 				broken = true;
+		/* A VM migrated back runs in a new source QEMU: its guest
+		 * channel is a new socket at the same path. */
+		for (i = 0; i < run->n; i++) {
+			if (!run->vms[i].rolled_back || !gs[i]->lost ||
+			    !run->vms[i].be->source_ends_at_arrival)
+				continue;
+			vmm_guest_close(gs[i]);
+			if (vmm_guests_open(&gs[i], 1, dl(10000)))
+				vmm_progress(&run->vms[i], "guest channel at the source not reached again: %s",
+					     gs[i]->errmsg);
+		}
 		/* Ranks resume on their old rails: let the plugged-back
 		 * device come up in the guest first (bounded). */
 		for (i = 0; i < run->n; i++) {
