@@ -152,6 +152,8 @@ static void ph_begin(struct vmm_vm *vm, enum vmm_phase p)
 {
 	vm->t0[p] = vmm_now_ns();
 	vm->t1[p] = 0;
+	if (p == VMM_PH_RAM)
+		atomic_store(&vm->ram_begun, true);
 	vmm_obs_phase(vm, p, true);
 }
 
@@ -1108,7 +1110,8 @@ static bool too_few_ranks(struct vmm_run *run, struct vmm_guest **gs)
  * copy that failed). */
 static bool gone_at_arrival(const struct vmm_vm *vm, const struct vmm_guest *g)
 {
-	return vm->be->source_ends_at_arrival && g->lost && vm->t0[VMM_PH_RAM];
+	return vm->be->source_ends_at_arrival && g->lost &&
+	       atomic_load(&vm->ram_begun);
 }
 
 static void cancel_all(struct vmm_run *run, struct vmm_guest **gs, int n)

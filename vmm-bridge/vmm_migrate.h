@@ -11,6 +11,7 @@
 #define NINJA_VMM_MIGRATE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,6 +54,9 @@ struct vmm_vm {
 	bool verbose;
 	struct vmm_guest src, dst;	/* guest channel at each end */
 	int64_t t0[VMM_PH_COUNT], t1[VMM_PH_COUNT];	/* vmm_now_ns() */
+	/* Set by the worker when the RAM phase begins, read by the main
+	 * thread (t0[] is the worker's alone while it runs). */
+	atomic_bool ram_begun;
 	/* Filled by the backend. */
 	char accel[16];			/* "tcg", "kvm" */
 	char mode_used[16];		/* "live", "stopped" */
