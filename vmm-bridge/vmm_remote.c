@@ -223,8 +223,15 @@ static void free_argv(char **argv)
 	free(argv);
 }
 
+/*
+ * A host that goes silent (gone from the network, no FIN) ends the
+ * session or forwarder after 3 unanswered keepalives 5 s apart instead of never: the
+ * QEMU's session would otherwise outlive its host, and a forwarder hang.
+ */
+#define SSH_ALIVE	"ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"
+
 static const char *const cmd_opts[] = {
-	"-T", "-o", "BatchMode=yes", NULL
+	"-T", "-o", "BatchMode=yes", "-o", SSH_ALIVE, NULL
 };
 
 /* In the child: fds 0..2 as given, everything else closed. */
@@ -468,7 +475,7 @@ int vmm_fwd_start(struct vmm_fwd *f, const struct vmm_remote *r,
 		  const char *const local[], const char *const remote[],
 		  int n, int64_t deadline, char *err, size_t errlen)
 {
-	const char *opts[12];
+	const char *opts[16];
 	char spec[2][600], why[300];
 	char **argv;
 	int k = 0, i, pk[2], logfd;
@@ -485,6 +492,10 @@ int vmm_fwd_start(struct vmm_fwd *f, const struct vmm_remote *r,
 	opts[k++] = "StreamLocalBindUnlink=yes";
 	opts[k++] = "-o";
 	opts[k++] = "BatchMode=yes";
+	opts[k++] = "-o";
+	opts[k++] = "ServerAliveInterval=5";
+	opts[k++] = "-o";
+	opts[k++] = "ServerAliveCountMax=3";
 	for (i = 0; i < f->n; i++) {
 		snprintf(f->local[i], sizeof(f->local[i]), "%s", local[i]);
 		snprintf(spec[i], sizeof(spec[i]), "%s:%s", local[i], remote[i]);
