@@ -152,29 +152,6 @@ static bool dest_alive(struct vmm_vm *vm, char *why, size_t whylen)
 	return false;
 }
 
-/* The last non-empty line of the destination's log (for messages). */
-static void log_tail(const char *path, char *out, size_t size)
-{
-	char buf[4096];
-	FILE *f = fopen(path, "r");
-	size_t n;
-	char *e, *s;
-
-	out[0] = '\0';
-	if (!f)
-		return;
-	if (fseek(f, -(long)sizeof(buf) + 1, SEEK_END))
-		fseek(f, 0, SEEK_SET);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	e = buf + n;
-	while (e > buf && (e[-1] == '\n' || e[-1] == '\r'))
-		*--e = '\0';
-	s = strrchr(buf, '\n');
-	snprintf(out, size, "%s", s ? s + 1 : buf);
-}
-
 static int dest_died(struct vmm_vm *vm, const char *during)
 {
 	char why[400] = "is gone", tail[256] = "";
@@ -187,7 +164,7 @@ static int dest_died(struct vmm_vm *vm, const char *during)
 		if (p->rd->reaped && p->rd->status < 128)
 			vmm_rdest_log_tail(p->rd, vm->conf, tail, sizeof(tail));
 	} else if (p->dest_status != -1 && WIFEXITED(p->dest_status)) {
-		log_tail(vm->conf->dest_log, tail, sizeof(tail));
+		vmm_remote_log_tail(vm->conf->dest_log, tail, sizeof(tail));
 	}
 	vmm_vm_fail(vm, "destination QEMU (pid %ld) %s during %s%s%s",
 		    (long)p->dest_pid, why, during,
@@ -838,7 +815,7 @@ static int run_tool(struct vmm_vm *vm, char *const argv[], int64_t deadline)
 	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
 		char tail[256];
 
-		log_tail(vm->conf->dest_log, tail, sizeof(tail));
+		vmm_remote_log_tail(vm->conf->dest_log, tail, sizeof(tail));
 		vmm_vm_fail(vm, "%s failed: %s", argv[0], tail);
 		return -1;
 	}
