@@ -11,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "vmm_cluster.h"
 #include "vmm_remote.h"
 
 #define MAX_KEYS	32
+/* The longest unix socket path (sun_path less its terminating NUL). */
+#define SUN_PATH_MAX	(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* A VM's raw key=value pairs before defaults and placeholders. */
 struct raw_kv {
@@ -781,15 +784,14 @@ static int remote_dest(struct parser *p, const struct raw_vm *r,
 	snprintf(vm->remote_qmp, sizeof(vm->remote_qmp), "%s", vm->dest_qmp + 5);
 	snprintf(vm->remote_chan, sizeof(vm->remote_chan), "%s",
 		 vm->dest_chan + 5);
-	/* A unix socket path has at most 107 bytes. */
 	if (snprintf(vm->dest_qmp, sizeof(vm->dest_qmp), "unix:%s/%s.%s.qmp.fwd",
-		     c->run_dir, vm->name, c->dest_site) > 5 + 107 ||
+		     c->run_dir, vm->name, c->dest_site) > 5 + (int)SUN_PATH_MAX ||
 	    snprintf(vm->dest_chan, sizeof(vm->dest_chan),
 		     "unix:%s/%s.%s.chan.fwd", c->run_dir, vm->name,
-		     c->dest_site) > 5 + 107)
+		     c->dest_site) > 5 + (int)SUN_PATH_MAX)
 		return perr(p, r->line,
-			    "[vm %s]: run-dir is too long for the forwarded sockets (a unix socket path has at most 107 bytes)",
-			    vm->name);
+			    "[vm %s]: run-dir is too long for the forwarded sockets (a unix socket path has at most %zu bytes)",
+			    vm->name, (size_t)SUN_PATH_MAX);
 	return 0;
 }
 
