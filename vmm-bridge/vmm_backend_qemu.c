@@ -66,6 +66,9 @@ struct qemu_priv {
 	int64_t next_mirror_sample;
 	/* The destination on another host (NULL: on this machine). */
 	struct vmm_rdest *rd;
+	/* The source on another host: its monitor and channel forwarded. */
+	struct vmm_fwd sfwd;
+	char sfwd_log[300];
 };
 
 /* The capabilities ninja-migrate manages (index into *_has). */
@@ -183,6 +186,51 @@ static int64_t file_size(const char *path)
 
 /* ---- attach ---- */
 
+/* The backend's state of a VM, made once (no forwarder yet). */
+static int ensure_priv(struct vmm_vm *vm)
+{
+	struct qemu_priv *p;
+
+	if (vm->priv)
+		return 0;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		vmm_vm_fail(vm, "out of memory");
+		return -1;
+	}
+	p->sfwd.keep_fd = -1;
+	vm->priv = p;
+	return 0;
+}
+
+/*
+ * A source on another host: ssh forwards of its monitor and channel to
+ * the local paths source_qmp and source_chan hold, up until detach.
+ */
+static int source_forward(struct vmm_vm *vm, struct qemu_priv *p,
+			  int64_t deadline)
+{
+	const struct vmm_vm_conf *c = vm->conf;
+	const char *loc[2] = { c->source_qmp + 5, c->source_chan + 5 };
+	const char *rem[2] = { c->remote_src_qmp, c->remote_src_chan };
+	struct vmm_remote r = { .tmpl = c->source_ssh, .log = p->sfwd_log,
+				.role = "source" };
+	char err[sizeof(vm->err)];
+
+	if (p->sfwd.pid > 0 && vmm_fwd_alive(&p->sfwd, NULL, 0))
+		return 0;
+	vmm_fwd_stop(&p->sfwd);
+	snprintf(r.host, sizeof(r.host), "%s", c->source_host);
+	snprintf(p->sfwd_log, sizeof(p->sfwd_log), "%s/%s.%s.ssh.log",
+		 vm->cl->run_dir, c->name, vm->cl->source_site);
+	if (vmm_fwd_start(&p->sfwd, &r, loc, rem, 2, deadline, err,
+			  sizeof(err))) {
+		vmm_vm_fail(vm, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int qemu_attach(struct vmm_vm *vm, int64_t deadline)
 {
 	struct qemu_priv *p;
@@ -191,15 +239,11 @@ static int qemu_attach(struct vmm_vm *vm, int64_t deadline)
 	const char *st;
 	int r;
 
-	if (!vm->priv) {
-		p = calloc(1, sizeof(*p));
-		if (!p) {
-			vmm_vm_fail(vm, "out of memory");
-			return -1;
-		}
-		vm->priv = p;
-	}
+	if (ensure_priv(vm))
+		return -1;
 	p = P(vm);
+	if (vm->conf->source_host[0] && source_forward(vm, p, deadline))
+		return -1;
 	snprintf(name, sizeof(name), "%s source", vm->conf->name);
 	qmp_init(&p->src, name);
 	p->src.verbose = vm->verbose;
@@ -251,7 +295,9 @@ static int qemu_attach(struct vmm_vm *vm, int64_t deadline)
 			return -1;
 		}
 	}
-	vm->overlay_bytes = file_size(vm->conf->source_overlay);
+	/* A path on another host says nothing here. */
+	vm->overlay_bytes = vm->conf->source_host[0] ? -1 :
+			    file_size(vm->conf->source_overlay);
 	vm->base_bytes = file_size(vm->conf->base);
 	return 0;
 }
@@ -1604,6 +1650,7 @@ static void qemu_detach(struct vmm_vm *vm)
 	qmp_close(&p->src);
 	qmp_close(&p->dst);
 	p->src_up = p->dst_up = false;
+	vmm_fwd_stop(&p->sfwd);
 	if (p->rd) {
 		/* The forwarders end with the run; the QEMU runs on. */
 		vmm_rdest_release(p->rd);
@@ -1614,18 +1661,6 @@ static void qemu_detach(struct vmm_vm *vm)
 }
 
 /* ---- checkpoint and restore ---- */
-
-static int ensure_priv(struct vmm_vm *vm)
-{
-	if (vm->priv)
-		return 0;
-	vm->priv = calloc(1, sizeof(struct qemu_priv));
-	if (!vm->priv) {
-		vmm_vm_fail(vm, "out of memory");
-		return -1;
-	}
-	return 0;
-}
 
 static int qemu_pause(struct vmm_vm *vm, int64_t deadline)
 {

@@ -1074,6 +1074,7 @@ static struct ck *ck_open(const struct vmm_cluster *cl,
 {
 	const struct vmm_backend *be = vmm_backend_find(cl->backend);
 	struct ck *ck;
+	int i;
 
 	if (!be || !be->save_state || !be->load_state || !be->pause ||
 	    !be->start_restore) {
@@ -1081,6 +1082,17 @@ static struct ck *ck_open(const struct vmm_cluster *cl,
 			restore ? "restore" : "checkpoint", cl->backend);
 		return NULL;
 	}
+	/* The state files pass over the monitor socket (SCM_RIGHTS), and
+	 * "no copy of the cluster still runs" is asked of each monitor:
+	 * neither crosses an ssh forward. */
+	for (i = 0; i < cl->nvms; i++)
+		if (cl->vms[i].source_host[0]) {
+			fprintf(stderr, "ninja-migrate: %s: %s runs on host %s (source-host or its site's host): %s needs the cluster's QEMUs on this machine; run ninja-migrate there; nothing was changed\n",
+				restore ? "restore" : "checkpoint", cl->vms[i].name,
+				cl->vms[i].source_host,
+				restore ? "restore" : "checkpoint");
+			return NULL;
+		}
 	ck = ck_new(cl, o, restore);
 	if (!ck)
 		fprintf(stderr, "ninja-migrate: out of memory\n");

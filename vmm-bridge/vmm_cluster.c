@@ -79,15 +79,15 @@ static const char *const vm_keys[] = {
 	/* backend = libvirt */
 	"domain", "source-uri", "dest-uri", "source-device-xml",
 	"dest-device-xml",
-	/* backend = qemu, remote destinations */
-	"dest-host", NULL
+	/* backend = qemu, VMs on other hosts */
+	"dest-host", "source-host", NULL
 };
 
 /* Keys of one backend only: given with the other, they are errors. */
 static const char *const qemu_only_keys[] = {
 	"source-qmp", "source-chan", "dest-qmp", "dest-chan", "dest-command",
 	"dest-log", "pidfile", "source-device", "dest-device", "base",
-	"source-overlay", "dest-overlay", "dest-host", NULL
+	"source-overlay", "dest-overlay", "dest-host", "source-host", NULL
 };
 static const char *const libvirt_only_keys[] = {
 	"domain", "source-uri", "dest-uri", "source-device-xml",
@@ -744,32 +744,65 @@ static int finish_vm_libvirt(struct parser *p, struct raw_vm *r,
 }
 
 /*
- * A destination on another host (dest-host, else the destination site's
- * host): the host and ssh template checked, the streams host to host,
- * dest-qmp/dest-chan moved to remote_* and replaced by the local ends
- * of their ssh forwards.
+ * The host of one end of a VM (key dest-host or source-host, else the
+ * site's host; "" = this machine) and its ssh template.
+ */
+static int vm_host(struct parser *p, const struct raw_vm *r, const char *key,
+		   const struct vmm_site *site, const struct subst *subs,
+		   char *host, size_t hsize, char *ssh, size_t ssize)
+{
+	const struct raw_kv *kv = raw_get(r, key);
+	char why[300];
+
+	if (!kv)
+		kv = raw_get(&p->defaults, key);
+	if (vm_val(p, r, key, subs, host, hsize, false))
+		return -1;
+	if (kv && vmm_remote_check_host(host, why, sizeof(why)))
+		return perr(p, kv->line, "%s: %s", key, why);
+	if (!kv)
+		snprintf(host, hsize, "%s", site->host);
+	if (host[0])
+		snprintf(ssh, ssize, "%s",
+			 site->ssh[0] ? site->ssh : "ssh -o BatchMode=yes root@{host}");
+	return 0;
+}
+
+/*
+ * A monitor or channel socket on another host: *spec (unix:/PATH there)
+ * moves to remote and becomes the local end of its ssh forward,
+ * unix:{run}/{name}.{site}.{what}.fwd.
+ */
+static int forwarded(struct parser *p, const struct raw_vm *r,
+		     const struct vmm_vm_conf *vm, const char *site,
+		     const char *what, char *spec, char *remote)
+{
+	const struct vmm_cluster *c = p->c;
+
+	snprintf(remote, VMM_PATH_MAX, "%s", spec + 5);
+	if (snprintf(spec, VMM_PATH_MAX, "unix:%s/%s.%s.%s.fwd", c->run_dir,
+		     vm->name, site, what) > 5 + (int)SUN_PATH_MAX)
+		return perr(p, r->line,
+			    "[vm %s]: run-dir is too long for the forwarded sockets (a unix socket path has at most %zu bytes)",
+			    vm->name, (size_t)SUN_PATH_MAX);
+	return 0;
+}
+
+/*
+ * A destination on another host: the streams host to host, dest-qmp/
+ * dest-chan forwarded.
  */
 static int remote_dest(struct parser *p, const struct raw_vm *r,
 		       struct vmm_vm_conf *vm, const struct vmm_site *dst,
 		       const struct subst *subs)
 {
-	struct vmm_cluster *c = p->c;
-	const struct raw_kv *kv = raw_get(r, "dest-host");
-	char why[300];
+	const char *site = p->c->dest_site;
 
-	if (!kv)
-		kv = raw_get(&p->defaults, "dest-host");
-	if (vm_val(p, r, "dest-host", subs, vm->dest_host,
-		   sizeof(vm->dest_host), false))
+	if (vm_host(p, r, "dest-host", dst, subs, vm->dest_host,
+		    sizeof(vm->dest_host), vm->dest_ssh, sizeof(vm->dest_ssh)))
 		return -1;
-	if (kv && vmm_remote_check_host(vm->dest_host, why, sizeof(why)))
-		return perr(p, kv->line, "dest-host: %s", why);
-	if (!kv)
-		snprintf(vm->dest_host, sizeof(vm->dest_host), "%s", dst->host);
 	if (!vm->dest_host[0])
 		return 0;
-	snprintf(vm->dest_ssh, sizeof(vm->dest_ssh), "%s",
-		 dst->ssh[0] ? dst->ssh : "ssh -o BatchMode=yes root@{host}");
 	if (strncmp(vm->migrate_uri, "tcp:", 4) ||
 	    (vm->disk_node[0] && strncmp(vm->nbd_uri, "tcp:", 4)))
 		return perr(p, r->line,
@@ -781,17 +814,35 @@ static int remote_dest(struct parser *p, const struct raw_vm *r,
 		return perr(p, r->line,
 			    "[vm %s]: its destination is on host %s: dest-qmp and dest-chan must be unix:/PATH on that host (reached through ssh forwards)",
 			    vm->name, vm->dest_host);
-	snprintf(vm->remote_qmp, sizeof(vm->remote_qmp), "%s", vm->dest_qmp + 5);
-	snprintf(vm->remote_chan, sizeof(vm->remote_chan), "%s",
-		 vm->dest_chan + 5);
-	if (snprintf(vm->dest_qmp, sizeof(vm->dest_qmp), "unix:%s/%s.%s.qmp.fwd",
-		     c->run_dir, vm->name, c->dest_site) > 5 + (int)SUN_PATH_MAX ||
-	    snprintf(vm->dest_chan, sizeof(vm->dest_chan),
-		     "unix:%s/%s.%s.chan.fwd", c->run_dir, vm->name,
-		     c->dest_site) > 5 + (int)SUN_PATH_MAX)
+	if (forwarded(p, r, vm, site, "qmp", vm->dest_qmp, vm->remote_qmp) ||
+	    forwarded(p, r, vm, site, "chan", vm->dest_chan, vm->remote_chan))
+		return -1;
+	return 0;
+}
+
+/* A source on another host: source-qmp/source-chan forwarded. */
+static int remote_source(struct parser *p, const struct raw_vm *r,
+			 struct vmm_vm_conf *vm, const struct vmm_site *src,
+			 const struct subst *subs)
+{
+	const char *site = p->c->source_site;
+
+	if (vm_host(p, r, "source-host", src, subs, vm->source_host,
+		    sizeof(vm->source_host), vm->source_ssh,
+		    sizeof(vm->source_ssh)))
+		return -1;
+	if (!vm->source_host[0])
+		return 0;
+	if (strncmp(vm->source_qmp, "unix:/", 6) ||
+	    strncmp(vm->source_chan, "unix:/", 6))
 		return perr(p, r->line,
-			    "[vm %s]: run-dir is too long for the forwarded sockets (a unix socket path has at most %zu bytes)",
-			    vm->name, (size_t)SUN_PATH_MAX);
+			    "[vm %s]: it runs on host %s: source-qmp and source-chan must be unix:/PATH on that host (reached through ssh forwards)",
+			    vm->name, vm->source_host);
+	if (forwarded(p, r, vm, site, "src-qmp", vm->source_qmp,
+		      vm->remote_src_qmp) ||
+	    forwarded(p, r, vm, site, "src-chan", vm->source_chan,
+		      vm->remote_src_chan))
+		return -1;
 	return 0;
 }
 
@@ -928,7 +979,9 @@ static int finish_vm(struct parser *p, struct raw_vm *r,
 	if (vm_val(p, r, "dest-command", subs, vm->dest_command,
 		   sizeof(vm->dest_command), true))
 		return -1;
-	return remote_dest(p, r, vm, dst, subs);
+	if (remote_dest(p, r, vm, dst, subs))
+		return -1;
+	return remote_source(p, r, vm, src, subs);
 }
 
 const struct vmm_site *vmm_cluster_site(const struct vmm_cluster *c,

@@ -121,6 +121,13 @@ struct vmm_vm_conf {
 	char dest_host[VMM_HOST_LEN];
 	char dest_ssh[VMM_SPEC_MAX];
 	char remote_qmp[VMM_PATH_MAX], remote_chan[VMM_PATH_MAX];
+	/* The same for the source (source-host, else the source site's
+	 * host): source-qmp and source-chan then name local forwards
+	 * ({run}/{name}.{source-site}.src-qmp.fwd, .src-chan.fwd) of the
+	 * paths on that host (remote_src_qmp, remote_src_chan). */
+	char source_host[VMM_HOST_LEN];
+	char source_ssh[VMM_SPEC_MAX];
+	char remote_src_qmp[VMM_PATH_MAX], remote_src_chan[VMM_PATH_MAX];
 };
 
 struct vmm_cluster {

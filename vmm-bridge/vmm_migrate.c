@@ -991,7 +991,12 @@ static int dry_run(struct vmm_run *run)
 		struct vmm_guest *gs[1] = { &vm->src };
 		const struct vmm_vm_conf *c = vm->conf;
 
-		printf("%s: source monitor %s: ", c->name, c->source_qmp);
+		if (c->source_host[0])
+			printf("%s: source monitor %s on host %s: ", c->name,
+			       c->remote_src_qmp, c->source_host);
+		else
+			printf("%s: source monitor %s: ", c->name,
+			       c->source_qmp);
 		if (vm->be->attach(vm, dl(2000))) {
 			printf("FAIL: %s\n", vm->err);
 			bad++;

@@ -545,7 +545,8 @@ int vmm_fwd_start(struct vmm_fwd *f, const struct vmm_remote *r,
 		if (up == f->n)
 			return 0;
 		if (!vmm_fwd_alive(f, why, sizeof(why))) {
-			snprintf(err, errlen, "destination %s", why);
+			snprintf(err, errlen, "%s %s",
+				 r->role ? r->role : "destination", why);
 			vmm_fwd_stop(f);
 			return -1;
 		}

@@ -11,9 +11,10 @@
  * for the host's shell (dest-command itself is a shell command line by
  * definition and runs there as written).
  *
- * The destination's QMP socket and guest channel are reached through
- * ssh unix-socket forwarders (ssh -N -L LOCAL:REMOTE) that this process
- * starts and supervises: each runs under a small watchdog process that
+ * The QMP socket and guest channel of a QEMU on another host (a
+ * destination, or a source) are reached through ssh unix-socket
+ * forwarders (ssh -N -L LOCAL:REMOTE) that this process starts and
+ * supervises: each runs under a small watchdog process that
  * stops it when ninja-migrate goes away, even killed.
  */
 #ifndef NINJA_VMM_REMOTE_H
@@ -43,6 +44,7 @@ struct vmm_remote {
 	char host[VMM_HOST_MAX];
 	const char *tmpl;	/* the ssh template (cluster file) */
 	const char *log;	/* ssh's own stderr goes here (appended) */
+	const char *role;	/* "source" in messages; NULL "destination" */
 };
 
 /*

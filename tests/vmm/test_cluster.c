@@ -478,6 +478,49 @@ static void t_libvirt(void)
 	lv_bad("chan-root = /mnt/ib1", "chan-root = mnt", "chan-root: expected an absolute directory");
 }
 
+/*
+ * VMs on other hosts (backend = qemu): the site's host is every VM's
+ * unless the VM names its own (dest-host, source-host); monitor and
+ * channel sockets on a host become local forwards in run-dir, and what
+ * the forwards cannot carry is refused.
+ */
+static void t_remote(void)
+{
+	static struct vmm_cluster c;
+	char text[sizeof(good) + 512], err[512] = "";
+	const char *site = strstr(good, "[site ib]\n") + 10;
+	const struct vmm_vm_conf *v0, *v1;
+
+	nt_group("cluster: sources and destinations on other hosts");
+	/* The ib site on host ib-node1; vm1 (last in the file) on ib-node2. */
+	snprintf(text, sizeof(text),
+		 "%.*shost = ib-node1\nssh = ssh -i /k root@{host}\n%ssource-host = ib-node2\n",
+		 (int)(site - good), good, site);
+	if (!CHECK(vmm_cluster_parse(&c, text, "r.conf", err, sizeof(err)) == 0)) {
+		printf("  %s\n", err);
+		return;
+	}
+	v0 = &c.vms[0];
+	v1 = &c.vms[1];
+	CHECK(strcmp(v0->source_host, "ib-node1") == 0);
+	CHECK(strcmp(v1->source_host, "ib-node2") == 0);
+	CHECK(strcmp(v0->source_ssh, "ssh -i /k root@{host}") == 0);
+	CHECK(strcmp(v0->remote_src_qmp, "/run/ninja/vm0.qmp") == 0);
+	CHECK(strcmp(v0->remote_src_chan, "/run/ninja/vm0.ninja.sock") == 0);
+	CHECK(strcmp(v0->source_qmp, "unix:/run/ninja/vm0.ib.src-qmp.fwd") == 0);
+	CHECK(strcmp(v1->source_chan, "unix:/run/ninja/vm1.ib.src-chan.fwd") == 0);
+	/* The destination stays on this machine. */
+	CHECK(v0->dest_host[0] == '\0');
+	CHECK(strcmp(v0->dest_qmp, "unix:/run/ninja/vm0.cloud.qmp") == 0);
+	/* Refused: a hostile host, a source monitor a forward cannot carry. */
+	bad("[vm vm0]\n", "[vm vm0]\nsource-host = -oProxyCommand=x\n",
+	    "source-host: a host may not start with '-'");
+	bad("[vm vm0]\n", "[vm vm0]\nsource-host = h1\nsource-qmp = tcp:10.0.0.1:4000\n",
+	    "[vm vm0]: it runs on host h1: source-qmp and source-chan must be unix:/PATH on that host");
+	bad("[vm vm0]\n", "[vm vm0]\ndest-host = h2\n",
+	    "[vm vm0]: its destination is on host h2: migrate-uri and nbd-uri must be tcp:HOST:PORT");
+}
+
 int main(void)
 {
 	t_good();
@@ -489,5 +532,6 @@ int main(void)
 	t_example();
 	t_many();
 	t_libvirt();
+	t_remote();
 	return nt_done();
 }
