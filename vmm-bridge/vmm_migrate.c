@@ -997,7 +997,8 @@ static int dry_run(struct vmm_run *run)
 		else
 			printf("%s: source monitor %s: ", c->name,
 			       c->source_qmp);
-		if (vm->be->attach(vm, dl(2000))) {
+		/* A source on another host: its forwarder's ssh first. */
+		if (vm->be->attach(vm, dl(c->source_host[0] ? 15000 : 2000))) {
 			printf("FAIL: %s\n", vm->err);
 			bad++;
 		} else {
