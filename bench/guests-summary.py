@@ -76,6 +76,10 @@ for c in COLS:
             for k in z:
                 if k in a:
                     per[k].append(z[k] - a[k])
+        # reached the guest's fabric tap (host side) but not rxe
+        if a and z and all(k in a and k in z for k in ("tap_tx_pkts", "rcvd_pkts")):
+            per["lost_tap_to_rxe"].append((z["tap_tx_pkts"] - a["tap_tx_pkts"]) -
+                                          (z["rcvd_pkts"] - a["rcvd_pkts"]))
     counters[c] = {k: med(v) for k, v in per.items()}
 
 
@@ -113,7 +117,8 @@ if any(c in COLS for c in ALL[5:]):
             f(row["ratio_verbs_rail_stream_vs_write_bw_mbps"], "%.2f"),
             f(row["ratio_verbs_rail_stream_vs_send_bw_mbps"], "%.2f")))
 keys = ["tcp_retrans", "completer_retry_err", "rcvd_seq_err", "duplicate_request",
-        "out_of_seq_request", "rcvd_rnr_err", "send_rnr_err", "sent_pkts"]
+        "out_of_seq_request", "rcvd_rnr_err", "send_rnr_err", "sent_pkts",
+        "lost_tap_to_rxe", "hca0_rx_drop", "softnet_drop"]
 print("counters per run (both guests, median of rounds): " + " ".join(keys))
 for c in COLS:
     print("%24s: %s" % (NAMES[c], " ".join(f(counters[c].get(k), "%d") for k in keys)))
