@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pmix.h>
@@ -370,10 +371,44 @@ int mca_btl_ninja_pmix_init(void)
 	return pmix_up ? OPAL_SUCCESS : OPAL_ERR_NOT_AVAILABLE;
 }
 
+/*
+ * Finalize: wait for the address lookups still in flight (at most
+ * NINJA_FINI_READ_WAIT_S).  A PMIx_Get_nb of a peer on another node is a
+ * direct-modex request of our PMIx server (the orted) to the peer's; a
+ * rank that exits before its answer came leaves the request to the orted,
+ * which then stores the late answer into the job's shared-memory store
+ * (gds ds21) after it removed the job at the rank's end ("PMIX ERROR ...
+ * dstore_base.c line 1952 / pmix_server_get.c line 1104") and never ends:
+ * mpirun waits for it for good.  Seen after a live migration (the control
+ * thread reconnecting while the ranks finalize): tests/libvirt mpi_job.
+ */
+#define NINJA_FINI_READ_WAIT_S	15
+
+static void reads_drain(void)
+{
+	struct timespec until;
+	size_t n, left;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += NINJA_FINI_READ_WAIT_S;
+	pthread_mutex_lock(&reading_lock);
+	n = nreading;
+	while (nreading > 0 &&
+	       pthread_cond_timedwait(&reading_cond, &reading_lock, &until) == 0)
+		;
+	left = nreading;
+	pthread_mutex_unlock(&reading_lock);
+	if (n > 0)
+		NINJA_VERBOSE(1, "btl:ninja: finalize: %zu address lookup(s) in flight, "
+			      "%zu left after waiting", n, left);
+}
+
 void mca_btl_ninja_pmix_fini(void)
 {
-	if (pmix_up)
+	if (pmix_up) {
+		reads_drain();
 		(void)PMIx_Finalize(NULL, 0);
+	}
 	pmix_up = false;
 	pthread_mutex_lock(&reading_lock);
 	free(reading);
