@@ -603,6 +603,7 @@ typedef struct lookup_req {
 	pmix_info_t info[1];
 	int wait_s;
 	bool ok;
+	uint64_t asked_at;		/* mca_btl_ninja_now_ns() */
 	mca_btl_ninja_addr_t addr;
 } lookup_req_t;
 
@@ -638,9 +639,11 @@ static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
 		kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
 	if (r->ok)
 		memcpy(&r->addr, kv->data.bo.bytes, sizeof(r->addr));
-	NINJA_VERBOSE(20, "btl:ninja: address of %u.%u for epoch %u: %s",
-		      r->name.jobid, r->name.vpid, r->epoch,
-		      r->ok ? "found" : PMIx_Error_string(st));
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: address of %u.%u for epoch %u: %s after %llu ms",
+		      OPAL_PROC_MY_NAME.vpid, r->name.jobid, r->name.vpid,
+		      r->epoch, r->ok ? "found" : PMIx_Error_string(st),
+		      (unsigned long long)((mca_btl_ninja_now_ns() - r->asked_at) /
+					   NINJA_MS_NS));
 	pthread_mutex_lock(&lookup_lock);
 	r->next = lookup_answers;
 	lookup_answers = r;
@@ -710,6 +713,10 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 	r->name = name;
 	r->epoch = epoch;
 	r->wait_s = wait_s;
+	r->asked_at = mca_btl_ninja_now_ns();
+	/* Rare (only after the known addresses failed for a while): said. */
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: asking PMIx for the address of %u.%u for epoch %u",
+		      OPAL_PROC_MY_NAME.vpid, name.jobid, name.vpid, epoch);
 	PMIX_INFO_LOAD(&r->info[0], PMIX_TIMEOUT, &r->wait_s, PMIX_INT);
 	addr_key(key, sizeof(key), epoch);
 	peer_proc(&peer, name.vpid);
