@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pmix.h>
@@ -370,10 +371,44 @@ int mca_btl_ninja_pmix_init(void)
 	return pmix_up ? OPAL_SUCCESS : OPAL_ERR_NOT_AVAILABLE;
 }
 
+/*
+ * Finalize: wait for the address lookups still in flight (at most
+ * NINJA_FINI_READ_WAIT_S).  A PMIx_Get_nb of a peer on another node is a
+ * direct-modex request of our PMIx server (the orted) to the peer's; a
+ * rank that exits before its answer came leaves the request to the orted,
+ * which then stores the late answer into the job's shared-memory store
+ * (gds ds21) after it removed the job at the rank's end ("PMIX ERROR ...
+ * dstore_base.c line 1952 / pmix_server_get.c line 1104") and never ends:
+ * mpirun waits for it for good.  Seen after a live migration (the control
+ * thread reconnecting while the ranks finalize): tests/libvirt mpi_job.
+ */
+#define NINJA_FINI_READ_WAIT_S	15
+
+static void reads_drain(void)
+{
+	struct timespec until;
+	size_t n, left;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += NINJA_FINI_READ_WAIT_S;
+	pthread_mutex_lock(&reading_lock);
+	n = nreading;
+	while (nreading > 0 &&
+	       pthread_cond_timedwait(&reading_cond, &reading_lock, &until) == 0)
+		;
+	left = nreading;
+	pthread_mutex_unlock(&reading_lock);
+	if (n > 0)
+		NINJA_VERBOSE(1, "btl:ninja: finalize: %zu address lookup(s) in flight, "
+			      "%zu left after waiting", n, left);
+}
+
 void mca_btl_ninja_pmix_fini(void)
 {
-	if (pmix_up)
+	if (pmix_up) {
+		reads_drain();
 		(void)PMIx_Finalize(NULL, 0);
+	}
 	pmix_up = false;
 	pthread_mutex_lock(&reading_lock);
 	free(reading);
@@ -568,6 +603,7 @@ typedef struct lookup_req {
 	pmix_info_t info[1];
 	int wait_s;
 	bool ok;
+	uint64_t asked_at;		/* mca_btl_ninja_now_ns() */
 	mca_btl_ninja_addr_t addr;
 } lookup_req_t;
 
@@ -603,9 +639,11 @@ static void lookup_cb(pmix_status_t st, pmix_value_t *kv, void *cbdata)
 		kv->data.bo.size == sizeof(mca_btl_ninja_addr_t);
 	if (r->ok)
 		memcpy(&r->addr, kv->data.bo.bytes, sizeof(r->addr));
-	NINJA_VERBOSE(20, "btl:ninja: address of %u.%u for epoch %u: %s",
-		      r->name.jobid, r->name.vpid, r->epoch,
-		      r->ok ? "found" : PMIx_Error_string(st));
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: address of %u.%u for epoch %u: %s after %llu ms",
+		      OPAL_PROC_MY_NAME.vpid, r->name.jobid, r->name.vpid,
+		      r->epoch, r->ok ? "found" : PMIx_Error_string(st),
+		      (unsigned long long)((mca_btl_ninja_now_ns() - r->asked_at) /
+					   NINJA_MS_NS));
 	pthread_mutex_lock(&lookup_lock);
 	r->next = lookup_answers;
 	lookup_answers = r;
@@ -675,6 +713,10 @@ int mca_btl_ninja_lookup_addr_nb(opal_process_name_t name, uint32_t epoch,
 	r->name = name;
 	r->epoch = epoch;
 	r->wait_s = wait_s;
+	r->asked_at = mca_btl_ninja_now_ns();
+	/* Rare (only after the known addresses failed for a while): said. */
+	NINJA_VERBOSE(1, "btl:ninja: rank %u: asking PMIx for the address of %u.%u for epoch %u",
+		      OPAL_PROC_MY_NAME.vpid, name.jobid, name.vpid, epoch);
 	PMIX_INFO_LOAD(&r->info[0], PMIX_TIMEOUT, &r->wait_s, PMIX_INT);
 	addr_key(key, sizeof(key), epoch);
 	peer_proc(&peer, name.vpid);

@@ -846,10 +846,12 @@ static void mig_cancel(struct vmm_vm *vm)
 
 /*
  * Poll the migration until pred holds or it ends: 0 (pred or ended),
- * -1 aborted, -2 deadline (the job is cancelled in both cases).
+ * -1 aborted, -2 deadline (the job is cancelled in both cases).  The way
+ * back of a rollback is not abortable: it runs because the move was
+ * aborted (vmm_vm_aborting() is true all along).
  */
 static int mig_poll(struct vmm_vm *vm, int64_t deadline,
-		    bool (*pred)(const struct jstats *))
+		    bool (*pred)(const struct jstats *), bool abortable)
 {
 	struct lv_priv *p = P(vm);
 	struct jstats s;
@@ -864,7 +866,7 @@ static int mig_poll(struct vmm_vm *vm, int64_t deadline,
 			if (pred && pred(&s))
 				return 0;
 		}
-		if (vmm_vm_aborting(vm)) {
+		if (abortable && vmm_vm_aborting(vm)) {
 			vmm_vm_fail(vm, "aborted");
 			mig_cancel(vm);
 			return -1;
@@ -893,13 +895,34 @@ static int lv_storage(struct vmm_vm *vm, int64_t deadline)
 
 	if (mig_start(vm, p->sdom, vm->conf->dest_uri, false))
 		return -1;
-	r = mig_poll(vm, deadline, disk_in_sync);
+	r = mig_poll(vm, deadline, disk_in_sync, true);
 	if (r == 0 && mig_finished(p) && p->mig_rc < 0) {
 		vmm_vm_fail(vm, "libvirt migration to %s failed: %s",
 			    vm->conf->dest_uri, p->mig_err);
 		return -1;
 	}
 	return r;
+}
+
+/*
+ * Test only (docs/vmm-bridge.md "libvirt", tests/libvirt): with
+ * NINJA_MIGRATE_FAULT_ARRIVED=<VM name> in the environment, that VM fails
+ * after it arrived paused, once every other VM arrived too, so the
+ * rollback migrates arrived domains back (the path a destination failure
+ * after arrival takes).
+ */
+static int fault_arrived(struct vmm_vm *vm, int64_t deadline)
+{
+	const char *f = getenv("NINJA_MIGRATE_FAULT_ARRIVED");
+	bool all;
+
+	if (!f || strcmp(f, vm->conf->name) != 0)
+		return 0;
+	all = vmm_vm_others_ready(vm, deadline);
+	vmm_vm_fail(vm, "fault injected (NINJA_MIGRATE_FAULT_ARRIVED) after %s arrived paused at %s%s",
+		    vm->conf->domain, vm->conf->dest_uri,
+		    all ? ", every other VM arrived too" : "");
+	return -1;
 }
 
 static int lv_transfer(struct vmm_vm *vm, int64_t deadline)
@@ -911,7 +934,7 @@ static int lv_transfer(struct vmm_vm *vm, int64_t deadline)
 
 	if (!p->mig_started && mig_start(vm, p->sdom, c->dest_uri, false))
 		return -1;
-	r = mig_poll(vm, deadline, NULL);
+	r = mig_poll(vm, deadline, NULL, true);
 	if (r)
 		return r;
 	mig_join(p);
@@ -941,7 +964,7 @@ static int lv_transfer(struct vmm_vm *vm, int64_t deadline)
 		if (s.have_downtime)
 			vm->downtime_ms = (int64_t)s.downtime;
 	}
-	return 0;
+	return fault_arrived(vm, deadline);
 }
 
 static int lv_commit(struct vmm_vm *vm, int64_t deadline)
@@ -981,7 +1004,7 @@ static int migrate_back(struct vmm_vm *vm, int64_t deadline)
 		     c->source_uri);
 	if (mig_start(vm, p->ddom, c->source_uri, true))
 		return -1;
-	r = mig_poll(vm, deadline, NULL);
+	r = mig_poll(vm, deadline, NULL, false);
 	mig_join(p);
 	if (r || p->mig_rc < 0) {
 		snprintf(vm->rollback_err, sizeof(vm->rollback_err),

@@ -123,6 +123,34 @@ bool vmm_vm_aborting(const struct vmm_vm *vm)
 	return __atomic_load_n(&vm->run->aborting, __ATOMIC_ACQUIRE) != 0;
 }
 
+bool vmm_vm_others_ready(const struct vmm_vm *vm, int64_t deadline)
+{
+	struct vmm_run *run = vm->run;
+	bool out;
+	int i, ready;
+
+	while (!vmm_vm_aborting(vm) && vmm_now_ns() < deadline) {
+		ready = 0;
+		out = false;
+		pthread_mutex_lock(&run->lock);
+		for (i = 0; i < run->n; i++) {
+			enum vmm_vm_state st = run->vms[i].state;
+
+			if (&run->vms[i] == vm)
+				continue;
+			ready += st == VMM_VM_READY;
+			out |= st == VMM_VM_FAILED || st == VMM_VM_DONE;
+		}
+		pthread_mutex_unlock(&run->lock);
+		if (out)
+			return false;
+		if (ready == run->n - 1)
+			return true;
+		usleep(100000);
+	}
+	return false;
+}
+
 static void set_aborting(struct vmm_run *run, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void set_aborting(struct vmm_run *run, const char *fmt, ...)

@@ -107,6 +107,12 @@ void vmm_migrate_interrupt(int signo);
 
 /* For backends: true once the run is being aborted (stop waiting). */
 bool vmm_vm_aborting(const struct vmm_vm *vm);
+/*
+ * For backends' test-only fault injection: true once every other VM of the
+ * run waits at the commit point (VMM_VM_READY); false when one failed, the
+ * run is aborted or deadline (vmm_now_ns) passed.
+ */
+bool vmm_vm_others_ready(const struct vmm_vm *vm, int64_t deadline);
 /* For backends: a progress line "[  1.2s] vm0: ..." on stdout. */
 void vmm_progress(const struct vmm_vm *vm, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
